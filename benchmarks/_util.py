@@ -1,0 +1,57 @@
+"""Timing helpers shared by the benchmark scripts (plain scripts, not tests)."""
+
+import os
+import time
+
+import numpy as np
+
+
+def timeit(fn, min_time=0.3, repeat=5):
+    """Best-of-``repeat`` mean seconds per call of ``fn()``, each round lasting ~min_time/repeat."""
+    fn()
+    n, t = 1, 0.0
+    while True:                                   # calibrate the inner count
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - t0
+        if t > min_time / repeat / 4:
+            break
+        n *= 4
+    n = max(1, int(n * (min_time / repeat) / max(t, 1e-9)))
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def fmt_time(s):
+    """Seconds as a short human string."""
+    if s < 1e-3:
+        return f"{s * 1e6:8.1f} us"
+    if s < 1:
+        return f"{s * 1e3:8.2f} ms"
+    return f"{s:8.2f} s "
+
+
+def table(rows, header):
+    """Print rows (lists of str) under header as an aligned plain-text table."""
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def machine_note():
+    """One line describing the BLAS threading in effect."""
+    try:
+        from threadpoolctl import threadpool_info
+        info = [f"{d['internal_api']}:{d['num_threads']}" for d in threadpool_info()]
+    except ImportError:
+        info = ["threadpoolctl not installed"]
+    return f"cores={os.cpu_count()} blas pools={info}"

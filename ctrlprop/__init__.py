@@ -1,0 +1,9 @@
+"""ctrlprop: back-propagation through a learned model, to the weights and to the controls."""
+
+from .transfer import Transfer, register_transfer, get_transfer, transfer_names
+from .network import Network
+from .engine import StaleTraceError
+
+__version__ = "0.1.0"
+from .io import save, load
+from .gradcheck import check_gradients, check_objective, numerical_gradient
