@@ -27,6 +27,7 @@ Initialisation (seeded by ``seed``): each weight into unit ``j`` is drawn from
 He scaling); bias weights start at 0.
 """
 
+import heapq
 from collections import deque
 
 import numpy as np
@@ -241,7 +242,6 @@ class Network:
     @staticmethod
     def _toposort(n, n_in, src_of, dst_of):
         """Kahn's algorithm (smallest unit first); raise naming a cycle if there is one."""
-        import heapq
         indeg = [len(s) for s in src_of]
         heap = [u for u in range(n) if indeg[u] == 0]
         heapq.heapify(heap)

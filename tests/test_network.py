@@ -171,3 +171,11 @@ def test_transfer_given_as_pair():
     assert net.transfers[0].name == "test_sq"
     assert cp.check_gradients(net, np.array([[0.3], [-1.2]]), tol=1e-7).ok
 
+
+
+def test_units_weights_mask_and_describe():
+    net = cp.Network.from_edges(2, [(0, 2), (1, 2), (2, 3), (0, 3)], ["tanh", "linear"], [3])
+    mask = net.units_weights([3])
+    assert [lab for lab, m in zip(net.weight_labels, mask) if m] == [(0, 3), (2, 3), ("bias", 3)]
+    text = net.describe()
+    assert "unit    3  level 2  linear   <- 0, 2 + bias  output[0]" in text
