@@ -7,3 +7,9 @@ from .engine import StaleTraceError
 __version__ = "0.1.0"
 from .io import save, load
 from .gradcheck import check_gradients, check_objective, numerical_gradient
+from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, wrap_angle
+from . import plants, plot   # plot imports matplotlib lazily, inside its functions
+from .objectives import WeightObjective
+from .train import fit
+from .scaling import learn_scaling, data_scaling, standardize
+from .threads import blas_threads, auto_threads
