@@ -18,9 +18,10 @@ Conventions shared by the dynamical plants (:class:`Plant` subclasses):
   unless the plant is built with ``saturate=True``: it then saturates, i.e. clips every control
   to its limits before use. Values within ``1e-9 * (u_high - u_low)`` of a limit (round-off
   from an optimizer) are accepted and set to the limit.
-* Angles listed in ``angle_indices`` are returned wrapped to ``[-pi, pi)``;
-  :meth:`Plant.state_difference` wraps the angle entries of a difference the same way, so a
-  model can be trained on wrapped increments without the 2 pi jumps.
+* Angles listed in ``angle_indices`` are returned wrapped to ``[-pi, pi)`` (the truck and the
+  pendulum take ``wrap=False`` to keep them continuous instead);
+  :meth:`Plant.state_difference` always wraps the angle entries of a difference, so a model
+  can be trained on increments without the 2 pi jumps.
 * ``jacobians(x, u)`` gives the exact derivatives of ``step`` (for iLQR-style baselines or for
   optimizing on the true dynamics); ``training_data`` makes ``(X = [x, u], Y = x_next)`` pairs;
   ``rollout`` runs open-loop controls and ``simulate`` a feedback policy.
@@ -102,10 +103,12 @@ class Plant:
     angle_indices = ()
     dt = 1.0
 
-    def __init__(self, saturate=False):
-        if not isinstance(saturate, (bool, np.bool_)):
-            raise TypeError(f"saturate must be True or False, got {saturate!r}")
+    def __init__(self, saturate=False, wrap=True):
+        for name, v in (("saturate", saturate), ("wrap", wrap)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {v!r}")
         self.saturate = bool(saturate)
+        self.wrap = bool(wrap)
 
     # ---- validation -------------------------------------------------------------------------
     def _check_states(self, x, name="x"):
@@ -210,9 +213,13 @@ class Plant:
             X[:, i] = wrap_angle(X[:, i])
         return X
 
+    def _stepped(self, X):
+        """Next states as returned by a step: angles wrapped if ``wrap``."""
+        return self._wrap(X) if self.wrap else X
+
     # ---- sampling and data ------------------------------------------------------------------
     def sample_states(self, n, rng=None):
-        """``n`` states uniform in the box ``[state_low, state_high]`` (angles wrapped), (n, n_states)."""
+        """``n`` states uniform in ``[state_low, state_high]``, angles wrapped; (n, n_states)."""
         g = _generator(rng)
         return self._wrap(g.uniform(self.state_low, self.state_high, (_count(n), self.n_states)))
 
@@ -518,7 +525,8 @@ class TruckBackerUpper(Plant):
     State ``[x, y, th0, th1]`` (the N&W choice, so that the dock is a point of the state
     space): ``(x, y)`` is the rear of the trailer (the point that docks), ``th0`` the cab
     heading and ``th1`` the trailer heading, the direction from the trailer's rear to the hitch,
-    both in radians, counter-clockwise from +x, wrapped to ``[-pi, pi)``. The hitch is
+    both in radians, counter-clockwise from +x, wrapped to ``[-pi, pi)`` (unless
+    ``wrap=False``; the checks wrap angle differences themselves). The hitch is
     ``(x, y) + d1 [cos th1, sin th1]`` (:meth:`hitch`). A step converts to the hitch, takes the
     Euler step above and converts back with the new trailer angle. (The no-slip condition of
     the trailer's rear wheels is what gives ``th1'``; backing moves the rear along
@@ -536,6 +544,8 @@ class TruckBackerUpper(Plant):
     ----------
     saturate : bool, default False
         Clip steering to its limits instead of raising.
+    wrap : bool, default True
+        Wrap the angles of the states :meth:`step` returns; False keeps them continuous.
     """
 
     n_states, n_controls = 4, 1
@@ -546,15 +556,15 @@ class TruckBackerUpper(Plant):
     L, d1, s = 1.0, 4.0, -0.1
     x_range, y_range = (0.0, 40.0), (-10.0, 10.0)
 
-    def __init__(self, saturate=False):
-        super().__init__(saturate)
+    def __init__(self, saturate=False, wrap=True):
+        super().__init__(saturate, wrap)
         self.u_low, self.u_high = np.array([-np.pi / 4]), np.array([np.pi / 4])
         # sample_states: the yard plus a margin, any heading, cab-trailer angle within 90 deg
         self.state_low = np.array([-5.0, -15.0, -np.pi, -np.pi / 2])
         self.state_high = np.array([45.0, 15.0, np.pi, np.pi / 2])
 
     def __repr__(self):
-        return "TruckBackerUpper()"
+        return f"TruckBackerUpper(saturate={self.saturate}, wrap={self.wrap})"
 
     # The sampled boxes are over [x, y, th0, th1 - th0]; the last column becomes th1.
     def _from_relative(self, Z):
@@ -587,8 +597,8 @@ class TruckBackerUpper(Plant):
         hy = y + self.d1 * np.sin(th1) + self.s * np.sin(th0)
         th0n = th0 + self.s / self.L * np.tan(U[:, 0])
         th1n = th1 + self.s / self.d1 * np.sin(th0 - th1)
-        return self._wrap(np.stack([hx - self.d1 * np.cos(th1n), hy - self.d1 * np.sin(th1n),
-                                    th0n, th1n], axis=1))
+        return self._stepped(np.stack([hx - self.d1 * np.cos(th1n),
+                                       hy - self.d1 * np.sin(th1n), th0n, th1n], axis=1))
 
     def _jacobians(self, X, U):
         # x' = x + d1 cos th1 + s cos th0 - d1 cos th1',  th1' = th1 + (s/d1) sin(th0 - th1)
@@ -649,13 +659,13 @@ class Pendulum(Plant):
     """A torque-limited pendulum with the physics of gym's ``Pendulum-v1``.
 
     State ``[theta, theta_dot]``: ``theta = 0`` is upright, counter-clockwise positive, wrapped
-    to ``[-pi, pi)`` (hanging down is ``-pi``); ``theta_dot`` in rad/s. Control ``[u]``, the
-    torque at the pivot, ``|u| <= 2``. The pendulum is a uniform rod (mass ``m = 1``, length
-    ``l = 1``, inertia ``m l^2 / 3`` about the pivot, ``g = 10``), stepped by semi-implicit
-    Euler with ``dt = 0.05``::
+    to ``[-pi, pi)`` (hanging down is ``-pi``; ``wrap=False`` keeps it continuous);
+    ``theta_dot`` in rad/s. Control ``[u]``, the torque at the pivot, ``|u| <= 2``. The
+    pendulum is a uniform rod (mass ``m = 1``, length ``l = 1``, inertia ``m l^2 / 3`` about
+    the pivot, ``g = 10``), stepped by semi-implicit Euler with ``dt = 0.05``::
 
         theta_dot' = clip(theta_dot + (3 g / (2 l) sin(theta) + 3 u / (m l^2)) dt, -8, 8)
-        theta'     = wrap(theta + theta_dot' dt)
+        theta'     = wrap(theta + theta_dot' dt)          (gym leaves theta unwrapped)
 
     The velocity saturates at ``max_speed = 8`` rad/s as in gym (``max_speed=None`` removes
     the limit). Gravity alone (``mgl/2 = 5`` N m at horizontal) beats the torque limit, so
@@ -666,6 +676,8 @@ class Pendulum(Plant):
     saturate : bool, default False
         Clip the torque to ``[-2, 2]`` instead of raising.
     max_speed : float or None, default 8.0
+    wrap : bool, default True
+        Wrap ``theta``; False keeps it continuous.
     """
 
     n_states, n_controls = 2, 1
@@ -674,8 +686,8 @@ class Pendulum(Plant):
     angle_indices = (0,)
     g, m, l, dt, max_torque = 10.0, 1.0, 1.0, 0.05, 2.0
 
-    def __init__(self, saturate=False, max_speed=8.0):
-        super().__init__(saturate)
+    def __init__(self, saturate=False, max_speed=8.0, wrap=True):
+        super().__init__(saturate, wrap)
         if max_speed is not None and not (np.isfinite(max_speed) and max_speed > 0):
             raise ValueError(f"max_speed must be positive or None, got {max_speed!r}")
         self.max_speed = None if max_speed is None else float(max_speed)
@@ -687,7 +699,8 @@ class Pendulum(Plant):
         self.start_high = np.array([np.pi + 0.1, 0.1])
 
     def __repr__(self):
-        return f"Pendulum(max_speed={self.max_speed})"
+        return (f"Pendulum(saturate={self.saturate}, max_speed={self.max_speed}, "
+                f"wrap={self.wrap})")
 
     def _accel(self, th, u):
         """Angular acceleration of the rod."""
@@ -698,7 +711,7 @@ class Pendulum(Plant):
         thd_n = thd + self._accel(th, U[:, 0]) * self.dt
         if self.max_speed is not None:
             thd_n = np.clip(thd_n, -self.max_speed, self.max_speed)
-        return np.stack([wrap_angle(th + thd_n * self.dt), thd_n], axis=1)
+        return self._stepped(np.stack([th + thd_n * self.dt, thd_n], axis=1))
 
     def _jacobians(self, X, U):
         # d theta_dot' = [1.5 g/l cos(theta) dt, 1, 3/(m l^2) dt] (zero where it saturates);
@@ -792,7 +805,7 @@ class Car(Plant):
     d, dt = 2.0, 0.03
 
     def __init__(self, saturate=False):
-        super().__init__(saturate)
+        super().__init__(saturate, wrap=False)
         self.u_low, self.u_high = np.array([-0.5, -2.0]), np.array([0.5, 2.0])
         # sample_states: the parking area around the origin; heading over the range the
         # task needs (from 3 pi/2 down to 0, with a margin); moderate speeds
@@ -803,7 +816,7 @@ class Car(Plant):
         self.start_high = CAR_X0 + np.array([0.5, 0.5, np.pi / 8, 0.0])
 
     def __repr__(self):
-        return "Car()"
+        return f"Car(saturate={self.saturate})"
 
     def _parts(self, X, U):
         """Rolling distances and their pieces for (B, 4) states and (B, 2) controls."""
@@ -949,7 +962,8 @@ def car_trajectory_cost(states, controls):
     ``J = sum_{t<T} [lu(u_t) + lx(x_t)] + lx(x_T) + lf(x_T)`` with ``lu`` =
     :func:`car_control_cost`, ``lx`` = :func:`car_running_cost`, ``lf`` =
     :func:`car_final_cost` (the original evaluates the final step with zero control, so the
-    running state cost counts at ``x_T`` too).
+    running state cost counts at ``x_T`` too). Its signature is that of a custom
+    ``trajectory`` term of a trajectory cost: batched value and both gradients.
 
     Parameters
     ----------

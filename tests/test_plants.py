@@ -454,3 +454,21 @@ def test_car_cost_through_true_dynamics_gradient():
 
     res = check_objective(fun, U0.ravel(), tol=1e-6)
     assert res.ok, res
+
+
+def test_wrap_false_keeps_angles_continuous():
+    p, pc = Pendulum(), Pendulum(wrap=False)
+    U = np.full((60, 1), 2.0)
+    S, Sc = p.rollout([3.0, 3.0], U), pc.rollout([3.0, 3.0], U)
+    assert Sc[:, 0].max() > np.pi and np.abs(np.diff(Sc[:, 0])).max() < 0.5   # no 2 pi jump
+    assert np.abs(np.diff(S[:, 0])).max() > 6                 # the wrapped one jumps
+    np.testing.assert_allclose(wrap_angle(Sc[:, 0]), S[:, 0], atol=1e-12)
+    np.testing.assert_allclose(Sc[:, 1], S[:, 1])
+    tr, trc = TruckBackerUpper(), TruckBackerUpper(wrap=False)
+    x = [20.0, 0.0, -np.pi + 0.01, -np.pi + 0.01]
+    y, yc = tr.step(x, [np.pi / 4]), trc.step(x, [np.pi / 4])
+    assert yc[2] < -np.pi and y[2] > 3.0
+    np.testing.assert_allclose(wrap_angle(yc), wrap_angle(y), atol=1e-12)
+    assert np.all(np.abs(trc.sample_starts(50, 0)[:, 2:]) <= np.pi)      # sampling canonical
+    with pytest.raises(TypeError, match="wrap must be True or False"):
+        Pendulum(wrap=1)
