@@ -1,0 +1,845 @@
+"""Control objectives through a frozen model: the lecture's last point.
+
+The weights are fixed and some inputs -- the controls ``u`` (input indices
+``control``) -- are the parameters; the other inputs ``x`` (a context or
+state) are given.  For one problem with target ``y*``::
+
+    E(u) = 1/2 (y - y*)^T W (y - y*) + 1/2 (u - u_rest)^T R (u - u_rest)
+           + 1/2 rho sum_c v_c^2,        y = y(x, u)
+    v_c  = max(0, y_c - hi_c) + min(0, y_c - lo_c)     (only with output_bounds)
+
+``dE/du`` is the back-propagation pass seeded with ``dE/dy = W (y - y*) + rho v``
+and stopped at the (fake) input units, the weight products skipped, plus
+``R (u - u_rest)``.  As least squares ``E = 1/2 |r|^2`` with residuals and
+Jacobian (``S^T S = W``, ``S_R^T S_R = R``)::
+
+    r = [ S (y - y*) ;  sqrt(rho) v ;  S_R (u - u_rest) ]
+    J = [ S dy/du    ;  sqrt(rho) [v != 0] dy/du ;  S_R ]
+
+where ``dy/du`` is exact: one input-only backward pass per output.
+
+A batch of K independent problems (targets ``(K, n_out)``, inputs ``(K, .)``)
+is evaluated together, one forward pass for all of them.  The flat-vector
+methods (``__call__``, ``residuals``, ``jacobian``, ``hessp``, ``hess``) then see
+one problem in ``K * m`` variables whose E is the sum of the K objectives;
+:meth:`ControlObjective.per_problem` and :meth:`ControlObjective.residuals_jacobian`
+give the stacked per-problem forms.  :func:`ctrlprop.optimize_controls` solves
+them.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
+
+from .control_batch import LM_MESSAGES, LM_OPTIONS, bounds_arrays, multi_starts, solve_lm, \
+    start_points
+from .engine import _check_indices
+from .threads import blas_threads
+
+__all__ = ["ControlObjective", "ControlResult", "optimize_controls"]
+
+
+# ---------------------------------------------------------------- validation
+def _array(a, name):
+    """a as a float64 ndarray, or a TypeError naming ``name``."""
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
+
+
+def _finite(a, name):
+    """Raise a ValueError naming ``name`` and the first bad rows if a has NaN or inf."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = np.argwhere(bad)[:3].tolist()
+        raise ValueError(f"{name} contains NaN or inf (at index {where})")
+    return a
+
+
+class _Metric:
+    """A positive semi-definite weight: scalar, diagonal ``(n,)`` or full ``(n, n)``.
+
+    ``S`` (``rows`` x n) is a square root, ``S^T S = M``; a zero metric has no rows.
+    """
+
+    def __init__(self, value, n, name):
+        a = _finite(_array(value, name), name)
+        if a.ndim == 0:
+            a = np.full(n, float(a))
+        if a.ndim == 1:
+            if a.shape != (n,):
+                raise ValueError(f"{name} must be a scalar, shape ({n},) or ({n}, {n}), "
+                                 f"got shape {a.shape}")
+            if np.any(a < 0):
+                raise ValueError(f"{name} must be non-negative, got {a.tolist()}")
+            self.diag, self.mat = a.copy(), np.diag(a)
+            self._col = self.diag[:, None]
+            S = np.diag(np.sqrt(a))
+        elif a.shape == (n, n):
+            if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12 * np.abs(a).max()):
+                raise ValueError(f"{name} must be a symmetric matrix")
+            ev, V = np.linalg.eigh(0.5 * (a + a.T))
+            if ev.min() < -1e-10 * max(ev.max(), 1.0):
+                raise ValueError(f"{name} must be positive semi-definite; its smallest "
+                                 f"eigenvalue is {ev.min():.3g}")
+            self.diag, self.mat = None, 0.5 * (a + a.T)
+            S = np.sqrt(np.clip(ev, 0, None))[:, None] * V.T
+        else:
+            raise ValueError(f"{name} must be a scalar, shape ({n},) or ({n}, {n}), "
+                             f"got shape {a.shape}")
+        self.zero = not np.any(self.mat)
+        self.S = S[:0] if self.zero else S
+        self.rows = self.S.shape[0]
+
+    def apply(self, V):
+        """M V for unit-major V (n, K)."""
+        return self._col * V if self.diag is not None else self.mat @ V
+
+
+def _output_bounds(spec, n_out):
+    """(indices, lo, hi) of the bounded outputs from a dict, pairs or scipy Bounds."""
+    if spec is None:
+        return np.zeros(0, np.intp), np.zeros(0), np.zeros(0)
+    if hasattr(spec, "lb") and hasattr(spec, "ub"):
+        lo = np.broadcast_to(_array(spec.lb, "output_bounds.lb"), (n_out,))
+        hi = np.broadcast_to(_array(spec.ub, "output_bounds.ub"), (n_out,))
+        pairs = dict(enumerate(zip(lo, hi)))
+    elif isinstance(spec, dict):
+        pairs = dict(spec)
+    else:
+        pairs = list(spec)
+        if len(pairs) != n_out:
+            raise ValueError(f"output_bounds must give one (lo, hi) pair (or None) per output "
+                             f"({n_out}), got {len(pairs)}")
+        pairs = dict(enumerate(pairs))
+    idx, los, his = [], [], []
+    for j, pair in sorted(pairs.items(), key=lambda t: int(t[0])):
+        if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
+            raise ValueError(f"output_bounds keys must be output indices, got {j!r}")
+        if not 0 <= j < n_out:
+            raise ValueError(f"output_bounds index {j} out of range 0..{n_out - 1}")
+        if pair is None:
+            continue
+        try:
+            a, b = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"output_bounds[{j}] must be a (lo, hi) pair, got {pair!r}") from None
+        a = -np.inf if a is None else float(a)
+        b = np.inf if b is None else float(b)
+        if np.isnan(a) or np.isnan(b):
+            raise ValueError(f"output_bounds[{j}] contains NaN: ({a}, {b})")
+        if a > b:
+            raise ValueError(f"output_bounds[{j}] is infeasible: lo={a} > hi={b}")
+        if a == -np.inf and b == np.inf:
+            continue
+        idx.append(int(j))
+        los.append(a)
+        his.append(b)
+    return np.array(idx, np.intp), np.array(los), np.array(his)
+
+
+def _block_diag(B):
+    """Stacked blocks (K, r, c) as a block-diagonal CSR matrix (K*r, K*c)."""
+    K, r, c = B.shape
+    indptr = np.arange(0, K * r * c + 1, c)
+    cols = (np.arange(K)[:, None, None] * c + np.arange(c)[None, None, :])
+    indices = np.broadcast_to(cols, (K, r, c)).ravel()
+    return sp.csr_matrix((B.ravel().copy(), indices, indptr), shape=(K * r, K * c))
+
+
+class _Work:
+    """Private engine buffers and unit-major scratch arrays for a batch of n columns."""
+
+    def __init__(self, obj, n):
+        self.n = n
+        self.bufs = obj._plan.new_buffers(n, obj._wts)
+        self.XT = np.zeros((obj.net_n_inputs, n))
+        self.Y = np.empty((obj.n_outputs, n))
+        self.dY = np.zeros((obj.n_outputs, n))
+        self.seed = np.zeros((obj.n_outputs, n))
+        self.all_rows = False        # XT holds the other inputs of all K problems in order
+
+
+# ---------------------------------------------------------------- the objective
+class ControlObjective:
+    """E(u) of controls through a frozen network, in scipy.optimize's vocabulary.
+
+    Parameters
+    ----------
+    net : Network
+        The model.  Its weights and input/output scaling are copied now: later
+        changes to ``net`` do not affect the objective.
+    target : array_like, shape (n_outputs,) or (K, n_outputs)
+        Desired outputs ``y*``; 2-D gives a batch of K problems.
+    inputs : array_like, optional
+        Values of the non-control inputs: shape ``(n_inputs - m,)`` (in input
+        order) or ``(n_inputs,)`` (the control entries are ignored and may be
+        NaN), or 2-D ``(K, .)`` per problem.  A 1-D row is shared by all
+        problems of a batch.  Omit it when every input is a control.
+    control : sequence of int, optional
+        Indices of the inputs that are the controls (distinct); default all.
+    output_weights : float or array_like, optional
+        W: a scalar, per-output weights ``(n_outputs,)`` or a PSD matrix
+        ``(n_outputs, n_outputs)``.  Default 1.
+    control_cost : float or array_like
+        R: a scalar, ``(m,)`` or a PSD ``(m, m)`` matrix.  Default 0.
+    u_rest : array_like, shape (m,) or (K, m), optional
+        The control that costs nothing; default 0.
+    output_bounds : dict or sequence, optional
+        ``{output: (lo, hi)}``, one ``(lo, hi)`` pair (or None) per output, or
+        a ``scipy.optimize.Bounds``; None for an open side.  They enter E as the
+        quadratic penalty with weight ``penalty`` and are also available as
+        exact constraints (:meth:`constraints`).
+    penalty : float
+        rho >= 0.  With 0 the output bounds are left out of E (use them
+        through :meth:`constraints`).
+    hessian : {"exact", "gauss-newton"}
+        What :meth:`hessp` and :meth:`hess` compute by default.
+
+    Attributes
+    ----------
+    K, m, n_outputs, n_residuals : int
+    control : ndarray of int, shape (m,)
+    batched : bool
+        True when target or inputs were 2-D.
+    """
+
+    def __init__(self, net, target, inputs=None, control=None, output_weights=None,
+                 control_cost=0.0, u_rest=None, output_bounds=None, penalty=1e4,
+                 hessian="exact"):
+        n_in, n_out = net.n_inputs, net.n_outputs
+        self.net_n_inputs, self.n_outputs = n_in, n_out
+        ctl = np.arange(n_in) if control is None else _check_indices(control, n_in, "control")
+        self.control = ctl
+        self.m = m = len(ctl)
+        oth = np.setdiff1d(np.arange(n_in), ctl)
+        self._oth = oth
+
+        T = _finite(_array(target, "target"), "target")
+        if T.ndim not in (1, 2) or T.shape[-1] != n_out:
+            raise ValueError(f"target must have shape ({n_out},) or (K, {n_out}) for a network "
+                             f"with {n_out} outputs, got {T.shape}")
+        Xo = self._other_inputs(inputs, n_in, ctl, oth)
+        self.batched = T.ndim == 2 or Xo.ndim == 2
+        K = max(T.shape[0] if T.ndim == 2 else 1, Xo.shape[0] if Xo.ndim == 2 else 1)
+        if T.ndim == 2 and Xo.ndim == 2 and T.shape[0] != Xo.shape[0]:
+            raise ValueError(f"target has {T.shape[0]} rows but inputs has {Xo.shape[0]}; "
+                             "give one row per problem (or a single shared row)")
+        if K == 0:
+            raise ValueError("target is empty (0 problems)")
+        self.K = K
+        self._T = np.ascontiguousarray(np.broadcast_to(T, (K, n_out)).T)      # (n_out, K)
+        self._Xo = np.ascontiguousarray(np.broadcast_to(Xo, (K, len(oth))).T)  # (n_oth, K)
+
+        self.W = _Metric(1.0 if output_weights is None else output_weights, n_out,
+                         "output_weights")
+        self.R = _Metric(control_cost, m, "control_cost")
+        ur = np.zeros(m) if u_rest is None else _finite(_array(u_rest, "u_rest"), "u_rest")
+        if ur.shape not in ((m,), (K, m)):
+            raise ValueError(f"u_rest must have shape ({m},) or ({K}, {m}), got {ur.shape}")
+        self._ur = np.ascontiguousarray(np.broadcast_to(ur, (K, m)).T)         # (m, K)
+
+        self._cidx, self._clo, self._chi = _output_bounds(output_bounds, n_out)
+        penalty = float(penalty)
+        if not np.isfinite(penalty) or penalty < 0:
+            raise ValueError(f"penalty must be a finite number >= 0, got {penalty}")
+        self.penalty = penalty
+        self._n_pen = len(self._cidx) if penalty > 0 else 0
+        if hessian not in ("exact", "gauss-newton"):
+            raise ValueError(f"hessian must be 'exact' or 'gauss-newton', got {hessian!r}")
+        self.hessian = hessian
+        self.n_residuals = n_out + self._n_pen + self.R.rows
+
+        # frozen model: a private weight copy, scaling snapshot, buffers per batch size
+        self._w = net.weights.copy()
+        self._plan = net.plan
+        self._wts = self._plan.new_weights()
+        self._wts.load(self._w)
+        self._insc = None if net.input_scaling is None else tuple(
+            a.copy() for a in net.input_scaling)
+        self._outsc = None if net.output_scaling is None else tuple(
+            a.copy() for a in net.output_scaling)
+        self._sxc = None if self._insc is None else self._insc[1][ctl][:, None]
+        self._sy = None if self._outsc is None else (self._outsc[1][:, None],
+                                                     self._outsc[0][:, None])
+        c0 = int(ctl[0])
+        contiguous = np.array_equal(ctl, np.arange(c0, c0 + m))
+        self._cs = slice(c0, c0 + m) if contiguous else ctl
+        self._work = {}
+
+    @staticmethod
+    def _other_inputs(inputs, n_in, ctl, oth):
+        """The non-control inputs as (n_oth,) or (K, n_oth)."""
+        n_oth = len(oth)
+        if inputs is None:
+            if n_oth:
+                raise ValueError(f"inputs is required: the network has {n_in} inputs and "
+                                 f"control lists {len(ctl)}; give the other {n_oth}")
+            return np.zeros(0)
+        X = _array(inputs, "inputs")
+        if X.ndim not in (1, 2) or X.shape[-1] not in (n_oth, n_in):
+            raise ValueError(f"inputs must have shape ({n_oth},) or ({n_in},) (or 2-D with one "
+                             f"row per problem), got {X.shape}")
+        if X.shape[-1] == n_in and n_in != n_oth:
+            X = X[..., oth]
+        if X.ndim == 2 and X.shape[0] == 0:
+            raise ValueError("inputs is empty (0 problems)")
+        return _finite(X, "inputs")
+
+    # ------------------------------------------------------------ engine plumbing
+    def _ws(self, n):
+        """The workspace for n columns (cached by size)."""
+        w = self._work.get(n)
+        if w is None:
+            if len(self._work) >= 24:
+                self._work.pop(next(iter(self._work)))
+            w = self._work[n] = _Work(self, n)
+        return w
+
+    def _forward(self, UT, rows=None, cap=None):
+        """Forward pass of controls UT (m, n) for problems ``rows`` (None = all K).
+
+        Returns (workspace, raw outputs (n_out, n), errors y - y* (n_out, n)).
+        """
+        n = UT.shape[1]
+        ws = self._ws(cap or n)
+        X = ws.XT
+        if rows is None:                      # n == K: all problems in order
+            if not ws.all_rows:
+                X[self._oth, :n] = self._Xo
+                ws.all_rows = True
+            T = self._T
+        else:
+            X[self._oth, :n] = self._Xo[:, rows]
+            ws.all_rows = False
+            T = self._T[:, rows]
+        X[self._cs, :n] = UT
+        self._plan.run_forward(ws.bufs, X, self._insc)
+        Y = ws.Y
+        if self._sy is None:
+            np.copyto(Y, ws.bufs.Y)
+        else:
+            np.multiply(ws.bufs.Y, self._sy[0], out=Y)
+            Y += self._sy[1]
+        Yn = Y[:, :n]
+        return ws, Yn, Yn - T
+
+    def _violation(self, Y):
+        """v (n_c, n) of the bounded outputs: distance above hi (+) or below lo (-)."""
+        Yc = Y[self._cidx]
+        return (np.maximum(Yc - self._chi[:, None], 0.0)
+                + np.minimum(Yc - self._clo[:, None], 0.0))
+
+    def _energy_cot(self, Y, e, UT, rows):
+        """(E (n,), dE/dy (n_out, n), du = u - u_rest (m, n)) at a forward pass."""
+        We = self.W.apply(e)
+        E = 0.5 * (e * We).sum(axis=0)
+        if self._n_pen:
+            v = self._violation(Y)
+            E += 0.5 * self.penalty * np.einsum("jk,jk->k", v, v)
+            We[self._cidx] += self.penalty * v
+        du = UT - (self._ur if rows is None else self._ur[:, rows])
+        if not self.R.zero:
+            E += 0.5 * np.einsum("ik,ik->k", du, self.R.apply(du))
+        return E, We, du
+
+    def _grad_inputs(self, ws, n):
+        """dE/du (m, n) in raw units from the input deltas after a backward pass."""
+        G = ws.bufs.G[0][self._cs, :n]
+        return G / self._sxc if self._sxc is not None else G.copy()
+
+    def _value_grad(self, UT, rows=None, cap=None, grad=True):
+        """(E (n,), dE/du (m, n) or None) for controls UT (m, n)."""
+        ws, Y, e = self._forward(UT, rows, cap)
+        E, dY, du = self._energy_cot(Y, e, UT, rows)
+        if not grad:
+            return E, None
+        n = UT.shape[1]
+        ws.dY[:, :n] = dY
+        self._plan.run_backward(ws.bufs, ws.dY, self._outsc, want_w=False, want_x=True)
+        g = self._grad_inputs(ws, n)
+        if not self.R.zero:
+            g += self.R.apply(du)
+        return E, g
+
+    def _jac_outputs(self, ws, n):
+        """Exact dy/du (n, n_out, m) after a forward pass: one input-only backward per output."""
+        Jy = np.empty((n, self.n_outputs, self.m))
+        s = ws.seed
+        for j in range(self.n_outputs):
+            s[j] = 1.0
+            self._plan.run_backward(ws.bufs, s, self._outsc, want_w=False, want_x=True)
+            Jy[:, j, :] = self._grad_inputs(ws, n).T
+            s[j] = 0.0
+        return Jy
+
+    def _rj(self, U, rows=None, cap=None, jac=True):
+        """Residuals (n, n_res) and Jacobian (n, n_res, m) or None for controls U (n, m)."""
+        UT = U.T
+        ws, Y, e = self._forward(UT, rows, cap)
+        n, no, m = U.shape[0], self.n_outputs, self.m
+        r = np.empty((n, self.n_residuals))
+        W = self.W
+        r[:, :no] = (W.S @ e).T
+        p0, p1 = no, no + self._n_pen
+        if self._n_pen:
+            v = self._violation(Y)
+            r[:, p0:p1] = np.sqrt(self.penalty) * v.T
+        if self.R.rows:
+            du = UT - (self._ur if rows is None else self._ur[:, rows])
+            r[:, p1:] = (self.R.S @ du).T
+        if not jac:
+            return r, None
+        Jy = self._jac_outputs(ws, n)
+        J = np.empty((n, self.n_residuals, m))
+        if W.diag is not None:
+            np.multiply(Jy, np.sqrt(W.diag)[None, :, None], out=J[:, :no])
+        else:
+            np.matmul(W.S, Jy, out=J[:, :no])
+        if self._n_pen:
+            J[:, p0:p1] = np.sqrt(self.penalty) * (v.T != 0)[:, :, None] * Jy[:, self._cidx]
+        if self.R.rows:
+            J[:, p1:] = self.R.S
+        return r, J
+
+    def _as_U(self, u, name="u"):
+        """u (flat K*m, or (K, m) / (m,)) as a (K, m) array, checked."""
+        a = _array(u, name)
+        if a.size != self.K * self.m or a.ndim > 2 or (a.ndim == 2 and a.shape != (self.K, self.m)):
+            want = f"({self.m},)" if not self.batched else f"({self.K * self.m},) or ({self.K}, {self.m})"
+            raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+        return a.reshape(self.K, self.m)
+
+    # ------------------------------------------------------------ scipy vocabulary
+    def __call__(self, u):
+        """E and its gradient, for ``scipy.optimize.minimize(obj, u0, jac=True)``.
+
+        Parameters
+        ----------
+        u : array_like, shape (m,); for a batch (K*m,) or (K, m)
+
+        Returns
+        -------
+        E : float
+            The objective (summed over the problems of a batch).
+        grad : ndarray, shape of u
+        """
+        U = self._as_U(u)
+        E, g = self._value_grad(U.T)
+        return float(E.sum()), g.T.reshape(np.shape(u))
+
+    def value(self, u):
+        """E only (a forward pass, no backward), summed over a batch: float."""
+        U = self._as_U(u)
+        return float(self._value_grad(U.T, grad=False)[0].sum())
+
+    def per_problem(self, U, grad=True):
+        """Per-problem objectives and gradients of a batch.
+
+        Parameters
+        ----------
+        U : array_like, shape (K, m)  (or (m,) for a single problem)
+
+        Returns
+        -------
+        E : ndarray, shape (K,)
+        grad : ndarray, shape (K, m), or None when ``grad=False``
+        """
+        U = self._as_U(U, "U")
+        E, g = self._value_grad(U.T, grad=grad)
+        return E, (None if g is None else g.T.copy())
+
+    def outputs(self, u):
+        """Model outputs at u: shape (n_outputs,), or (K, n_outputs) for a batch."""
+        U = self._as_U(u)
+        Y = self._forward(U.T)[1].T.copy()
+        return Y if self.batched else Y[0]
+
+    def residuals(self, u):
+        """Residuals r with E = 1/2 |r|^2, for ``scipy.optimize.least_squares``.
+
+        Returns
+        -------
+        ndarray, shape (n_residuals,); (K * n_residuals,) for a batch
+        """
+        return self._rj(self._as_U(u), jac=False)[0].ravel()
+
+    def jacobian(self, u):
+        """Exact dr/du: ndarray (n_residuals, m); for a batch a block-diagonal CSR
+        matrix (K * n_residuals, K * m)."""
+        J = self._rj(self._as_U(u))[1]
+        return _block_diag(J) if self.batched else J[0]
+
+    def residuals_jacobian(self, U):
+        """Per-problem residuals and Jacobians of a batch.
+
+        Parameters
+        ----------
+        U : array_like, shape (K, m)
+
+        Returns
+        -------
+        r : ndarray, shape (K, n_residuals)
+        J : ndarray, shape (K, n_residuals, m)
+        """
+        return self._rj(self._as_U(U, "U"))
+
+    def _trace_cot(self, U):
+        """(trace with private buffers, dE/dY (K, n_out), curvature of the output loss)."""
+        X = np.empty((self.K, self.net_n_inputs))
+        X[:, self._oth] = self._Xo.T
+        X[:, self.control] = U
+        tr = self._plan.forward(self._w, X, self._insc, self._outsc, keep=True)
+        Y = tr.outputs().T
+        E, dY, _ = self._energy_cot(Y, Y - self._T, U.T, None)
+        act = (self._violation(Y) != 0) if self._n_pen else None
+
+        def curvature(RY):        # R{dE/dy} = W RY + rho [v != 0] RY
+            RYT = RY.T
+            out = self.W.apply(RYT)
+            if act is not None:
+                out[self._cidx] += self.penalty * act * RYT[self._cidx]
+            return out.T
+        return tr, dY.T, curvature
+
+    def _hessp_stacked(self, U, P, kind):
+        """H p per problem: U, P (K, m) -> (K, m)."""
+        kind = self.hessian if kind is None else kind
+        if kind == "gauss-newton":
+            _, J = self._rj(U)
+            return np.einsum("kri,krj,kj->ki", J, J, P)
+        if kind != "exact":
+            raise ValueError(f"kind must be 'exact' or 'gauss-newton', got {kind!r}")
+        tr, dY, curv = self._trace_cot(U)
+        VX = np.zeros((U.shape[0], self.net_n_inputs))
+        VX[:, self.control] = P
+        H = tr.hvp(dY, curv, v_x=VX, wrt="inputs")[:, self.control]
+        if not self.R.zero:
+            H += self.R.apply(P.T).T
+        return H
+
+    def hessp(self, u, p, kind=None):
+        """Hessian of E times p, for Newton-CG / trust-ncg / trust-krylov / trust-constr.
+
+        Parameters
+        ----------
+        u, p : array_like, shape (m,); for a batch (K*m,) or (K, m)
+        kind : {"exact", "gauss-newton"}, optional
+            Exact (Pearlmutter's R-operator through the network) or the
+            Gauss-Newton ``J^T J``; default the objective's ``hessian``.
+
+        Returns
+        -------
+        ndarray, shape of p
+        """
+        U, P = self._as_U(u), self._as_U(p, "p")
+        return self._hessp_stacked(U, P, kind).reshape(np.shape(p))
+
+    def hess(self, u, kind=None):
+        """Full Hessian of E: ndarray (m, m); for a batch a block-diagonal CSR (K*m, K*m)."""
+        U = self._as_U(u)
+        K, m = self.K, self.m
+        kind = self.hessian if kind is None else kind
+        if kind == "gauss-newton":
+            J = self._rj(U)[1]
+            H = np.einsum("kri,krj->kij", J, J)
+        else:                               # m Hessian-vector products, as one batch of K*m
+            big = _Tiled(self, m)
+            P = np.tile(np.eye(m), (K, 1))
+            H = big._hessp_stacked(np.repeat(U, m, axis=0), P, kind).reshape(K, m, m)
+        return _block_diag(H) if self.batched else H[0]
+
+    def constraints(self, hessian=True):
+        """The output bounds as an exact ``scipy.optimize.NonlinearConstraint``.
+
+        Single problem.  ``jac`` is the exact dy/du of the bounded outputs and
+        ``hess(u, v)`` the exact ``sum_c v_c d2y_c/du2`` (R-operator); pass
+        ``hessian=False`` to leave it out (SLSQP does not use it).
+        """
+        from scipy.optimize import NonlinearConstraint
+        if self.batched:
+            raise ValueError("constraints() is for a single problem (this objective holds "
+                             f"{self.K}); optimize_controls solves a batch one problem at a "
+                             "time with SLSQP / trust-constr")
+        if not len(self._cidx):
+            raise ValueError("the objective has no output_bounds")
+        c = self._cidx
+
+        def fun(u):
+            return self.outputs(u)[c]
+
+        def jac(u):
+            ws, _, _ = self._forward(self._as_U(u).T)
+            return self._jac_outputs(ws, 1)[0][c]
+
+        def hess(u, v):           # sum_c v_c d2y_c/du2: m R-operator products in one batch
+            m = self.m
+            X = np.empty((m, self.net_n_inputs))
+            X[:, self._oth] = self._Xo.T
+            X[:, self.control] = self._as_U(u)
+            tr = self._plan.forward(self._w, X, self._insc, self._outsc, keep=True)
+            dY = np.zeros((m, self.n_outputs))
+            dY[:, c] = v
+            VX = np.zeros_like(X)
+            VX[:, self.control] = np.eye(m)
+            H = tr.hvp(dY, np.zeros_like, v_x=VX, wrt="inputs")[:, self.control]
+            return 0.5 * (H + H.T)
+        if not hessian:
+            return NonlinearConstraint(fun, self._clo, self._chi, jac=jac)
+        return NonlinearConstraint(fun, self._clo, self._chi, jac=jac, hess=hess)
+
+    def output_violation(self, Y):
+        """Largest violation of the output bounds per problem: Y (K, n_out) -> (K,)."""
+        Y = np.atleast_2d(Y)
+        if not len(self._cidx):
+            return np.zeros(Y.shape[0])
+        return np.abs(self._violation(Y.T)).max(axis=0)
+
+    def __repr__(self):
+        return (f"ControlObjective(K={self.K}, m={self.m}, control={self.control.tolist()}, "
+                f"n_outputs={self.n_outputs}, n_residuals={self.n_residuals})")
+
+
+class _Tiled(ControlObjective):
+    """The objective's problems each repeated ``reps`` times (shares the frozen model)."""
+
+    def __init__(self, base, reps):
+        self.__dict__.update(base.__dict__)
+        self.K = base.K * reps
+        self.batched = True
+        self._T = np.repeat(base._T, reps, axis=1)
+        self._Xo = np.repeat(base._Xo, reps, axis=1)
+        self._ur = np.repeat(base._ur, reps, axis=1)
+        self._work = {}
+
+
+class _Single(ControlObjective):
+    """One problem of a batch objective at a time (shares the frozen model); see :meth:`select`."""
+
+    def __init__(self, base):
+        self.__dict__.update(base.__dict__)
+        self._base = base
+        self.K, self.batched, self._work = 1, False, {}
+
+    def select(self, k):
+        """Make this the objective of problem k of the base."""
+        b = self._base
+        self._T, self._Xo, self._ur = b._T[:, k:k + 1], b._Xo[:, k:k + 1], b._ur[:, k:k + 1]
+        for w in self._work.values():
+            w.all_rows = False
+        return self
+
+
+# ---------------------------------------------------------------- optimize_controls
+_MINIMIZE = {n.lower(): n for n in ("CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC", "SLSQP", "dogleg",
+                                    "trust-ncg", "trust-krylov", "trust-exact", "trust-constr")}
+_BOUNDED = {"l-bfgs-b", "tnc", "slsqp", "trust-constr"}
+_HESSP = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
+_HESS = {"dogleg", "trust-exact"}
+_CONSTRAINED = {"slsqp", "trust-constr"}
+_LSQ = {"trf", "dogbox", "lm"}
+_BATCH = {"batch-lm"}
+
+
+class ControlResult(OptimizeResult):
+    """Result of :func:`optimize_controls` (a ``scipy.optimize.OptimizeResult``).
+
+    Fields, for one problem (for a batch of K each gains a leading K axis):
+
+    u, x : ndarray (m,)             the best control found (``x`` is an alias)
+    y : ndarray (n_outputs,)        the model output at u
+    fun : float                     E(u)
+    error : float                   ``|y - y*|``, unweighted
+    violation : float               largest output-bound violation (0 without bounds)
+    success, status, message, nit   of the best run (``message`` summarises a batch)
+    nfev : int                      evaluations (batched evaluations for "batch-lm")
+    method : str
+    u_all (S, m), fun_all (S,), success_all (S,), starts (S, m), best : every run
+        (S = restarts + 1), where it started, and the index of the returned one
+    runs : list of the S (S*K for a batch, run-major) scipy results (scipy methods only)
+    """
+
+
+def _canonical(method):
+    """Lower-case method name, checked."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    m = method.lower()
+    if m not in _MINIMIZE and m not in _LSQ and m not in _BATCH:
+        raise ValueError(f"unknown method {method!r}; expected 'batch-lm', one of the gradient "
+                         f"methods of scipy.optimize.minimize {sorted(_MINIMIZE.values())}, or "
+                         "a least_squares method 'trf', 'dogbox', 'lm'")
+    return m
+
+
+def _scipy_run(obj, u0, lo, hi, method, options):
+    """One scipy solve of a single-problem objective; the raw result."""
+    bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+    if method in _LSQ:
+        kw = dict(options)
+        if bounded:
+            kw["bounds"] = (lo, hi)
+        return least_squares(obj.residuals, u0, jac=obj.jacobian, method=method, **kw)
+    kw = dict(method=_MINIMIZE[method], jac=True, options=options)
+    if bounded:
+        kw["bounds"] = Bounds(lo, hi)
+    if method in _HESSP:
+        kw["hessp"] = obj.hessp
+    if method in _HESS:
+        kw["hess"] = obj.hess
+    if method in _CONSTRAINED and len(obj._cidx):
+        kw["constraints"] = [obj.constraints(hessian=method == "trust-constr")]
+    return minimize(obj, u0, **kw)
+
+
+def optimize_controls(net, target, inputs=None, control=None, u0=None, bounds=None,
+                      control_cost=0.0, method=None, restarts=0, seed=0, *, screen=0,
+                      output_weights=None, u_rest=None, output_bounds=None, penalty=1e4,
+                      hessian="exact", options=None):
+    """Find the controls that drive a frozen network's outputs to a target.
+
+    Minimises the :class:`ControlObjective` E(u) for one problem, or for K
+    independent problems at once.
+
+    Parameters
+    ----------
+    net : Network
+    target : array_like, shape (n_outputs,) or (K, n_outputs)
+    inputs : array_like, optional
+        The non-control inputs, (n_inputs - m,) or (n_inputs,), or (K, .); see
+        :class:`ControlObjective`.
+    control : sequence of int, optional
+        Input indices that are the controls; default every input.
+    u0 : array_like, shape (m,) or (K, m), optional
+        Start.  Default: the middle of the bounds where both ends are finite,
+        else 0 moved into the bounds.  A start outside the bounds raises a
+        ValueError (it is not clipped).
+    bounds : sequence of (lo, hi) or scipy.optimize.Bounds, optional
+        One pair per control (None for an open side); Bounds may hold (K, m)
+        per-problem arrays.
+    control_cost : float or array_like
+        R of E (scalar, (m,) or (m, m)).
+    method : str, optional
+        ``"batch-lm"`` (the vectorized projected Levenberg-Marquardt of
+        :mod:`ctrlprop.control_batch`, the default for a batch), a gradient
+        method of ``scipy.optimize.minimize`` (``"L-BFGS-B"``, the default for
+        one problem, ``"CG"``, ``"BFGS"``, ``"Newton-CG"``, ``"TNC"``,
+        ``"SLSQP"``, ``"dogleg"``, ``"trust-ncg"``, ``"trust-krylov"``,
+        ``"trust-exact"``, ``"trust-constr"``) or a ``least_squares`` method
+        (``"trf"``, ``"dogbox"``, ``"lm"``).  scipy methods solve a batch one
+        problem at a time.  Bounds need L-BFGS-B, TNC, SLSQP, trust-constr,
+        trf, dogbox or batch-lm.
+    restarts : int
+        Extra runs from points drawn uniformly within the (finite) bounds; the
+        run with the lowest E is returned and all are kept (``u_all``...).
+    seed : int
+        Seed of those draws.
+    screen : int
+        If > 0, E is first evaluated (forward passes only, all problems at
+        once) at u0 and ``screen`` uniform points, and the ``restarts + 1``
+        runs start from the best of them.
+    output_weights, u_rest : optional
+        W and u_rest of E.
+    output_bounds : dict or sequence, optional
+        Bounds on chosen outputs (see :class:`ControlObjective`).  SLSQP and
+        trust-constr enforce them exactly, as nonlinear constraints with the
+        exact Jacobian; every other method through the quadratic penalty
+        ``penalty`` (then a bound can be exceeded by about ``dE/dy / penalty``).
+    penalty : float
+        Weight of that penalty.
+    hessian : {"exact", "gauss-newton"}
+        The Hessian given to Newton-CG, trust-* and dogleg.
+    options : dict, optional
+        Passed to ``minimize(options=...)``, as keywords to ``least_squares``,
+        or for batch-lm: ``maxiter`` (100), ``ftol``, ``xtol``, ``gtol`` (1e-10),
+        ``lambda0`` (1.0: a cautious first step, between Gauss-Newton and
+        scaled gradient descent; 1e-3 suits warm starts near the solution).
+
+    Returns
+    -------
+    ControlResult
+        ``u`` (m,) or (K, m), ``y``, ``fun``, ``error``, ``success`` ... and every
+        run (``u_all``, ``fun_all``, ``success_all``, ``best``).  ``u`` is
+        always inside the bounds (a scipy result a rounding error outside is
+        projected back) and ``fun``, ``y`` are evaluated at the returned ``u``.
+    """
+    name = None if method is None else _canonical(method)
+    exact = name in _CONSTRAINED and output_bounds is not None
+    obj = ControlObjective(net, target, inputs, control, output_weights, control_cost,
+                           u_rest, output_bounds, 0.0 if exact else penalty, hessian)
+    K, m = obj.K, obj.m
+    if name is None:
+        name = "batch-lm" if obj.batched else "l-bfgs-b"
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    options = dict(options or {})
+    lo, hi = bounds_arrays(bounds, K, m)
+    bounded = np.isfinite(lo).any() or np.isfinite(hi).any()
+    if bounded and name not in _BOUNDED | _BATCH | {"trf", "dogbox"}:
+        raise ValueError(f"method {method!r} does not handle bounds; use 'batch-lm', "
+                         "'L-BFGS-B', 'TNC', 'SLSQP', 'trust-constr', 'trf' or 'dogbox'")
+    if name == "lm" and obj.n_residuals < m:
+        raise ValueError(f"method 'lm' needs at least as many residuals ({obj.n_residuals}) "
+                         f"as controls ({m}); add a control_cost or use 'trf'")
+    U0 = start_points(u0, lo, hi)
+    starts = multi_starts(obj, U0, lo, hi, restarts, screen, seed)        # (S, K, m)
+    S = starts.shape[0]
+
+    runs = None
+    if name in _BATCH:
+        bad = set(options) - set(LM_OPTIONS)
+        if bad:
+            raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; "
+                             f"expected {sorted(LM_OPTIONS)}")
+        opts = {**LM_OPTIONS, **options}
+        with blas_threads(1):
+            out = solve_lm(obj, starts.reshape(S * K, m), np.tile(lo, (S, 1)),
+                           np.tile(hi, (S, 1)), None if S == 1 else np.tile(np.arange(K), S),
+                           **opts)
+        U = out["u"].reshape(S, K, m)
+        status, nit = out["status"].reshape(S, K), out["nit"].reshape(S, K)
+        success, nfev = status > 0, out["nfev"]
+        messages = np.array([LM_MESSAGES[c] for c in out["status"]]).reshape(S, K)
+    else:
+        one, runs = _Single(obj), []
+        U = np.empty((S, K, m))
+        status, nit = np.zeros((S, K), int), np.zeros((S, K), int)
+        success, messages, nfev = np.zeros((S, K), bool), np.empty((S, K), object), 0
+        with blas_threads(1):
+            for s in range(S):
+                for k in range(K):
+                    res = _scipy_run(one.select(k), starts[s, k], lo[k], hi[k], name, options)
+                    U[s, k] = np.clip(res.x, lo[k], hi[k])
+                    status[s, k], success[s, k] = res.status, res.success
+                    nit[s, k] = res.get("nit", res.get("njev", 0))
+                    messages[s, k], nfev = res.message, nfev + res.nfev
+                    runs.append(res)
+    F = np.stack([obj.per_problem(U[s], grad=False)[0] for s in range(S)])   # E at each end
+    best = np.argmin(np.where(np.isfinite(F), F, np.inf), axis=0)            # (K,)
+    kk = np.arange(K)
+    u = U[best, kk]
+    Y = obj.outputs(u).reshape(K, -1)
+    r = ControlResult(
+        u=u, x=u, y=Y, fun=F[best, kk], error=np.linalg.norm(Y - obj._T.T, axis=1),
+        violation=obj.output_violation(Y), success=success[best, kk],
+        status=status[best, kk], nit=nit[best, kk], nfev=nfev, method=_display(name),
+        u_all=U, fun_all=F, success_all=success, best=best, starts=starts)
+    if obj.batched:
+        r.message = f"{int(r.success.sum())} of {K} problems converged"
+        r.messages = messages[best, kk]
+    else:
+        for key in ("u", "x", "y", "fun", "error", "violation", "success", "status", "nit",
+                    "best"):
+            r[key] = r[key][0].item() if r[key][0].ndim == 0 else r[key][0]
+        r.u_all, r.fun_all, r.success_all = U[:, 0], F[:, 0], success[:, 0]
+        r.starts = starts[:, 0]
+        r.message = messages[best[0], 0]
+    if runs is not None:
+        r.runs = runs
+    return r
+
+
+def _display(name):
+    """The user-facing spelling of a method name."""
+    return _MINIMIZE.get(name, name)

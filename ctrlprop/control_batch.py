@@ -1,0 +1,280 @@
+"""Many small control problems at once: bounds, start points, and a batched solver.
+
+:func:`solve_lm` is a projected Levenberg-Marquardt method run on N independent
+least-squares problems together (the K targets of a batch, times the number of
+starts): every evaluation is one forward pass and ``n_outputs`` input-only
+backward passes for all unfinished problems, and every step solves the N small
+``m x m`` systems with one stacked ``np.linalg.solve``.  Each problem has its
+own damping, its own active set of bounds and its own stopping test, and stops
+being evaluated once it has converged (the work buffers shrink with the active
+set).
+
+For one problem, with ``r(u)``, ``J(u)`` the residuals and their Jacobian,
+``g = J^T r``, ``A = J^T J`` and bounds ``lo <= u <= hi``::
+
+    fixed_i = (u_i <= lo_i and g_i > 0) or (u_i >= hi_i and g_i < 0)   (active bounds)
+    (A + lam diag(D)) d = -g          on the free variables, d_i = 0 on the fixed ones
+    u'   = u + d, except that a variable crossing a bound stops half-way between u_i
+           and the bound, or on the bound if u_i is within 1e-3 of its range from it
+    s    = u' - u
+    pred = -(g^T s + 1/2 s^T A s),  rho = (E(u) - E(u')) / pred
+    accept if rho > 1e-4:  lam *= max(1/3, 1 - (2 rho - 1)^3),  nu = 2
+    else:                  lam *= nu,  nu *= 2                   (Nielsen's update)
+
+``D`` is the running maximum of ``diag(A)`` (Marquardt's scaling, so the method
+is invariant to the units of each control).  A problem stops when the
+projected gradient ``u - clip(u - g, lo, hi)`` is below ``gtol`` (status 1),
+an accepted step lowers E by less than ``ftol * E`` with ``rho > 1/4``
+(status 2), or a step is shorter than ``xtol * (xtol + |u|)`` (status 3); it
+fails after ``maxiter`` steps (status 0), if E is not finite at the start
+(status -1), or if the damping overflows (status -2).
+"""
+
+import numpy as np
+
+__all__ = ["solve_lm", "LM_MESSAGES"]
+
+LM_MESSAGES = {
+    1: "projected gradient below gtol",
+    2: "relative reduction of E below ftol",
+    3: "step below xtol",
+    0: "maximum number of iterations reached",
+    -1: "objective is not finite at the start",
+    -2: "damping overflow: no decrease of E found",
+}
+
+SNAP = 1e-3          # within this fraction of its range a variable may land on a bound
+
+LM_OPTIONS = {"maxiter": 100, "ftol": 1e-10, "xtol": 1e-10, "gtol": 1e-10, "lambda0": 1.0}
+
+
+# ---------------------------------------------------------------- bounds and starts
+def bounds_arrays(bounds, K, m):
+    """``lo, hi`` of shape (K, m) from None, m ``(lo, hi)`` pairs or a ``scipy.optimize.Bounds``
+    (whose lb/ub may be (m,) or (K, m)); None or inf for an open side."""
+    if bounds is None:
+        return np.full((K, m), -np.inf), np.full((K, m), np.inf)
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        ends = []
+        for name, a in (("lb", bounds.lb), ("ub", bounds.ub)):
+            a = np.asarray(a, float)
+            if a.shape not in ((), (m,), (K, m)):
+                raise ValueError(f"bounds.{name} must have shape ({m},) or ({K}, {m}), "
+                                 f"got {a.shape}")
+            ends.append(np.array(np.broadcast_to(a, (K, m))))
+        lo, hi = ends
+    else:
+        try:
+            pairs = list(bounds)
+        except TypeError:
+            raise TypeError("bounds must be a sequence of (lo, hi) pairs or a "
+                            f"scipy.optimize.Bounds, got {type(bounds).__name__}") from None
+        if len(pairs) != m:
+            raise ValueError(f"bounds must give one (lo, hi) pair per control ({m}), "
+                             f"got {len(pairs)}")
+        lo, hi = np.empty(m), np.empty(m)
+        for i, p in enumerate(pairs):
+            try:
+                a, b = p
+            except (TypeError, ValueError):
+                raise ValueError(f"bounds[{i}] must be a (lo, hi) pair, got {p!r}") from None
+            lo[i] = -np.inf if a is None else float(a)
+            hi[i] = np.inf if b is None else float(b)
+        lo, hi = np.tile(lo, (K, 1)), np.tile(hi, (K, 1))
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise ValueError("bounds contain NaN (use None or +-inf for an open side)")
+    if (lo == np.inf).any() or (hi == -np.inf).any():
+        raise ValueError("bounds are infeasible: a lower bound of +inf or an upper bound of -inf")
+    bad = np.argwhere(lo > hi)
+    if len(bad):
+        k, i = bad[0]
+        where = f"control {i}" + (f" of problem {k}" if K > 1 else "")
+        raise ValueError(f"bounds are infeasible: lo > hi for {len(bad)} entr(ies), first "
+                         f"{where}: lo={lo[k, i]} > hi={hi[k, i]}")
+    return lo, hi
+
+
+def start_points(u0, lo, hi):
+    """The (K, m) start: u0 checked to be finite and inside the bounds, or the default.
+
+    Default: the middle of the bounds where both ends are finite, else 0 moved
+    into the bounds.  A u0 outside the bounds is rejected (never clipped).
+    """
+    K, m = lo.shape
+    if u0 is None:
+        both = np.isfinite(lo) & np.isfinite(hi)
+        return np.where(both, 0.5 * (np.where(both, lo, 0) + np.where(both, hi, 0)),
+                        np.clip(0.0, lo, hi))
+    try:
+        U = np.asarray(u0, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"u0 must be a numeric array, got {type(u0).__name__}") from None
+    if U.shape not in ((m,), (K, m)):
+        raise ValueError(f"u0 must have shape ({m},)" + (f" or ({K}, {m})" if K > 1 else "")
+                         + f", got {U.shape}")
+    U = np.array(np.broadcast_to(U, (K, m)))
+    if not np.all(np.isfinite(U)):
+        raise ValueError("u0 contains NaN or inf")
+    out = np.argwhere((U < lo) | (U > hi))
+    if len(out):
+        k, i = out[0]
+        where = f"u0[{i}]" if K == 1 else f"u0[{k}, {i}]"
+        raise ValueError(f"{where} = {U[k, i]} is outside the bounds [{lo[k, i]}, {hi[k, i]}] "
+                         f"({len(out)} entr(ies) outside); give a start inside the bounds "
+                         "(it is not clipped)")
+    return U
+
+
+def _count(v, name):
+    """A non-negative int argument."""
+    if isinstance(v, bool) or not hasattr(v, "__index__") or int(v) < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def multi_starts(obj, U0, lo, hi, restarts=0, screen=0, seed=0):
+    """The start points of every run: (S, K, m), S = restarts + 1, run 0 from U0 unless screened.
+
+    Without ``screen``: U0 and ``restarts`` points drawn uniformly within the
+    bounds.  With ``screen = C >= restarts``: E is evaluated (forward passes
+    only) at U0 and C uniform points, and the S best of them start the runs.
+    """
+    R, C = _count(restarts, "restarts"), _count(screen, "screen")
+    if not R and not C:
+        return U0[None]
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        i = int(np.argwhere(~(np.isfinite(lo) & np.isfinite(hi)))[0, 1])
+        raise ValueError("restarts and screen draw start points uniformly within the bounds, "
+                         f"so every control needs finite bounds; control {i} has "
+                         f"[{lo.ravel()[i]}, {hi.ravel()[i]}]")
+    if C and C < R:
+        raise ValueError(f"screen ({C}) must be at least restarts ({R}): the runs start "
+                         "from the best screened points")
+    rng = np.random.default_rng(seed)
+    rand = lo + (hi - lo) * rng.random((C or R,) + U0.shape)
+    pool = np.concatenate([U0[None], rand])
+    if not C:
+        return pool
+    F = np.stack([obj._value_grad(P.T, grad=False)[0] for P in pool])     # (C+1, K)
+    F[~np.isfinite(F)] = np.inf
+    best = np.argsort(F, axis=0, kind="stable")[:R + 1]                    # (S, K)
+    return np.take_along_axis(pool, best[:, :, None], axis=0)
+
+
+# ---------------------------------------------------------------- the solver
+class _Active:
+    """The state of the unfinished problems, compacted when some finish."""
+
+    NAMES = ("ids", "U", "lo", "hi", "near", "E", "g", "A", "D", "lam", "nu", "rows")
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def keep(self, mask):
+        for k in self.NAMES:
+            v = getattr(self, k)
+            if v is not None:
+                setattr(self, k, v[mask])
+
+
+def _gn(r, J):
+    """(E, g = J^T r, A = J^T J) per problem."""
+    return (0.5 * np.einsum("kr,kr->k", r, r), np.einsum("kri,kr->ki", J, r),
+            np.einsum("kri,krj->kij", J, J))
+
+
+def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gtol=1e-10,
+             lambda0=1.0):
+    """Projected Levenberg-Marquardt on N independent problems at once (see the module doc).
+
+    Parameters
+    ----------
+    obj : ControlObjective
+        Holds the K problems.
+    U0, lo, hi : ndarray, shape (N, m)
+        Starts (inside the bounds) and bounds of the N columns.
+    rows : ndarray of int, shape (N,), optional
+        The problem (0..K-1) of each column; default column k is problem k (N = K).
+    maxiter : int
+        Steps per problem.
+    ftol, xtol, gtol : float
+        Stopping tolerances.
+    lambda0 : float
+        Initial damping, relative to ``diag(J^T J)``.
+
+    Returns
+    -------
+    dict with ``u`` (N, m), ``fun`` (N,), ``status`` (N,), ``nit`` (N,) steps per
+    column, ``nfev`` batched evaluations.
+    """
+    N, m = U0.shape
+    di = np.arange(m)
+    u_out, f_out = U0.copy(), np.full(N, np.nan)
+    status, nit = np.zeros(N, int), np.zeros(N, int)
+    r, J = obj._rj(U0, rows)
+    E, g, A = _gn(r, J)
+    dA = A[:, di, di]
+    D = np.maximum(dA, 1e-12 * (1.0 + dA.max(axis=1, keepdims=True)))
+    # "near" a bound: SNAP times the range, or times 1 + |bound| for a half-open range
+    half = 1.0 + np.abs(np.where(np.isfinite(lo), lo, hi))
+    near = SNAP * np.where(np.isfinite(hi - lo), hi - lo, np.where(np.isfinite(half), half, 1.0))
+    st = _Active(ids=np.arange(N), U=U0.copy(), lo=lo, hi=hi, near=near, E=E, g=g, A=A, D=D,
+                 lam=np.full(N, float(lambda0)), nu=np.full(N, 2.0),
+                 rows=np.arange(N) if rows is None else np.asarray(rows))
+    nfev, cap = 1, N
+    full = rows is None                  # the columns are still problems 0..K-1 in order
+
+    def retire(mask, code):
+        nonlocal full
+        if mask.any():
+            ids = st.ids[mask]
+            u_out[ids], f_out[ids] = st.U[mask], st.E[mask]
+            status[ids] = code if np.isscalar(code) else code[mask]
+            st.keep(~mask)
+            full = False
+
+    retire(~np.isfinite(st.E), -1)
+    for _ in range(int(maxiter)):
+        pg = st.U - np.clip(st.U - st.g, st.lo, st.hi)
+        retire(np.abs(pg).max(axis=1) <= gtol, 1)
+        n = len(st.ids)
+        if not n:
+            break
+        U, lo_, hi_, g, A = st.U, st.lo, st.hi, st.g, st.A
+        # the damped Gauss-Newton step on the free variables
+        fixed = ((U <= lo_) & (g > 0)) | ((U >= hi_) & (g < 0))
+        free = ~fixed
+        M = A * (free[:, :, None] & free[:, None, :])
+        M[:, di, di] += st.lam[:, None] * st.D * free + fixed
+        d = np.linalg.solve(M, (-g * free)[:, :, None])[:, :, 0]
+        # a step that would cross a bound stops half-way to it, unless the variable is
+        # already within SNAP of the bound (relative to its range): then it lands on it
+        lo_c = np.where(U - lo_ <= st.near, lo_, 0.5 * (U + lo_))
+        hi_c = np.where(hi_ - U <= st.near, hi_, 0.5 * (U + hi_))
+        Ut = np.clip(U + d, lo_c, hi_c)
+        s = Ut - U
+        pred = -(np.einsum("ki,ki->k", s, g) + 0.5 * np.einsum("ki,kij,kj->k", s, A, s))
+        if n <= cap // 2:
+            cap = n                          # shrink the work buffers with the active set
+        rt, Jt = obj._rj(Ut, None if full else st.rows, cap)
+        nfev += 1
+        nit[st.ids] += 1
+        Et, gt, At = _gn(rt, Jt)
+        ok = np.isfinite(Et) & (pred > 0)
+        rho = np.where(ok, (st.E - Et) / np.where(ok, pred, 1.0), -1.0)
+        acc = rho > 1e-4
+        conv_f = acc & (st.E - Et <= ftol * st.E) & (rho > 0.25)
+        conv_x = np.linalg.norm(s, axis=1) <= xtol * (xtol + np.linalg.norm(U, axis=1))
+        a2 = acc[:, None]
+        np.copyto(st.U, Ut, where=a2)
+        np.copyto(st.E, Et, where=acc)
+        np.copyto(st.g, gt, where=a2)
+        np.copyto(st.A, At, where=a2[:, :, None])
+        np.maximum(st.D, np.where(a2, At[:, di, di], 0.0), out=st.D)
+        st.lam = np.where(acc, st.lam * np.maximum(1 / 3, 1 - (2 * rho - 1) ** 3),
+                          st.lam * st.nu)
+        st.nu = np.where(acc, 2.0, 2.0 * st.nu)
+        code = np.where(conv_f, 2, np.where(conv_x, 3, np.where(st.lam > 1e30, -2, 0)))
+        retire(code != 0, code)
+    retire(np.ones(len(st.ids), bool), 0)
+    return dict(u=u_out, fun=f_out, status=status, nit=nit, nfev=nfev)
