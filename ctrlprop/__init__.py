@@ -13,4 +13,5 @@ from .objectives import WeightObjective
 from .train import fit
 from .scaling import learn_scaling, data_scaling, standardize
 from .threads import blas_threads, auto_threads
-from .control import ControlObjective, ControlResult, optimize_controls
+from .control import ControlObjective
+from .control_batch import ControlResult, optimize_controls

@@ -1,4 +1,9 @@
-"""Many small control problems at once: bounds, start points, and a batched solver.
+"""Solving control problems, one or many at once: :func:`optimize_controls`.
+
+It builds a :class:`ctrlprop.control.ControlObjective`, chooses the start
+points of every run (``u0``, ``restarts`` random points within the bounds, or
+the best of ``screen`` screened points), and solves with a scipy method (one
+problem at a time) or with :func:`solve_lm`.
 
 :func:`solve_lm` is a projected Levenberg-Marquardt method run on N independent
 least-squares problems together (the K targets of a batch, times the number of
@@ -31,8 +36,12 @@ fails after ``maxiter`` steps (status 0), if E is not finite at the start
 """
 
 import numpy as np
+from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
-__all__ = ["solve_lm", "LM_MESSAGES"]
+from .control import ControlObjective, _Single
+from .threads import blas_threads
+
+__all__ = ["optimize_controls", "ControlResult", "solve_lm", "LM_MESSAGES"]
 
 LM_MESSAGES = {
     1: "projected gradient below gtol",
@@ -278,3 +287,217 @@ def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gt
         retire(code != 0, code)
     retire(np.ones(len(st.ids), bool), 0)
     return dict(u=u_out, fun=f_out, status=status, nit=nit, nfev=nfev)
+
+
+# ---------------------------------------------------------------- optimize_controls
+_MINIMIZE = {n.lower(): n for n in ("CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC", "SLSQP", "dogleg",
+                                    "trust-ncg", "trust-krylov", "trust-exact", "trust-constr")}
+_BOUNDED = {"l-bfgs-b", "tnc", "slsqp", "trust-constr"}
+_HESSP = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
+_HESS = {"dogleg", "trust-exact"}
+_CONSTRAINED = {"slsqp", "trust-constr"}
+_LSQ = {"trf", "dogbox", "lm"}
+_BATCH = {"batch-lm"}
+
+
+class ControlResult(OptimizeResult):
+    """Result of :func:`optimize_controls` (a ``scipy.optimize.OptimizeResult``).
+
+    Fields, for one problem (for a batch of K each gains a leading K axis):
+
+    u, x : ndarray (m,)             the best control found (``x`` is an alias)
+    y : ndarray (n_outputs,)        the model output at u
+    fun : float                     E(u)
+    error : float                   ``|y - y*|``, unweighted
+    violation : float               largest output-bound violation (0 without bounds)
+    success, status, message, nit   of the best run (``message`` summarises a batch)
+    nfev : int                      evaluations (batched evaluations for "batch-lm")
+    method : str
+    u_all (S, m), fun_all (S,), success_all (S,), starts (S, m), best : every run
+        (S = restarts + 1), where it started, and the index of the returned one
+    runs : list of the S (S*K for a batch, run-major) scipy results (scipy methods only)
+    """
+
+
+def _canonical(method):
+    """Lower-case method name, checked."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    m = method.lower()
+    if m not in _MINIMIZE and m not in _LSQ and m not in _BATCH:
+        raise ValueError(f"unknown method {method!r}; expected 'batch-lm', one of the gradient "
+                         f"methods of scipy.optimize.minimize {sorted(_MINIMIZE.values())}, or "
+                         "a least_squares method 'trf', 'dogbox', 'lm'")
+    return m
+
+
+def _scipy_run(obj, u0, lo, hi, method, options):
+    """One scipy solve of a single-problem objective; the raw result."""
+    bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+    if method in _LSQ:
+        kw = dict(options)
+        if bounded:
+            kw["bounds"] = (lo, hi)
+        return least_squares(obj.residuals, u0, jac=obj.jacobian, method=method, **kw)
+    kw = dict(method=_MINIMIZE[method], jac=True, options=options)
+    if bounded:
+        kw["bounds"] = Bounds(lo, hi)
+    if method in _HESSP:
+        kw["hessp"] = obj.hessp
+    if method in _HESS:
+        kw["hess"] = obj.hess
+    if method in _CONSTRAINED and len(obj._cidx):
+        kw["constraints"] = [obj.constraints(hessian=method == "trust-constr")]
+    return minimize(obj, u0, **kw)
+
+
+def optimize_controls(net, target, inputs=None, control=None, u0=None, bounds=None,
+                      control_cost=0.0, method=None, restarts=0, seed=0, *, screen=0,
+                      output_weights=None, u_rest=None, output_bounds=None, penalty=1e4,
+                      hessian="exact", options=None):
+    """Find the controls that drive a frozen network's outputs to a target.
+
+    Minimises the :class:`ControlObjective` E(u) for one problem, or for K
+    independent problems at once.
+
+    Parameters
+    ----------
+    net : Network
+    target : array_like, shape (n_outputs,) or (K, n_outputs)
+    inputs : array_like, optional
+        The non-control inputs, (n_inputs - m,) or (n_inputs,), or (K, .); see
+        :class:`ControlObjective`.
+    control : sequence of int, optional
+        Input indices that are the controls; default every input.
+    u0 : array_like, shape (m,) or (K, m), optional
+        Start.  Default: the middle of the bounds where both ends are finite,
+        else 0 moved into the bounds.  A start outside the bounds raises a
+        ValueError (it is not clipped).
+    bounds : sequence of (lo, hi) or scipy.optimize.Bounds, optional
+        One pair per control (None for an open side); Bounds may hold (K, m)
+        per-problem arrays.
+    control_cost : float or array_like
+        R of E (scalar, (m,) or (m, m)).
+    method : str, optional
+        ``"batch-lm"`` (the vectorized projected Levenberg-Marquardt of
+        :mod:`ctrlprop.control_batch`, the default for a batch), a gradient
+        method of ``scipy.optimize.minimize`` (``"L-BFGS-B"``, the default for
+        one problem, ``"CG"``, ``"BFGS"``, ``"Newton-CG"``, ``"TNC"``,
+        ``"SLSQP"``, ``"dogleg"``, ``"trust-ncg"``, ``"trust-krylov"``,
+        ``"trust-exact"``, ``"trust-constr"``) or a ``least_squares`` method
+        (``"trf"``, ``"dogbox"``, ``"lm"``).  scipy methods solve a batch one
+        problem at a time.  Bounds need L-BFGS-B, TNC, SLSQP, trust-constr,
+        trf, dogbox or batch-lm.
+    restarts : int
+        Extra runs from points drawn uniformly within the (finite) bounds; the
+        run with the lowest E is returned and all are kept (``u_all``...).
+    seed : int
+        Seed of those draws.
+    screen : int
+        If > 0, E is first evaluated (forward passes only, all problems at
+        once) at u0 and ``screen`` uniform points, and the ``restarts + 1``
+        runs start from the best of them.
+    output_weights, u_rest : optional
+        W and u_rest of E.
+    output_bounds : dict or sequence, optional
+        Bounds on chosen outputs (see :class:`ControlObjective`).  SLSQP and
+        trust-constr enforce them exactly, as nonlinear constraints with the
+        exact Jacobian; every other method through the quadratic penalty
+        ``penalty`` (then a bound can be exceeded by about ``dE/dy / penalty``).
+    penalty : float
+        Weight of that penalty.
+    hessian : {"exact", "gauss-newton"}
+        The Hessian given to Newton-CG, trust-* and dogleg.
+    options : dict, optional
+        Passed to ``minimize(options=...)``, as keywords to ``least_squares``,
+        or for batch-lm: ``maxiter`` (100), ``ftol``, ``xtol``, ``gtol`` (1e-10),
+        ``lambda0`` (1.0: a cautious first step, between Gauss-Newton and
+        scaled gradient descent; 1e-3 suits warm starts near the solution).
+
+    Returns
+    -------
+    ControlResult
+        ``u`` (m,) or (K, m), ``y``, ``fun``, ``error``, ``success`` ... and every
+        run (``u_all``, ``fun_all``, ``success_all``, ``best``).  ``u`` is
+        always inside the bounds (a scipy result a rounding error outside is
+        projected back) and ``fun``, ``y`` are evaluated at the returned ``u``.
+    """
+    name = None if method is None else _canonical(method)
+    exact = name in _CONSTRAINED and output_bounds is not None
+    obj = ControlObjective(net, target, inputs, control, output_weights, control_cost,
+                           u_rest, output_bounds, 0.0 if exact else penalty, hessian)
+    K, m = obj.K, obj.m
+    if name is None:
+        name = "batch-lm" if obj.batched else "l-bfgs-b"
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    options = dict(options or {})
+    lo, hi = bounds_arrays(bounds, K, m)
+    bounded = np.isfinite(lo).any() or np.isfinite(hi).any()
+    if bounded and name not in _BOUNDED | _BATCH | {"trf", "dogbox"}:
+        raise ValueError(f"method {method!r} does not handle bounds; use 'batch-lm', "
+                         "'L-BFGS-B', 'TNC', 'SLSQP', 'trust-constr', 'trf' or 'dogbox'")
+    if name == "lm" and obj.n_residuals < m:
+        raise ValueError(f"method 'lm' needs at least as many residuals ({obj.n_residuals}) "
+                         f"as controls ({m}); add a control_cost or use 'trf'")
+    U0 = start_points(u0, lo, hi)
+    starts = multi_starts(obj, U0, lo, hi, restarts, screen, seed)        # (S, K, m)
+    S = starts.shape[0]
+
+    runs = None
+    if name in _BATCH:
+        bad = set(options) - set(LM_OPTIONS)
+        if bad:
+            raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; "
+                             f"expected {sorted(LM_OPTIONS)}")
+        opts = {**LM_OPTIONS, **options}
+        with blas_threads(1):
+            out = solve_lm(obj, starts.reshape(S * K, m), np.tile(lo, (S, 1)),
+                           np.tile(hi, (S, 1)), None if S == 1 else np.tile(np.arange(K), S),
+                           **opts)
+        U = out["u"].reshape(S, K, m)
+        status, nit = out["status"].reshape(S, K), out["nit"].reshape(S, K)
+        success, nfev = status > 0, out["nfev"]
+        messages = np.array([LM_MESSAGES[c] for c in out["status"]]).reshape(S, K)
+    else:
+        one, runs = _Single(obj), []
+        U = np.empty((S, K, m))
+        status, nit = np.zeros((S, K), int), np.zeros((S, K), int)
+        success, messages, nfev = np.zeros((S, K), bool), np.empty((S, K), object), 0
+        with blas_threads(1):
+            for s in range(S):
+                for k in range(K):
+                    res = _scipy_run(one.select(k), starts[s, k], lo[k], hi[k], name, options)
+                    U[s, k] = np.clip(res.x, lo[k], hi[k])
+                    status[s, k], success[s, k] = res.status, res.success
+                    nit[s, k] = res.get("nit", res.get("njev", 0))
+                    messages[s, k], nfev = res.message, nfev + res.nfev
+                    runs.append(res)
+    F = np.stack([obj.per_problem(U[s], grad=False)[0] for s in range(S)])   # E at each end
+    best = np.argmin(np.where(np.isfinite(F), F, np.inf), axis=0)            # (K,)
+    kk = np.arange(K)
+    u = U[best, kk]
+    Y = obj.outputs(u).reshape(K, -1)
+    r = ControlResult(
+        u=u, x=u, y=Y, fun=F[best, kk], error=np.linalg.norm(Y - obj._T.T, axis=1),
+        violation=obj.output_violation(Y), success=success[best, kk],
+        status=status[best, kk], nit=nit[best, kk], nfev=nfev, method=_display(name),
+        u_all=U, fun_all=F, success_all=success, best=best, starts=starts)
+    if obj.batched:
+        r.message = f"{int(r.success.sum())} of {K} problems converged"
+        r.messages = messages[best, kk]
+    else:
+        for key in ("u", "x", "y", "fun", "error", "violation", "success", "status", "nit",
+                    "best"):
+            r[key] = r[key][0].item() if r[key][0].ndim == 0 else r[key][0]
+        r.u_all, r.fun_all, r.success_all = U[:, 0], F[:, 0], success[:, 0]
+        r.starts = starts[:, 0]
+        r.message = messages[best[0], 0]
+    if runs is not None:
+        r.runs = runs
+    return r
+
+
+def _display(name):
+    """The user-facing spelling of a method name."""
+    return _MINIMIZE.get(name, name)
