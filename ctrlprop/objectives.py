@@ -1,0 +1,636 @@
+"""The training objective in scipy.optimize's vocabulary.
+
+:class:`WeightObjective` is the sum-of-squares error of a network over a data
+set as a function of (some of) its weights::
+
+    E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2  +  1/2 l2 |w_nb|^2
+
+with optional sample weights ``s_k`` and an L2 penalty on the non-bias weights
+``w_nb`` (biases are *not* regularised).  It offers what the scipy solvers ask
+for: ``obj(x) -> (E, grad)`` for ``minimize(..., jac=True)``, ``obj.hessp`` for
+Newton-CG / trust-ncg / trust-krylov, and ``obj.residuals`` / ``obj.jacobian``
+for ``least_squares``.  ``x`` is the vector of *free* weights: all of them, or
+those selected by a mask (the others stay frozen at their values when the
+objective was built).
+"""
+
+import numpy as np
+
+__all__ = ["WeightObjective"]
+
+
+# ---------------------------------------------------------------- validation
+def _as_array(A, name):
+    """A as a float64 ndarray, or a TypeError naming ``name``."""
+    try:
+        return np.asarray(A, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}") from None
+
+
+def _as_data(net, X, Y, names=("X", "Y")):
+    """Validate a data set for ``net``; return 2-D float arrays ``(K, n_inputs), (K, n_outputs)``.
+
+    1-D X (Y) is accepted as K samples when the network has one input (output).
+    """
+    out = []
+    for A, name, n, side in ((X, names[0], net.n_inputs, "inputs"),
+                             (Y, names[1], net.n_outputs, "outputs")):
+        A = _as_array(A, name)
+        if A.ndim == 1 and n == 1:
+            A = A[:, None]
+        if A.ndim != 2 or A.shape[1] != n:
+            raise ValueError(f"{name} must have shape (K, {n}) for a network with {n} {side}, "
+                             f"got {A.shape}")
+        if A.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        bad = ~np.isfinite(A)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
+            raise ValueError(f"{name} contains NaN or inf in {len(rows)} row(s), the first at "
+                             f"rows {rows[:5].tolist()}")
+        out.append(A)
+    if out[0].shape[0] != out[1].shape[0]:
+        raise ValueError(f"{names[0]} has {out[0].shape[0]} rows but {names[1]} has "
+                         f"{out[1].shape[0]}; they need one row per sample")
+    return out[0], out[1]
+
+
+def _as_sample_weight(sw, K):
+    """Validate sample weights: None or K finite non-negative numbers, not all zero."""
+    if sw is None:
+        return None
+    sw = _as_array(sw, "sample_weight")
+    if sw.shape != (K,):
+        raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
+                         f"got {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not np.any(sw > 0):
+        raise ValueError("sample_weight is zero for every sample")
+    return sw
+
+
+def _as_l2(l2):
+    """Validate the L2 coefficient: a finite float >= 0."""
+    try:
+        v = float(l2)
+    except (TypeError, ValueError):
+        raise TypeError(f"l2 must be a non-negative number, got {l2!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"l2 must be a finite non-negative number, got {l2!r}")
+    return v
+
+
+def as_mask(net, trainable):
+    """The boolean mask of trained weights, from None (all), a mask, or unit indices.
+
+    Parameters
+    ----------
+    net : Network
+    trainable : None, bool array_like of shape (n_weights,), or iterable of int
+        None trains every weight; a boolean mask selects entries of
+        ``net.weights``; a collection of computing-unit indices trains every
+        weight *into* those units (incoming connections and bias).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_weights,)
+    """
+    if trainable is None:
+        return np.ones(net.n_weights, bool)
+    arr = np.asarray(trainable) if not isinstance(trainable, (set, frozenset)) else None
+    if arr is not None and arr.dtype == bool:
+        if arr.shape != (net.n_weights,):
+            raise ValueError(f"a trainable mask must have shape ({net.n_weights},) "
+                             f"(one entry per weight), got {arr.shape}")
+        if not arr.any():
+            raise ValueError("the trainable mask selects no weight")
+        return arr.copy()
+    units = list(trainable)
+    if not units:
+        raise ValueError("trainable lists no unit")
+    for u in units:
+        if isinstance(u, (bool, np.bool_)) or not isinstance(u, (int, np.integer)):
+            raise TypeError(f"trainable must be a boolean mask over the weights or a list of "
+                            f"unit indices, got element {u!r}")
+        if not net.n_inputs <= u < net.n_units:
+            raise ValueError(f"trainable unit {u} is not a computing unit; computing units are "
+                             f"{net.n_inputs}..{net.n_units - 1}")
+    return net.units_weights(units)
+
+
+def _bias_mask(net):
+    """True for the bias entries of ``net.weights``."""
+    return np.array([s == "bias" for s, _ in net.weight_labels], bool)
+
+
+# ---------------------------------------------------------------- the objective
+class _Work:
+    """Preallocated work arrays of one batch size: engine buffers, residual R and C R."""
+
+    def __init__(self, obj, K, gather=False):
+        n_in, n_out = obj.net.n_inputs, obj.net.n_outputs
+        self.bufs = obj._plan.new_buffers(K, obj._wts)
+        self.R = np.empty((n_out, K))
+        self.CR = self.R if obj._C is None else np.empty((n_out, K))
+        if gather:                                   # room for a gathered minibatch
+            self.XT, self.TT = np.empty((n_in, K)), np.empty((n_out, K))
+            self.C = np.empty((n_out, K)) if obj._C is not None and obj._C.shape[1] > 1 else None
+
+    def data_loss(self, XT, TT, C):
+        """Forward pass of XT; R = Y_int - TT, CR = C R; returns 1/2 sum C R^2."""
+        obj_plan = self.bufs.plan
+        obj_plan.run_forward(self.bufs, XT, None)
+        np.subtract(self.bufs.Y, TT, out=self.R)
+        if C is not None:
+            np.multiply(self.R, C, out=self.CR)
+        return 0.5 * float(np.vdot(self.R, self.CR))
+
+
+class _Curvature:
+    """Second-order products at one point, on preallocated buffers.
+
+    At a new point (:meth:`at`) it runs the forward pass and the delta recursion
+    once and keeps ``h'(Z)``, ``h''(Z) * G`` and the deltas; then every
+    Hessian-vector product (:meth:`hvp`) costs one tangent pass and one
+    second-order backward pass (about two gradients), and Jacobian products
+    (:meth:`jvp`, :meth:`vjp`) one pass each.  All arrays are unit-major and in
+    the network's internal units, like the engine's.
+
+    With ``G_L = dE/dO_L``, ``D_L = h'(Z_L) G_L`` (the deltas) and the R-operator
+    ``R{.} = d/dr (.)(w + r v)`` (Pearlmutter), for L = 1, 2, ...::
+
+        RZ_L = sum_l (W_Ll RO_l + V_Ll O~_l),    RO_L = h'(Z_L) RZ_L,    RO_0 = 0
+
+    then, seeded at the outputs by ``RG = C RY`` (C = s_k s_y^2 is d2E/dY_int^2),
+    for L = top, ..., 1::
+
+        RD_L  = h''(Z_L) G_L RZ_L + h'(Z_L) RG_L
+        Hv_Ll = D_L RO~_l^T + RD_L O~_l^T           (RO~_l: RO_l with a zero bias row)
+        RG_l += W_Ll^T RD_L + V_Ll^T D_L
+    """
+
+    def __init__(self, obj):
+        plan, K = obj._plan, obj.K
+        if not plan.d2_ok:
+            names = sorted({t.name for g in plan.groups[1:] for t, _, _ in g if t.d2h is None})
+            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
+                             "were registered without d2h (register them with d2h=...)")
+        self.obj, self.plan = obj, plan
+        self.wts = plan.new_weights()
+        self.bufs = plan.new_buffers(K, self.wts)
+        self.vw = plan.new_weights()
+        sz = plan.sizes
+        new = lambda: [None] + [np.empty((sz[L], K)) for L in range(1, plan.n_levels)]
+        self.d1, self.gd2, self.D, self.RZ, self.RO, self.RD, self.tmp = (new() for _ in range(7))
+        self.G = [np.zeros((s, K)) for s in sz]
+        self.RG = [np.zeros((s, K)) for s in sz]
+        self.T = [np.empty((s, K)) for s in sz]
+        self.Hw = np.empty(plan.n_weights)
+        self.key = None
+
+    def at(self, w):
+        """Prepare for products at full weights w (no work if w is the current point)."""
+        key = w.tobytes()
+        if key == self.key:
+            return
+        p, b, obj = self.plan, self.bufs, self.obj
+        self.wts.load(w)
+        p.run_forward(b, obj._XT, None)
+        CR = b.Y - obj._TT                                  # dE/dY_int = C (Y_int - T_int)
+        if obj._C is not None:
+            CR *= obj._C
+        for G in self.G:
+            G.fill(0.0)
+        for L, (rows, ys) in p.out_by_level.items():
+            self.G[L][rows] = CR[ys]
+        Wn = self.wts.Wn
+        for L in range(p.n_levels - 1, 0, -1):
+            for t, a, c in p.groups[L]:
+                t.dh(b.Z[L][a:c], b.Ov[L][a:c], self.d1[L][a:c])
+                t.d2h(b.Z[L][a:c], b.Ov[L][a:c], self.gd2[L][a:c])
+            np.multiply(self.d1[L], self.G[L], out=self.D[L])
+            self.gd2[L] *= self.G[L]
+            for i, blk in enumerate(p.blocks[L]):
+                if blk.src > 0:
+                    np.matmul(Wn[L][i].T, self.D[L], out=self.T[blk.src])
+                    self.G[blk.src] += self.T[blk.src]
+        self.key = key
+
+    def _tangent(self, v):
+        """RZ, RO for direction v (full weights); returns RY_int (n_out, K), a new array."""
+        p, b = self.plan, self.bufs
+        self.vw.load(v)
+        V, Wn = self.vw.W, self.wts.Wn
+        for L in range(1, p.n_levels):
+            RZ, T = self.RZ[L], self.tmp[L]
+            for i, blk in enumerate(p.blocks[L]):
+                np.matmul(V[L][i], b.src[L][i], out=RZ if i == 0 else T)
+                if i:
+                    RZ += T
+                if blk.src > 0:
+                    np.matmul(Wn[L][i], self.RO[blk.src], out=T)
+                    RZ += T
+            np.multiply(self.d1[L], RZ, out=self.RO[L])
+        RY = np.empty((p.n_out, b.K))
+        for L, (rows, ys) in p.out_by_level.items():
+            RY[ys] = self.RO[L][rows]
+        return RY
+
+    def hvp(self, v):
+        """Hessian of the data term times the full direction v; a view of a reused buffer."""
+        p, b, C = self.plan, self.bufs, self.obj._C
+        RY = self._tangent(v)
+        if C is not None:
+            RY *= C
+        for RG in self.RG:
+            RG.fill(0.0)
+        for L, (rows, ys) in p.out_by_level.items():
+            self.RG[L][rows] = RY[ys]
+        Wn, Vn = self.wts.Wn, self.vw.Wn
+        for L in range(p.n_levels - 1, 0, -1):
+            RD, T = self.RD[L], self.tmp[L]
+            np.multiply(self.gd2[L], self.RZ[L], out=RD)
+            np.multiply(self.d1[L], self.RG[L], out=T)
+            RD += T
+            for i, blk in enumerate(p.blocks[L]):
+                l, src = blk.src, b.src[L][i]
+                seg = self.Hw[blk.off:blk.off + blk.size]
+                hb = seg.reshape(blk.rows, blk.cols) if blk.dense else np.empty((blk.rows,
+                                                                                blk.cols))
+                np.matmul(RD, src.T, out=hb)
+                if l > 0:
+                    hb[:, :p.sizes[l]] += self.D[L] @ self.RO[l].T
+                    np.matmul(Wn[L][i].T, RD, out=self.T[l])
+                    self.RG[l] += self.T[l]
+                    np.matmul(Vn[L][i].T, self.D[L], out=self.T[l])
+                    self.RG[l] += self.T[l]
+                if not blk.dense:
+                    np.take(hb.ravel(), blk.flat, out=seg)
+        return self.Hw
+
+    def jvp(self, v):
+        """Jacobian of the internal outputs times full direction v: (n_out, K), new array."""
+        return self._tangent(v)
+
+    def vjp(self, cT):
+        """Weight gradient (full, a reused buffer) of the cotangent cT (n_out, K), internal units."""
+        self.plan.run_backward(self.bufs, cT, None, want_w=True, want_x=False)
+        return self.bufs.grad
+
+
+class WeightObjective:
+    """Sum-of-squares training error of a network as a function of its (free) weights.
+
+    ``E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2 + 1/2 l2 |w_nb|^2`` where ``s_k``
+    are the sample weights (1 by default), outputs and targets are in raw
+    units, and ``w_nb`` are the free non-bias weights: **biases are not
+    regularised** (nor are frozen weights, which are constants here).  ``l2`` plays the role of scikit-learn's ``alpha`` (which
+    divides both terms by the number of samples).
+
+    The network's weights are copied when the objective is built; calling it
+    never changes ``net.weights``.  Its input/output scaling is also captured
+    then: the penalty acts on the weights as stored, i.e. in the network's
+    internal (standardised) units.
+
+    Parameters
+    ----------
+    net : Network
+    X : array_like, shape (K, n_inputs)
+    Y : array_like, shape (K, n_outputs)
+        Targets.
+    l2 : float
+        L2 penalty on the non-bias weights.
+    sample_weight : array_like, shape (K,), optional
+        Non-negative weight of every sample.
+    trainable : None, bool array_like (n_weights,), or iterable of int
+        Which weights are free (see :func:`as_mask`); the others are frozen at
+        their current values.  ``x`` below has one entry per free weight, in
+        the order of ``net.weights``.
+
+    Attributes
+    ----------
+    x0 : ndarray, shape (n,)
+        The free weights at construction (a starting point for scipy).
+    mask : ndarray of bool, shape (n_weights,)
+    n : int
+        Number of free weights.
+
+    Examples
+    --------
+    >>> obj = WeightObjective(net, X, Y)
+    >>> res = scipy.optimize.minimize(obj, obj.x0, jac=True, method="L-BFGS-B")
+    >>> net.weights = obj.full(res.x)                   # doctest: +SKIP
+    """
+
+    def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None):
+        X, Y = _as_data(net, X, Y)
+        K = X.shape[0]
+        self.net, self.K = net, K
+        self.l2 = _as_l2(l2)
+        sw = _as_sample_weight(sample_weight, K)
+        self.sample_weight = sw
+        self.mask = as_mask(net, trainable)
+        self._free = np.flatnonzero(self.mask)
+        self._all = bool(self.mask.all())
+        self.n = self._free.size
+        self._w = net.weights.copy()
+        self.x0 = self._w[self._free].copy()
+        self.in_scale, self.out_scale = net.input_scaling, net.output_scaling
+        self.X, self.Y = X, Y
+
+        # everything the hot loop reads, in internal units and unit-major:
+        #   XT = ((X - m_x) / s_x)^T,  TT = ((Y - m_y) / s_y)^T,  C = s_k s_y^2
+        # so that with R = Y_int - T_int:  E_data = 1/2 sum C R^2  and
+        # dE/dY_int = C R (the cotangent the engine takes in internal units).
+        self._XT = np.ascontiguousarray(X.T if self.in_scale is None else
+                                        ((X - self.in_scale[0]) / self.in_scale[1]).T)
+        self._TT = np.ascontiguousarray(Y.T if self.out_scale is None else
+                                        ((Y - self.out_scale[0]) / self.out_scale[1]).T)
+        sy2 = np.ones(net.n_outputs) if self.out_scale is None else self.out_scale[1] ** 2
+        if sw is None:
+            self._C = None if self.out_scale is None else np.ascontiguousarray(sy2[:, None])
+        else:
+            self._C = sy2[:, None] * sw[None, :]
+        plan = net.plan
+        self._plan = plan
+        self._wts = plan.new_weights()
+        self._main = _Work(self, K)
+        self._bufs = self._main.bufs
+        self._R, self._CR = self._main.R, self._main.CR
+        self._batches = {}
+
+        # penalty: l2 on the free non-bias entries
+        reg = np.where(_bias_mask(net), 0.0, self.l2)
+        self._reg = reg[self._free] if self.l2 > 0 else None
+        self._trace_key = None
+        self._curvature = None
+
+    # ------------------------------------------------------------ free <-> full
+    def full(self, x):
+        """The full weight vector (shape (n_weights,)) for free weights ``x`` (shape (n,))."""
+        x = self._check_x(x)
+        w = self._w.copy()
+        w[self._free] = x
+        return w
+
+    def free(self, w):
+        """The free entries (shape (n,)) of a full weight vector ``w`` (shape (n_weights,))."""
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.net.n_weights,):
+            raise ValueError(f"w must have shape ({self.net.n_weights},), got {w.shape}")
+        return w[self._free].copy()
+
+    def _check_x(self, x):
+        """x as a float64 vector of length n."""
+        if not (type(x) is np.ndarray and x.dtype == np.float64):
+            x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n,):
+            raise ValueError(f"x must have shape ({self.n},) (the free weights), got {x.shape}")
+        return x
+
+    def _load(self, x):
+        """Copy the free weights x into the private weight holder."""
+        if self._all:
+            self._wts.load(x)
+        else:
+            self._w[self._free] = x
+            self._wts.load(self._w)
+
+    def _penalty(self, x):
+        """1/2 l2 |w_nb|^2 over the free non-bias weights."""
+        if self._reg is None:
+            return 0.0
+        return 0.5 * float(np.dot(self._reg * x, x))
+
+    # ------------------------------------------------------------ value and gradient
+    def _forward_residual(self, x):
+        """Forward pass; leaves R = Y_int - T_int and CR = C R; returns E."""
+        self._load(x)
+        return self._main.data_loss(self._XT, self._TT, self._C) + self._penalty(x)
+
+    def __call__(self, x):
+        """Objective value and gradient.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,)
+            Free weights.
+
+        Returns
+        -------
+        E : float
+        grad : ndarray, shape (n,)
+            A new array (safe for the solver to keep).
+        """
+        x = self._check_x(x)
+        E = self._forward_residual(x)
+        self._plan.run_backward(self._bufs, self._CR, None, want_w=True, want_x=False)
+        g = self._bufs.grad
+        g = g.copy() if self._all else g[self._free]
+        if self._reg is not None:
+            g += self._reg * x
+        return E, g
+
+    def value(self, x):
+        """Objective value only (one forward pass), a float."""
+        return self._forward_residual(self._check_x(x))
+
+    def data_loss(self, x):
+        """The data term ``1/2 sum_k s_k |y_k - t_k|^2`` alone (no penalty), a float."""
+        x = self._check_x(x)
+        return self._forward_residual(x) - self._penalty(x)
+
+    def gradient(self, x):
+        """The gradient alone, shape (n,)."""
+        return self(x)[1]
+
+    def minibatch(self, x, idx):
+        """Data loss and gradient over the samples ``idx`` (for stochastic methods).
+
+        The penalty's share ``len(idx) / K`` is added to the gradient, so that
+        the minibatch gradients of one pass over the data sum to the full
+        gradient.  Work buffers are kept per batch size.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,)
+        idx : array of int, shape (B,)
+            Sample indices.
+
+        Returns
+        -------
+        E_data : float
+            ``1/2 sum_{k in idx} s_k |y_k - t_k|^2`` (no penalty).
+        grad : ndarray, shape (n,)
+            Gradient of ``E_data + (B / K) * penalty``.
+        """
+        x = self._check_x(x)
+        B = len(idx)
+        w = self._batches.get(B)
+        if w is None:
+            if len(self._batches) >= 4:
+                self._batches.pop(next(iter(self._batches)))
+            w = self._batches[B] = _Work(self, B, gather=True)
+        self._load(x)
+        np.take(self._XT, idx, axis=1, out=w.XT)
+        np.take(self._TT, idx, axis=1, out=w.TT)
+        C = self._C
+        if C is not None and C.shape[1] > 1:
+            np.take(C, idx, axis=1, out=w.C)
+            C = w.C
+        E = w.data_loss(w.XT, w.TT, C)
+        self._plan.run_backward(w.bufs, w.CR, None, want_w=True, want_x=False)
+        g = w.bufs.grad
+        g = g.copy() if self._all else g[self._free]
+        if self._reg is not None:
+            g += (B / self.K) * self._reg * x
+        return E, g
+
+    # ------------------------------------------------------------ second order
+    def _trace(self, w):
+        """A private trace at full weights w, reused while w does not change."""
+        key = w.tobytes()
+        if self._trace_key != key:
+            tr = self._plan.forward(w, self.X, self.in_scale, self.out_scale, keep=True)
+            dY = tr.outputs() - self.Y                       # raw residual y - t
+            if self.sample_weight is not None:
+                dY *= self.sample_weight[:, None]            # dE/dY = s_k (y_k - t_k)
+            self._trace_cache = (tr, dY)
+            self._trace_key = key
+        return self._trace_cache
+
+    def _curv(self, x):
+        """The second-order workspace prepared at free weights x."""
+        if self._curvature is None:
+            self._curvature = _Curvature(self)
+        self._curvature.at(self.full(x))
+        return self._curvature
+
+    def _direction(self, p, name="p"):
+        """A free-weight direction as a full-length vector (zeros at frozen entries)."""
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (self.n,):
+            raise ValueError(f"{name} must have shape ({self.n},), got {p.shape}")
+        if self._all:
+            return p
+        v = np.zeros(self.net.n_weights)
+        v[self._free] = p
+        return v
+
+    def hessp(self, x, p):
+        """Exact Hessian-vector product ``d^2E/dx^2 p`` (Pearlmutter's R-operator).
+
+        Forward-over-reverse: one tangent pass and one second-order backward
+        pass, about the cost of two gradients; it includes the residual
+        curvature (it is not a Gauss-Newton approximation).  The forward pass
+        and the deltas at ``x`` are kept, so repeated products at the same
+        ``x`` (Newton-CG's inner loop) do not redo them.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,)
+        p : array_like, shape (n,)
+
+        Returns
+        -------
+        ndarray, shape (n,)
+        """
+        x = self._check_x(x)
+        v = self._direction(p)
+        Hv = self._curv(x).hvp(v)
+        Hv = Hv.copy() if self._all else Hv[self._free]
+        if self._reg is not None:
+            Hv += self._reg * v[self._free]
+        return Hv
+
+    # ------------------------------------------------------------ least squares
+    def residuals(self, x):
+        """Residual vector r with ``E = 1/2 |r|^2``, for ``scipy.optimize.least_squares``.
+
+        Rows ``(sample, output)`` hold ``sqrt(s_k) (y_kj - t_kj)`` in raw units;
+        with ``l2 > 0`` they are followed by ``sqrt(l2) w`` for every free
+        non-bias weight.
+
+        Returns
+        -------
+        ndarray, shape (K * n_outputs [+ n_regularised],)
+        """
+        x = self._check_x(x)
+        self._forward_residual(x)
+        # raw residual = s_y R_int, unit-major -> (sample, output) rows
+        r = self._R.T * (1.0 if self.out_scale is None else self.out_scale[1])
+        if self.sample_weight is not None:
+            r = r * np.sqrt(self.sample_weight)[:, None]
+        r = r.ravel()
+        if self._reg is not None:
+            nb = self._reg > 0
+            r = np.concatenate([r, np.sqrt(self._reg[nb]) * x[nb]])
+        return r
+
+    def jacobian(self, x):
+        """Jacobian of :meth:`residuals`, shape ``(len(residuals), n)``.
+
+        Rows ``(sample, output)`` are ``sqrt(s_k) dy_kj/dx`` in raw units (then
+        ``sqrt(l2)`` times identity rows for the regularised weights).
+        """
+        x = self._check_x(x)
+        tr, _ = self._trace(self.full(x))
+        J = tr.jacobian_weights()
+        if not self._all:
+            J = J[:, self._free]
+        if self.sample_weight is not None:
+            J *= np.repeat(np.sqrt(self.sample_weight), self.net.n_outputs)[:, None]
+        if self._reg is not None:
+            nb = np.flatnonzero(self._reg > 0)
+            Jr = np.zeros((nb.size, self.n))
+            Jr[np.arange(nb.size), nb] = np.sqrt(self._reg[nb])
+            J = np.vstack([J, Jr])
+        return J
+
+    def jacobian_operator(self, x):
+        """The Jacobian of :meth:`residuals` at ``x`` as a matrix-free LinearOperator.
+
+        ``J @ v`` costs one tangent (forward-mode) pass and ``J.T @ u`` one
+        backward pass, and nothing of size ``K n_outputs x n`` is stored, so
+        ``least_squares(..., method="trf" or "dogbox")`` can use it (with
+        ``tr_solver="lsmr"``) on data sets whose dense Jacobian would not fit.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator, shape ``(len(residuals), n)``
+        """
+        from scipy.sparse.linalg import LinearOperator
+        x = self._check_x(x).copy()
+        K, n_out = self.K, self.net.n_outputs
+        # r = sqrt(s_k) s_y (Y_int - T_int): J v = sqrt(s) s_y jvp_int(v),
+        # J^T u = vjp_int(sqrt(s) s_y u)
+        f = np.ones((n_out, 1)) if self.out_scale is None else self.out_scale[1][:, None].copy()
+        if self.sample_weight is not None:
+            f = f * np.sqrt(self.sample_weight)[None, :]
+        nb = None if self._reg is None else np.flatnonzero(self._reg > 0)
+        sq = None if nb is None else np.sqrt(self._reg[nb])
+        m = K * n_out + (0 if nb is None else nb.size)
+
+        def matvec(p):
+            p = np.ravel(p)
+            RY = self._curv(x).jvp(self._direction(p))
+            RY *= f
+            r = RY.T.ravel()
+            return r if nb is None else np.concatenate([r, sq * p[nb]])
+
+        def rmatvec(u):
+            u = np.ravel(u)
+            cT = u[:K * n_out].reshape(K, n_out).T * f
+            g = self._curv(x).vjp(np.ascontiguousarray(cT))
+            g = g.copy() if self._all else g[self._free]
+            if nb is not None:
+                g[nb] += sq * u[K * n_out:]
+            return g
+
+        return LinearOperator((m, self.n), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+
+    def __repr__(self):
+        return (f"WeightObjective(K={self.K}, n={self.n} free of {self.net.n_weights} weights, "
+                f"l2={self.l2})")
