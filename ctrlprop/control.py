@@ -29,6 +29,7 @@ give the stacked per-problem forms.  :func:`ctrlprop.optimize_controls`
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import NonlinearConstraint
 
 from .engine import _check_indices
 
@@ -329,6 +330,8 @@ class ControlObjective:
 
     def _energy_cot(self, Y, e, UT, rows):
         """(E (n,), dE/dy (n_out, n), du = u - u_rest (m, n)) at a forward pass."""
+        # E = 1/2 e^T W e + 1/2 rho |v|^2 + 1/2 du^T R du,   e = y - y*, du = u - u_rest
+        # dE/dy = W e + rho v   (v scattered to the bounded outputs)
         We = self.W.apply(e)
         E = 0.5 * (e * We).sum(axis=0)
         if self._n_pen:
@@ -372,6 +375,7 @@ class ControlObjective:
 
     def _rj(self, U, rows=None, cap=None, jac=True):
         """Residuals (n, n_res) and Jacobian (n, n_res, m) or None for controls U (n, m)."""
+        # r = [S e; sqrt(rho) v; S_R du],  J = [S dy/du; sqrt(rho) [v != 0] dy/du; S_R]
         UT = U.T
         ws, Y, e = self._forward(UT, rows, cap)
         n, no, m = U.shape[0], self.n_outputs, self.m
@@ -402,8 +406,9 @@ class ControlObjective:
     def _as_U(self, u, name="u"):
         """u (flat K*m, or (K, m) / (m,)) as a (K, m) array, checked."""
         a = _array(u, name)
-        if a.size != self.K * self.m or a.ndim > 2 or (a.ndim == 2 and a.shape != (self.K, self.m)):
-            want = f"({self.m},)" if not self.batched else f"({self.K * self.m},) or ({self.K}, {self.m})"
+        K, m = self.K, self.m
+        if a.size != K * m or a.ndim > 2 or (a.ndim == 2 and a.shape != (K, m)):
+            want = f"({K * m},) or ({K}, {m})" if self.batched else f"({m},)"
             raise ValueError(f"{name} must have shape {want}, got {a.shape}")
         return a.reshape(self.K, self.m)
 
@@ -553,7 +558,6 @@ class ControlObjective:
         ``hess(u, v)`` the exact ``sum_c v_c d2y_c/du2`` (R-operator); pass
         ``hessian=False`` to leave it out (SLSQP does not use it).
         """
-        from scipy.optimize import NonlinearConstraint
         if self.batched:
             raise ValueError("constraints() is for a single problem (this objective holds "
                              f"{self.K}); optimize_controls solves a batch one problem at a "
@@ -611,7 +615,7 @@ class _Tiled(ControlObjective):
 
 
 class _Single(ControlObjective):
-    """One problem of a batch objective at a time (shares the frozen model); see :meth:`select`."""
+    """One problem of a batch objective at a time (shares the frozen model): :meth:`select`."""
 
     def __init__(self, base):
         self.__dict__.update(base.__dict__)

@@ -39,7 +39,7 @@ import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
 from .control import ControlObjective, _Single
-from .threads import blas_threads
+from .threads import auto_threads, blas_threads
 
 __all__ = ["optimize_controls", "ControlResult", "solve_lm", "LM_MESSAGES"]
 
@@ -310,7 +310,8 @@ class ControlResult(OptimizeResult):
     fun : float                     E(u)
     error : float                   ``|y - y*|``, unweighted
     violation : float               largest output-bound violation (0 without bounds)
-    success, status, message, nit   of the best run (``message`` summarises a batch)
+    success, status, message, nit   of the best run (``message`` summarises a batch,
+                                    whose per-problem messages are in ``messages``)
     nfev : int                      evaluations (batched evaluations for "batch-lm")
     method : str
     u_all (S, m), fun_all (S,), success_all (S,), starts (S, m), best : every run
@@ -407,7 +408,8 @@ def optimize_controls(net, target, inputs=None, control=None, u0=None, bounds=No
     penalty : float
         Weight of that penalty.
     hessian : {"exact", "gauss-newton"}
-        The Hessian given to Newton-CG, trust-* and dogleg.
+        The Hessian given to Newton-CG, trust-* and dogleg (dogleg needs it
+        positive definite: use "gauss-newton" with a control cost).
     options : dict, optional
         Passed to ``minimize(options=...)``, as keywords to ``least_squares``,
         or for batch-lm: ``maxiter`` (100), ``ftol``, ``xtol``, ``gtol`` (1e-10),
@@ -451,7 +453,7 @@ def optimize_controls(net, target, inputs=None, control=None, u0=None, bounds=No
             raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; "
                              f"expected {sorted(LM_OPTIONS)}")
         opts = {**LM_OPTIONS, **options}
-        with blas_threads(1):
+        with blas_threads(auto_threads(net.n_weights, S * K)):
             out = solve_lm(obj, starts.reshape(S * K, m), np.tile(lo, (S, 1)),
                            np.tile(hi, (S, 1)), None if S == 1 else np.tile(np.arange(K), S),
                            **opts)

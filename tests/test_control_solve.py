@@ -258,3 +258,13 @@ def test_u0_outside_per_problem_bounds_names_the_problem():
     with pytest.raises(ValueError, match=r"u0\[1, 0\] = 0.5 is outside"):
         cp.optimize_controls(net, np.zeros((2, 2)), u0=[[0.0, 0.0], [0.5, 0.0]],
                              bounds=Bounds([[-1, -1], [-1, -1]], [[1, 1], [0.4, 1]]))
+
+
+def test_default_start_and_iteration_limit():
+    net, T = _arm()
+    res = cp.optimize_controls(net, T[0], bounds=[(-1.0, 3.0), (0.5, None)])
+    np.testing.assert_array_equal(res.starts[0], [1.0, 0.5])     # middle; 0 moved into [0.5, inf)
+    short = cp.optimize_controls(net, T, u0=[0.9, -0.9], options={"maxiter": 1})
+    assert not short.success.all() and short.nit.max() == 1
+    assert set(short.messages[~short.success]) == {"maximum number of iterations reached"}
+    assert short.message == f"{short.success.sum()} of 12 problems converged"
