@@ -88,19 +88,20 @@ def via_optimize(net, T, **kw):
 
 def measure(rows, arm, T, min_time):
     """Time each solver and score its controls; returns the printed rows and the times."""
-    out, times = [], {}
+    out, times, success = [], {}, {}
     for name, fn in rows:
         U = fn()
         t = timeit(fn, min_time=min_time, repeat=3)
         times[name] = t
         true_err = np.linalg.norm(arm.fk(U) - T, axis=1)
+        success[name] = np.mean(true_err < TOL)
         inside = np.all((U >= LO) & (U <= HI))
         out.append([name, fmt_time(t), fmt_time(t / len(T)), None,
                     f"{100 * np.mean(true_err < TOL):5.1f}%", "yes" if inside else "NO"])
     ref = times.get("L-BFGS-B one-by-one")
     for r in out:
         r[3] = f"{times[r[0]] / ref:6.3f}" if ref else "-"
-    return out, times
+    return out, times, success
 
 
 def main():
@@ -120,21 +121,24 @@ def main():
             ("L-BFGS-B joint", lbfgs_joint(net, T)),
             ("trf one-by-one", via_optimize(net, T, method="trf"))]
     print(f"\n{K} targets, start q = (0, pi/2); success = |fk_true(q) - target| < {TOL}")
-    out, times = measure(rows, arm, T, 0.2 if QUICK else 0.6)
+    out, times, ok200 = measure(rows, arm, T, 0.2 if QUICK else 0.6)
     table(out, header)
-    t200 = times["batch-lm"]
+    meet = [n for n in times if times[n] <= 0.04 and ok200[n] >= 0.94]
 
     K = 2000 if QUICK else 10000
     T = arm.fk(arm.sample_postures(K, np.random.default_rng(2)))
     rows = [("batch-lm", via_optimize(net, T)),
             ("batch-lm restarts=1", via_optimize(net, T, restarts=1))]
     print(f"\n{K} targets (ratio: time / (200-target L-BFGS-B one-by-one time * {K // 200}))")
-    out, times_big = measure(rows, arm, T, 0.5 if QUICK else 2.0)
+    out, times_big, ok_big = measure(rows, arm, T, 0.5 if QUICK else 2.0)
     for r in out:
         r[3] = f"{times_big[r[0]] / (times['L-BFGS-B one-by-one'] * K / 200):6.3f}"
     table(out, header)
-    print(f"\ngoal: 200 targets <= 0.04 s with >= 94% success (batch-lm: {t200:.4f} s); "
-          f"10,000 targets < 2 s (batch-lm: {times_big['batch-lm']:.3f} s for {K})")
+    print("\ngoal 1, 200 targets in <= 0.04 s with >= 94% success, met by: "
+          + (", ".join(meet) or "none"))
+    print("goal 2, 10,000 targets in < 2 s: " + ", ".join(
+        f"{n} {times_big[n]:.3f} s ({100 * ok_big[n]:.1f}%)" for n in times_big)
+        + (f"  [measured on {K} targets]" if K != 10000 else ""))
 
 
 if __name__ == "__main__":
