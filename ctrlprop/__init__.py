@@ -15,3 +15,5 @@ from .scaling import learn_scaling, data_scaling, standardize
 from .threads import blas_threads, auto_threads
 from .control import ControlObjective
 from .control_batch import ControlResult, optimize_controls
+from .trajcost import TrajectoryCost
+from .trajcost import TrajectoryCost

@@ -1,0 +1,359 @@
+"""The trajectory cost: quadratic terms toward a goal, plus the user's own differentiable terms.
+
+For states ``x_0 .. x_T`` and controls ``u_0 .. u_{T-1}`` (no 1/2 factors)::
+
+    J =   sum_{t=1}^{T-1} (x_t - g_t)^T Q  (x_t - g_t)      running state cost (not at x_0)
+        +                 (x_T - g_T)^T Qf (x_T - g_T)      terminal state cost
+        + sum_{t=0}^{T-1}  u_t^T R u_t                      control cost
+        + sum_{t=1}^{T-1} (u_t - u_{t-1})^T S (u_t - u_{t-1})   control-rate cost
+        + sum_b [running(X, U) + terminal(x_T) + trajectory(states, controls)]   (optional)
+
+``Q, Qf`` (n x n) and ``R, S`` (m x m) are each a scalar (times the identity), a vector
+(diagonal) or a symmetric positive semi-definite matrix; ``Qf`` defaults to ``Q``.
+
+Custom terms are callables evaluated on the whole batch of trajectories at once
+(``B`` trajectories; ``B = 1`` for a single one), each returning its value and gradient:
+
+* ``running(X, U) -> (value, grad_x, grad_u)`` with ``X`` (B, T, n) the states
+  ``x_0 .. x_{T-1}`` and ``U`` (B, T, m) the controls: the cost sum_t l(x_t, u_t).
+  ``value`` is (B, T) (per step, summed here) or (B,); ``grad_x`` (B, T, n) and
+  ``grad_u`` (B, T, m), either may be None for zero.
+* ``terminal(xT) -> (value, grad)`` with ``xT`` (B, n); ``value`` (B,), ``grad`` (B, n).
+* ``trajectory(states, controls) -> (value, grad_states, grad_controls)`` with
+  ``states`` (B, T+1, n) and ``controls`` (B, T, m); ``value`` (B,), gradients of
+  the shapes of the inputs (either may be None).
+
+The arrays handed to these callables are read-only views: copy them to modify.
+"""
+
+import numpy as np
+
+__all__ = ["TrajectoryCost"]
+
+
+def _as_weight(name, W):
+    """Validate a cost weight (any dimension yet): a float scalar, vector or PSD matrix."""
+    if isinstance(W, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, vector or matrix, got {W!r}")
+    try:
+        a = np.array(W, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, vector or matrix, got "
+                        f"{type(W).__name__}") from None
+    if a.ndim > 2:
+        raise ValueError(f"{name} must be a scalar, a vector (diagonal) or a matrix, "
+                         f"got an array of shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if a.ndim < 2:
+        if np.any(a < 0):
+            raise ValueError(f"{name} must be non-negative (a cost weight), got {a.tolist()}")
+        return a
+    if a.shape[0] != a.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {a.shape}")
+    scale = max(1.0, float(np.max(np.abs(a))))
+    if not np.allclose(a, a.T, rtol=0, atol=1e-12 * scale):
+        raise ValueError(f"{name} must be symmetric, got {a.tolist()}")
+    lam = np.linalg.eigvalsh(a)
+    if lam[0] < -1e-10 * scale:
+        raise ValueError(f"{name} must be positive semi-definite (a cost weight); its smallest "
+                         f"eigenvalue is {lam[0]:.3g}")
+    return a
+
+
+class _Weight:
+    """A cost weight bound to its dimension: diagonal (k, 1) or full (k, k), and a factor C
+    with C^T C = W (the residual form)."""
+
+    def __init__(self, name, a, k, what):
+        self.name = name
+        if a.ndim == 1 and a.shape != (k,):
+            raise ValueError(f"{name} must be a scalar, a length-{k} vector (diagonal) or a "
+                             f"({k}, {k}) matrix for {k} {what}; got a vector of shape {a.shape}")
+        if a.ndim == 2 and a.shape != (k, k):
+            raise ValueError(f"{name} must be a scalar, a length-{k} vector (diagonal) or a "
+                             f"({k}, {k}) matrix for {k} {what}; got a matrix of shape {a.shape}")
+        if a.ndim == 2 and np.count_nonzero(a - np.diag(np.diag(a))) == 0:
+            a = np.diag(a).copy()                   # a diagonal matrix is kept as its diagonal
+        self.full = a if a.ndim == 2 else None
+        self.diag = None if a.ndim == 2 else np.broadcast_to(a, (k,)).reshape(k, 1).copy()
+        self.zero = not np.any(a)
+        if self.full is None:
+            self.factor = np.diag(np.sqrt(self.diag[:, 0]))
+        else:                                       # W = V L V^T  ->  C = sqrt(L) V^T
+            lam, V = np.linalg.eigh(self.full)
+            self.factor = np.sqrt(np.clip(lam, 0.0, None))[:, None] * V.T
+
+    def mul(self, E):
+        """W applied to every column of E (..., k, B)."""
+        return self.diag * E if self.full is None else np.matmul(self.full, E)
+
+    def matrix(self):
+        """W as a (k, k) matrix."""
+        return np.diag(self.diag[:, 0]) if self.full is None else self.full
+
+    def same_as(self, other):
+        """True when both weights are the same matrix."""
+        return np.array_equal(self.matrix(), other.matrix())
+
+
+class TrajectoryCost:
+    """The trajectory cost ``J`` of :mod:`ctrlprop.trajcost` (see the module docstring).
+
+    Parameters
+    ----------
+    goal : array_like, optional
+        The goal states g: one state (n,), a goal trajectory (T, n) for ``g_1 .. g_T``
+        (or (T+1, n) for ``g_0 .. g_T``, ``g_0`` unused), or one per trajectory of a batch:
+        (B, 1, n), (B, T, n) or (B, T+1, n).  A 2-D goal is always a trajectory; give a
+        batch of single goals as (B, 1, n).  Default: the origin.
+    Q, Qf, R, S : float, array_like (k,) or (k, k)
+        Weights of the running state cost, the terminal state cost (default: ``Q``), the
+        control cost and the control-rate cost: scalar, diagonal or symmetric PSD matrix.
+    running, terminal, trajectory : callable, optional
+        Custom differentiable terms, batched (signatures in the module docstring).
+
+    Notes
+    -----
+    Dimensions are checked when the cost meets a model and a horizon (``bind``), with
+    errors naming the weight, the expected shapes and the shape given.
+    """
+
+    def __init__(self, goal=None, Q=1.0, Qf=None, R=0.0, S=0.0, running=None, terminal=None,
+                 trajectory=None):
+        self.Q = _as_weight("Q", Q)
+        self.Qf = None if Qf is None else _as_weight("Qf", Qf)
+        self.R = _as_weight("R", R)
+        self.S = _as_weight("S", S)
+        if goal is not None:
+            try:
+                goal = np.array(goal, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"goal must be a numeric array, got {type(goal).__name__}") \
+                    from None
+            if goal.ndim not in (1, 2, 3):
+                raise ValueError(f"goal must be a state (n,), a trajectory (T, n) or a batch "
+                                 f"(B, 1 | T | T+1, n); got shape {goal.shape}")
+            if not np.all(np.isfinite(goal)):
+                raise ValueError("goal contains NaN or inf")
+        self.goal = goal
+        for name, f in (("running", running), ("terminal", terminal), ("trajectory", trajectory)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{name} must be callable or None, got {type(f).__name__}")
+        self.running, self.terminal, self.trajectory = running, terminal, trajectory
+
+    @property
+    def custom(self):
+        """True when a custom (callable) term is present."""
+        return any(f is not None for f in (self.running, self.terminal, self.trajectory))
+
+    def with_goal(self, goal):
+        """A copy of this cost with another goal."""
+        return TrajectoryCost(goal, self.Q, self.Qf, self.R, self.S, self.running,
+                              self.terminal, self.trajectory)
+
+    def bind(self, n, m, T, B):
+        """The cost for n states, m controls, horizon T and batch B (validates dimensions)."""
+        return BoundCost(self, n, m, T, B)
+
+    def __repr__(self):
+        parts = [f"{k}={'matrix' if getattr(self, k).ndim == 2 else getattr(self, k).tolist()}"
+                 for k in ("Q", "R", "S")]
+        if self.Qf is not None:
+            parts.append("Qf=" + ("matrix" if self.Qf.ndim == 2 else str(self.Qf.tolist())))
+        if self.goal is not None:
+            parts.append(f"goal{self.goal.shape}")
+        parts += [k for k in ("running", "terminal", "trajectory") if getattr(self, k)]
+        return "TrajectoryCost(" + ", ".join(parts) + ")"
+
+
+def as_cost(cost):
+    """A TrajectoryCost from None (defaults), a dict of its arguments, or itself."""
+    if cost is None:
+        return TrajectoryCost()
+    if isinstance(cost, TrajectoryCost):
+        return cost
+    if isinstance(cost, dict):
+        try:
+            return TrajectoryCost(**cost)
+        except TypeError as e:
+            raise TypeError(f"cost dict: {e}") from None
+    raise TypeError(f"cost must be a TrajectoryCost, a dict of its arguments or None, "
+                    f"got {type(cost).__name__}")
+
+
+def _goal_array(goal, n, T, B):
+    """The goal as an array broadcastable to (T, n, B): g_1 .. g_T."""
+    if goal is None:
+        return np.zeros((1, n, 1))
+    g = goal
+    if g.shape[-1] != n:
+        raise ValueError(f"goal must have {n} entries per state (the model has {n} states), "
+                         f"got shape {g.shape}")
+    if g.ndim == 1:
+        return g.reshape(1, n, 1).copy()
+    if g.ndim == 2:
+        if g.shape[0] not in (T, T + 1):
+            raise ValueError(f"a goal trajectory must have shape ({T}, {n}) for g_1..g_T or "
+                             f"({T + 1}, {n}) for g_0..g_T (horizon {T}); got {g.shape}. "
+                             f"Give a batch of single goals as (B, 1, {n})")
+        return np.ascontiguousarray(g[-T:].reshape(T, n, 1))
+    if g.shape[0] != B or g.shape[1] not in (1, T, T + 1):
+        raise ValueError(f"a batch of goals must have shape ({B}, 1 | {T} | {T + 1}, {n}) for "
+                         f"{B} trajectories of horizon {T}; got {g.shape}")
+    g = g[:, -T:] if g.shape[1] > 1 else g
+    return np.ascontiguousarray(g.transpose(1, 2, 0))
+
+
+def _readonly(a):
+    """A read-only view of a."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_out(name, a, shape, allow_none=True):
+    """A callable's returned array as float64 of the given shape (None -> None)."""
+    if a is None and allow_none:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"the {name} must have shape {shape}, got {a.shape}")
+    return a
+
+
+class BoundCost:
+    """A TrajectoryCost for fixed dimensions: values, gradients and residuals on a batch.
+
+    Arrays are time-major with the batch last (the engine's layout): states ``S``
+    (T+1, n, B), controls ``U`` (T, m, B), all in raw units.
+    """
+
+    def __init__(self, cost, n, m, T, B):
+        self.cost, self.n, self.m, self.T, self.B = cost, n, m, T, B
+        self.Q = _Weight("Q", cost.Q, n, "states")
+        self.Qf = self.Q if cost.Qf is None else _Weight("Qf", cost.Qf, n, "states")
+        self.R = _Weight("R", cost.R, m, "controls")
+        self.S = _Weight("S", cost.S, m, "controls")
+        self.qf_differs = cost.Qf is not None and not self.Qf.same_as(self.Q)
+        self.G = _goal_array(cost.goal, n, T, B)
+        self.custom = cost.custom
+
+    def evaluate(self, S, U):
+        """Per-trajectory costs (B,) and the gradients dJ/dS (T+1, n, B), dJ/dU (T, m, B)."""
+        T = self.T
+        # E_t = x_t - g_t (t = 1..T); running weight Q for t < T, Qf at T
+        E = S[1:] - self.G
+        WE = self.Q.mul(E)
+        if self.qf_differs:
+            WE[T - 1] = self.Qf.mul(E[T - 1])
+        val = np.einsum("tib,tib->b", E, WE)
+        CX = np.empty_like(S)
+        CX[0] = 0.0
+        np.multiply(WE, 2.0, out=CX[1:])
+        # u_t^T R u_t (t = 0..T-1) and (u_t - u_{t-1})^T S (u_t - u_{t-1}) (t = 1..T-1)
+        if self.R.zero:
+            CU = np.zeros_like(U)
+        else:
+            RU = self.R.mul(U)
+            val += np.einsum("tib,tib->b", U, RU)
+            CU = np.multiply(RU, 2.0)
+        if T > 1 and not self.S.zero:
+            D = U[1:] - U[:-1]
+            SD = self.S.mul(D)
+            val += np.einsum("tib,tib->b", D, SD)
+            SD *= 2.0
+            CU[1:] += SD
+            CU[:-1] -= SD
+        if self.custom:
+            val += self._custom(S, U, CX, CU)
+        return val, CX, CU
+
+    def _custom(self, S, U, CX, CU):
+        """Add the user's terms' gradients into CX, CU; return their per-trajectory values."""
+        c, T, B, n, m = self.cost, self.T, self.B, self.n, self.m
+        val = np.zeros(B)
+        Sb = _readonly(S.transpose(2, 0, 1))             # (B, T+1, n)
+        Ub = _readonly(U.transpose(2, 0, 1))             # (B, T, m)
+        if c.running is not None:
+            out = _unpack(c.running(Sb[:, :T], Ub), 3, "running")
+            v = np.asarray(out[0], dtype=np.float64)
+            if v.shape == (B, T):
+                v = v.sum(axis=1)
+            val += _check_out("running cost's value", v, (B,), False)
+            gx = _check_out("running cost's grad_x", out[1], (B, T, n))
+            gu = _check_out("running cost's grad_u", out[2], (B, T, m))
+            if gx is not None:
+                CX[:T] += gx.transpose(1, 2, 0)
+            if gu is not None:
+                CU += gu.transpose(1, 2, 0)
+        if c.terminal is not None:
+            out = _unpack(c.terminal(Sb[:, T]), 2, "terminal")
+            val += _check_out("terminal cost's value", out[0], (B,), False)
+            g = _check_out("terminal cost's gradient", out[1], (B, n))
+            if g is not None:
+                CX[T] += g.T
+        if c.trajectory is not None:
+            out = _unpack(c.trajectory(Sb, Ub), 3, "trajectory")
+            val += _check_out("trajectory cost's value", out[0], (B,), False)
+            gs = _check_out("trajectory cost's grad_states", out[1], (B, T + 1, n))
+            gu = _check_out("trajectory cost's grad_controls", out[2], (B, T, m))
+            if gs is not None:
+                CX += gs.transpose(1, 2, 0)
+            if gu is not None:
+                CU += gu.transpose(1, 2, 0)
+        return val
+
+    # ------------------------------------------------------------ residual form
+    # J = |r|^2 with r = [C_Q E_1 .. C_Q E_{T-1}, C_Qf E_T, C_R u_0 .. C_R u_{T-1},
+    #                     C_S (u_1 - u_0) .. C_S (u_{T-1} - u_{T-2})],  C^T C = W
+    def check_residual_form(self):
+        """Raise if the cost has no exact residual form (custom terms)."""
+        if self.custom:
+            raise ValueError("custom running/terminal/trajectory costs have no residual form; "
+                             "use a minimize method (e.g. method='L-BFGS-B') with them")
+
+    def n_residuals(self):
+        """Residuals per trajectory."""
+        k = self.T * self.n
+        if not self.R.zero:
+            k += self.T * self.m
+        if not self.S.zero and self.T > 1:
+            k += (self.T - 1) * self.m
+        return k
+
+    def residuals(self, S, U):
+        """Residuals (B, n_residuals) with sum of squares = J per trajectory."""
+        T, B = self.T, self.B
+        E = S[1:] - self.G
+        parts = [np.matmul(self.Q.factor, E)]
+        if self.qf_differs:
+            parts[0][T - 1] = self.Qf.factor @ E[T - 1]
+        if not self.R.zero:
+            parts.append(np.matmul(self.R.factor, U))
+        if not self.S.zero and T > 1:
+            parts.append(np.matmul(self.S.factor, U[1:] - U[:-1]))
+        return np.concatenate([p.transpose(2, 0, 1).reshape(B, -1) for p in parts], axis=1)
+
+    def residual_jacobian(self, JX):
+        """Per-trajectory Jacobians (B, n_residuals, T*m) from dx_{t+1}/dU, JX (B, T, n, T*m)."""
+        T, n, m, B = self.T, self.n, self.m, self.B
+        rows = [np.matmul(self.Q.factor, JX)]                        # (B, T, n, T*m)
+        if self.qf_differs:
+            rows[0][:, T - 1] = np.matmul(self.Qf.factor, JX[:, T - 1])
+        rows = [rows[0].reshape(B, T * n, T * m)]
+        if not self.R.zero:
+            rows.append(np.broadcast_to(np.kron(np.eye(T), self.R.factor), (B, T * m, T * m)))
+        if not self.S.zero and T > 1:
+            Dif = np.eye(T - 1, T, 1) - np.eye(T - 1, T)             # u_{t} - u_{t-1}
+            rows.append(np.broadcast_to(np.kron(Dif, self.S.factor), (B, (T - 1) * m, T * m)))
+        return np.concatenate(rows, axis=1)
+
+
+def _unpack(out, k, name):
+    """A callable's returned tuple of k items, or a TypeError naming the callable."""
+    if not isinstance(out, (tuple, list)) or len(out) != k:
+        want = {2: "(value, grad)", 3: "(value, grad_x, grad_u)"}[k]
+        raise TypeError(f"the {name} cost must return {want}, got {type(out).__name__}"
+                        + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+    return out

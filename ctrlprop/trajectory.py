@@ -1,0 +1,762 @@
+"""Learned dynamics unrolled over a horizon, and back-propagation through time.
+
+A :class:`Dynamics` model wraps a Network whose inputs are ``[state (n), control (m),
+exogenous (e)]`` and whose outputs are the next state (``residual=False``) or its increment
+(``residual=True``)::
+
+    x_{t+1} = F(x_t, u_t, e_t) = f(x_t, u_t, e_t)           or   x_t + f(x_t, u_t, e_t)
+
+BPTT (the lecture's backward pass chained through time).  With the cost's gradient
+``c_t = dJ/dx_t`` at every state and ``lambda_t = dJ/dx_t`` in total::
+
+    lambda_T = c_T
+    for t = T-1 .. 0:   seed step t's outputs with lambda_{t+1}, run its delta recursion
+                        (weights frozen: the weight products are skipped), giving the deltas
+                        of its input units  (gx_t, gu_t) = lambda_{t+1}^T dF/d(x_t, u_t)
+        dJ/du_t  = gu_t + dJ/du_t|cost
+        lambda_t = c_t + gx_t  (+ lambda_{t+1} when residual: the identity path)
+
+so the deltas of the state input units at step t+1 become the output deltas of step t.
+
+How it is fast: an ``_Unroll`` owns T engine Buffers (one per step, all reading one
+private Weights holder) and compiles the whole rollout and the whole backward sweep into
+two flat lists of numpy calls on those buffers -- copy the controls into step t's input
+rows, run its precompiled forward, write its output (mapped through the network's
+scaling) into step t+1's state input rows; then seed, delta recursion, and the
+lambda update written straight into step t-1's output cotangent.  A gradient is two
+loops over those lists plus a few whole-trajectory array operations, and allocates
+nothing in the loops.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .network import Network
+from .trajcost import as_cost
+
+__all__ = ["Dynamics", "TrajectoryObjective", "bptt"]
+
+
+def check_int(v, name, lo):
+    """v as an int >= lo, or a TypeError/ValueError naming it."""
+    if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {v!r}")
+    if int(v) < lo:
+        raise ValueError(f"{name} must be at least {lo}, got {int(v)}")
+    return int(v)
+
+
+def check_horizon(horizon):
+    """The horizon as an int >= 1, or a clear error."""
+    return check_int(horizon, "horizon (number of steps)", 1)
+
+
+def _float(a, name):
+    """a as a float64 array, or a TypeError naming it."""
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
+
+
+def _finite(a, name):
+    """Raise if a contains NaN or inf."""
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+class Dynamics:
+    """A learned dynamics model ``x_{t+1} = F(x_t, u_t[, e_t])`` built on a Network.
+
+    Parameters
+    ----------
+    net : Network
+        Inputs ``[state (n_state), control (m), exogenous (n_exo)]`` in that order,
+        outputs the next state (n_state outputs), in raw units (the network's own
+        input/output scaling is applied inside).
+    n_state : int
+        Number of state variables n.
+    residual : bool
+        The network predicts the increment: ``x_{t+1} = x_t + f(x_t, u_t)``.
+    n_exo : int
+        Number of exogenous inputs e (default 0); ``m = net.n_inputs - n_state - n_exo``.
+
+    Notes
+    -----
+    Exogenous inputs (disturbances, references, time features -- anything the model
+    reads but the optimizer does not choose) are passed as ``exo=`` to every function
+    that rolls the model out: an array (e,) constant over time, (T, e) one row per step
+    shared by all trajectories of a batch, or (B, T, e) per trajectory.
+    """
+
+    CACHE = 4          # rollout buffers kept per (horizon, batch)
+
+    def __init__(self, net, n_state, residual=False, n_exo=0):
+        if not isinstance(net, Network):
+            raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
+        n, e = check_int(n_state, "n_state", 1), check_int(n_exo, "n_exo", 0)
+        if net.n_outputs != n:
+            raise ValueError(f"the network has {net.n_outputs} outputs but n_state={n}: a "
+                             f"dynamics network outputs the next state (or its increment)")
+        m = net.n_inputs - n - e
+        if m < 1:
+            raise ValueError(f"the network has {net.n_inputs} inputs, leaving {m} controls "
+                             f"after {n} states and {e} exogenous inputs; it needs at least one")
+        self.net, self.n_state, self.n_control, self.n_exo = net, n, m, e
+        self.residual = bool(residual)
+        self._cache = OrderedDict()
+
+    def __repr__(self):
+        return (f"Dynamics(n_state={self.n_state}, n_control={self.n_control}, "
+                f"n_exo={self.n_exo}, residual={self.residual}, net={self.net!r})")
+
+    # ------------------------------------------------------------ validation
+    def check_x0(self, x0, name="x0"):
+        """Initial state(s) as (B, n) float array and whether a batch was given."""
+        X = _finite(_float(x0, name), name)
+        n = self.n_state
+        if X.ndim == 1 and X.shape == (n,):
+            return X[None, :].copy(), False
+        if X.ndim == 2 and X.shape[1] == n and X.shape[0] >= 1:
+            return X.copy(), True
+        raise ValueError(f"{name} must have shape ({n},) or (B, {n}) for a model with {n} "
+                         f"states, got {X.shape}")
+
+    def check_controls(self, U, T=None, name="controls"):
+        """Controls as (B or 1, T, m) and whether a batch was given."""
+        U = _finite(_float(U, name), name)
+        m = self.n_control
+        if U.ndim in (2, 3) and U.shape[-1] == m and U.shape[-2] >= 1:
+            if T is not None and U.shape[-2] != T:
+                raise ValueError(f"{name} must have {T} rows (the horizon), got shape {U.shape}")
+            return (U[None] if U.ndim == 2 else U), U.ndim == 3
+        want = f"(T, {m}) or (B, T, {m})" if T is None else f"({T}, {m}) or (B, {T}, {m})"
+        raise ValueError(f"{name} must have shape {want} for a model with {m} controls, "
+                         f"got {U.shape}")
+
+    def check_exo(self, exo, T, B):
+        """Exogenous inputs as an array broadcastable to (T, e, B), or None without any."""
+        e = self.n_exo
+        if e == 0:
+            if exo is not None:
+                raise ValueError("the model has no exogenous inputs (n_exo=0) but exo was given")
+            return None
+        if exo is None:
+            raise ValueError(f"the model has {e} exogenous inputs: pass exo= as ({e},), "
+                             f"({T}, {e}) or (B, {T}, {e})")
+        E = _finite(_float(exo, "exo"), "exo")
+        if E.shape == (e,):
+            return E.reshape(1, e, 1)
+        if E.shape == (T, e):
+            return E.reshape(T, e, 1)
+        if E.ndim == 3 and E.shape == (B, T, e):
+            return E.transpose(1, 2, 0)
+        raise ValueError(f"exo must have shape ({e},), ({T}, {e}) or ({B}, {T}, {e}) for "
+                         f"horizon {T} and batch {B}, got {E.shape}")
+
+    # ------------------------------------------------------------ simulation
+    def _unroll(self, T, B):
+        """Cached rollout buffers for horizon T and batch B."""
+        key = (T, B)
+        u = self._cache.pop(key, None)
+        if u is None:
+            u = _Unroll(self, T, B)
+            while len(self._cache) >= self.CACHE:
+                self._cache.popitem(last=False)
+        self._cache[key] = u
+        return u
+
+    def rollout(self, x0, U, exo=None):
+        """States of the model driven by the controls U from x0.
+
+        Parameters
+        ----------
+        x0 : array_like, shape (n,) or (B, n)
+        U : array_like, shape (T, m) or (B, T, m)
+            A single x0 or a single U is shared by the whole batch.
+        exo : array_like, optional
+            Exogenous inputs (see the class notes).
+
+        Returns
+        -------
+        states : ndarray, shape (T+1, n), or (B, T+1, n) when x0 or U is a batch
+        """
+        X0, bx = self.check_x0(x0)
+        U3, bu = self.check_controls(U)
+        B = _batch_size(X0.shape[0], U3.shape[0])
+        T = U3.shape[1]
+        ur = self._unroll(T, B)
+        ur.sync()
+        ur.set_x0(np.broadcast_to(X0, (B, self.n_state)))
+        ur.set_exo(self.check_exo(exo, T, B))
+        ur.set_controls(np.broadcast_to(U3.transpose(1, 2, 0), (T, self.n_control, B)))
+        ur.forward()
+        S = ur.states().transpose(2, 0, 1).copy()
+        return S if (bx or bu) else S[0]
+
+    def step(self, x, u, exo=None):
+        """One step: the next state(s), shape of x ((n,) or (B, n))."""
+        X, bx = self.check_x0(x, "x")
+        U = _finite(_float(u, "u"), "u")
+        m = self.n_control
+        if U.shape != (m,) and not (U.ndim == 2 and U.shape[1] == m):
+            raise ValueError(f"u must have shape ({m},) or (B, {m}), got {U.shape}")
+        U = np.atleast_2d(U)
+        B = _batch_size(X.shape[0], U.shape[0])
+        parts = [np.broadcast_to(X, (B, self.n_state)), np.broadcast_to(U, (B, m))]
+        if self.n_exo or exo is not None:
+            E = self.check_exo(exo, 1, B)
+            parts.append(np.broadcast_to(E[0].T, (B, self.n_exo)))
+        Xin = np.concatenate(parts, axis=1)
+        Y = self.net.forward(Xin)
+        if self.residual:
+            Y = Y + Xin[:, :self.n_state]
+        return Y if (bx or np.ndim(u) == 2) else Y[0]
+
+    def linearize(self, x, u, exo=None):
+        """Jacobians of one step at (x, u): A = dF/dx (n, n) and B = dF/du (n, m).
+
+        With a batch x (B, n) and/or u (B, m), A is (B, n, n) and B is (B, n, m).
+        """
+        X, bx = self.check_x0(x, "x")
+        U = np.atleast_2d(_finite(_float(u, "u"), "u"))
+        m, n = self.n_control, self.n_state
+        if U.ndim != 2 or U.shape[1] != m:
+            raise ValueError(f"u must have shape ({m},) or (B, {m}), got {np.shape(u)}")
+        B = _batch_size(X.shape[0], U.shape[0])
+        parts = [np.broadcast_to(X, (B, n)), np.broadcast_to(U, (B, m))]
+        if self.n_exo or exo is not None:
+            E = self.check_exo(exo, 1, B)
+            parts.append(np.broadcast_to(E[0].T, (B, self.n_exo)))
+        J = self.net.jacobian_inputs(np.concatenate(parts, axis=1))
+        A, Bm = J[:, :, :n].copy(), J[:, :, n:n + m].copy()
+        if self.residual:
+            A += np.eye(n)
+        return (A, Bm) if (bx or np.ndim(u) == 2) else (A[0], Bm[0])
+
+
+def _batch_size(b1, b2):
+    """The common batch size of two leading dimensions (1 broadcasts)."""
+    if b1 != b2 and 1 not in (b1, b2):
+        raise ValueError(f"batch sizes differ: {b1} initial states but {b2} control sequences")
+    return max(b1, b2)
+
+
+def _ident(v, one):
+    """None when v is exactly ``one`` everywhere (so the op can be skipped), else v."""
+    return None if np.all(v == one) else v
+
+
+def _affine_ops(dst, src, a, b):
+    """Steps computing dst = src * a + b (a, b column vectors or None)."""
+    if a is None and b is None:
+        return [(np.copyto, (dst, src))]
+    if a is None:
+        return [(np.add, (src, b, dst))]
+    ops = [(np.multiply, (src, a, dst))]
+    if b is not None:
+        ops.append((np.add, (dst, b, dst)))
+    return ops
+
+
+def _same(a, b):
+    """True when two arrays are the same memory with the same layout."""
+    ia, ib = a.__array_interface__, b.__array_interface__
+    return ia["data"] == ib["data"] and a.shape == b.shape and a.strides == b.strides
+
+
+def _prune(ops):
+    """Drop steps that copy an array onto itself (the engine emits one per linear level)."""
+    return [(f, a) for f, a in ops if not (f is np.copyto and _same(a[0], a[1]))]
+
+
+def _bounds(a):
+    """Byte range [lo, hi) that array a spans."""
+    p = a.__array_interface__["data"][0]
+    if a.flags.c_contiguous:
+        return p, p + a.nbytes
+    lo = p + sum(min(0, (k - 1) * s) for k, s in zip(a.shape, a.strides))
+    hi = p + sum(max(0, (k - 1) * s) for k, s in zip(a.shape, a.strides)) + a.itemsize
+    return lo, hi
+
+
+def _retarget(ops, pairs):
+    """The op list with every array argument lying inside ``old`` replaced by the same view
+    of ``new``, for each (old, new) pair of C-contiguous arrays of equal shape; None if some
+    argument overlaps an ``old`` only partly."""
+    spans = [(_bounds(old), old, new) for old, new in pairs]
+    out = []
+    for f, args in ops:
+        new_args = []
+        for x in args:
+            if isinstance(x, np.ndarray):
+                for (lo, hi), old, new in spans:
+                    if not np.may_share_memory(x, old):
+                        continue
+                    xlo, xhi = _bounds(x)
+                    if xlo < lo or xhi > hi:
+                        return None
+                    off = xlo - lo if x.flags.c_contiguous else \
+                        x.__array_interface__["data"][0] - lo
+                    x = np.ndarray(x.shape, x.dtype, buffer=new, offset=off, strides=x.strides)
+                    break
+            new_args.append(x)
+        out.append((f, tuple(new_args)))
+    return out
+
+
+def _fast_products(ops, wts, refresh, copies):
+    """Products by a weight block done by np.dot instead of np.matmul (half the call
+    overhead on small 2-D operands, same result).  A transposed -- non-contiguous -- block
+    is replaced by a contiguous copy (one per block, shared through the dict ``copies``),
+    appended to ``refresh`` as (copy, live view) to be re-copied after every weight load."""
+    bases = [wts.w] + [V for Ws in wts.W[1:] for V in Ws if not np.may_share_memory(V, wts.w)]
+    out = []
+    for f, a in ops:
+        if (f is np.matmul and len(a) == 3 and a[0].ndim == 2 and a[1].ndim == 2
+                and a[2].flags.c_contiguous and any(np.may_share_memory(a[0], b) for b in bases)):
+            A = a[0]
+            if not A.flags.c_contiguous:
+                key = (A.__array_interface__["data"][0], A.shape, A.strides)
+                if key not in copies:
+                    copies[key] = np.ascontiguousarray(A)
+                    refresh.append((copies[key], A))
+                A = copies[key]
+            out.append((np.dot, (A, a[1], a[2])))
+        else:
+            out.append((f, a))
+    return out
+
+
+class _Scales:
+    """The network's input/output standardisation split into state/control/exo parts,
+    as (k, 1) columns: raw = internal * s + mean."""
+
+    def __init__(self, net, n, m):
+        ni = net.n_inputs
+        mx, sx = (np.zeros(ni), np.ones(ni)) if net.input_scaling is None else net.input_scaling
+        my, sy = (np.zeros(n), np.ones(n)) if net.output_scaling is None else net.output_scaling
+        col = lambda v: np.array(v, dtype=np.float64).reshape(-1, 1)   # noqa: E731
+        self.mx, self.sx = col(mx), col(sx)
+        self.my, self.sy = col(my), col(sy)
+        self.key = (net.input_scaling, net.output_scaling)
+
+
+class _Unroll:
+    """T steps of a Dynamics model for a batch of B: engine buffers and the precompiled
+    forward rollout and BPTT sweep (see the module docstring).  Units inside are the
+    network's internal ones; the methods convert at the boundary.
+
+    Every step's input units read ``XB[t]`` = [x_t; u_t; e_t; 1] and its input deltas land
+    in ``GB[t]``: the engine's precompiled steps are retargeted from the step's own input
+    buffers to these rows of two (T+1)- and T-long arrays, so controls are written for all
+    steps at once and states / control gradients are read without gathering.  When the
+    next state is the raw network output (no scaling, not residual, outputs = top level),
+    the output units of step t write straight into ``XB[t+1]``.
+    """
+
+    def __init__(self, model, T, B):
+        net, plan = model.net, model.net.plan
+        n, m, ni = model.n_state, model.n_control, model.net.n_inputs
+        self.model, self.plan, self.T, self.B, self.n, self.m = model, plan, T, B, n, m
+        self.wts = plan.new_weights()
+        self.wts.load(net.weights)
+        self.bufs = [plan.new_buffers(B, self.wts) for _ in range(T)]
+        self.XB = np.zeros((T + 1, ni + 1, B))
+        self.XB[:, ni] = 1.0                                 # the bias unit
+        self.GB = np.zeros((T, ni, B))
+        self.x_in = [self.XB[t, :n] for t in range(T + 1)]
+        self.IN = self.XB[:T, n:ni]                          # controls, then exo (internal)
+        self.Cs = np.zeros((T + 1, n, B))                    # sy * dJ/dx_t from the cost
+        self.sig = [b.G[-1] if plan.out_direct else np.empty((n, B)) for b in self.bufs]
+        self._x0, self._exo = np.zeros((B, n)), None         # raw, re-applied if scaling changes
+        self._compile()
+
+    def _step_ops(self, t, direct_out):
+        """Step t's forward and backward engine steps retargeted to XB / GB."""
+        bf = self.bufs[t]
+        pairs = [(bf.O[0], self.XB[t]), (bf.G[0], self.GB[t])]
+        if direct_out:
+            pairs.append((bf.Ov[-1], self.XB[t + 1, :self.n]))
+        fwd = _retarget(bf.fwd_ops, pairs)
+        bwd = _retarget(bf.bwd_ops(False, True), pairs)
+        if fwd is None or bwd is None:
+            raise RuntimeError("engine steps could not be retargeted")   # pragma: no cover
+        return (_fast_products(_prune(fwd), self.wts, self._refresh, self._copies),
+                _fast_products(_prune(bwd), self.wts, self._refresh, self._copies))
+
+    def _compile(self):
+        """Build the flat op lists for the current scaling."""
+        net, n, T, res = self.model.net, self.n, self.T, self.model.residual
+        sc = self.sc = _Scales(net, n, self.m)
+        sxs, mxs = sc.sx[:n], sc.mx[:n]
+        # forward: internal next-state input = Y * a + b (+ current internal state if residual)
+        #   x_{t+1} = y*sy + my (+ x_t),  in_{t+1} = (x_{t+1} - mx)/sx
+        a = _ident(sc.sy / sxs, 1.0)
+        b = _ident((sc.my - (0.0 if res else mxs)) / sxs, 0.0)
+        direct_out = a is None and b is None and not res and self.plan.out_direct
+        self.step_fwd, self.step_bwd, fwd = [], [], []
+        self._refresh, self._copies = [], {}
+        for t, bf in enumerate(self.bufs):
+            f, g = self._step_ops(t, direct_out)
+            if not direct_out:
+                nxt = self.x_in[t + 1]
+                f += _affine_ops(nxt, bf.Y, a, b)
+                if res:
+                    f.append((np.add, (nxt, self.x_in[t], nxt)))
+            self.step_fwd.append(f)
+            self.step_bwd.append(g)
+            fwd += f
+        # backward: sig_t = sy * lambda_{t+1} is step t's output cotangent (internal), and
+        #   sig_{t-1} = sy * c_t + (sy / sx) * G0x_t  (+ sig_t when residual)
+        r = _ident(sc.sy / sxs, 1.0)
+        sig, direct = self.sig, self.plan.out_direct
+        bwd = [(np.copyto, (sig[T - 1], self.Cs[T]))]
+        for t in range(T - 1, -1, -1):
+            if not direct:
+                bwd.append((self.plan.seed, (self.bufs[t], sig[t], None)))
+            bwd += self.step_bwd[t]
+            if t == 0:
+                break
+            dst, gx = sig[t - 1], self.GB[t, :n]
+            if r is None:
+                bwd.append((np.add, (self.Cs[t], gx, dst)))
+            else:
+                bwd += [(np.multiply, (gx, r, dst)), (np.add, (dst, self.Cs[t], dst))]
+            if res:
+                bwd.append((np.add, (dst, sig[t], dst)))
+        self.fwd, self.bwd = fwd, bwd
+
+    def sync(self):
+        """Pick up new weights or scaling of the network; True if anything changed."""
+        net = self.model.net
+        changed = False
+        if net.input_scaling is not self.sc.key[0] or net.output_scaling is not self.sc.key[1]:
+            self._compile()
+            self.set_x0(self._x0)
+            self.set_exo(self._exo)
+            changed = True
+        if not np.array_equal(self.wts.w, net.weights):
+            self.wts.load(net.weights)
+            for C, A in self._refresh:
+                np.copyto(C, A)
+            changed = True
+        return changed
+
+    # ------------------------------------------------------------ raw <-> internal
+    def set_x0(self, X0):
+        """Initial states, raw (B, n)."""
+        sc, n = self.sc, self.n
+        self._x0 = X0
+        np.subtract(X0.T, sc.mx[:n], out=self.x_in[0])
+        self.x_in[0] /= sc.sx[:n]
+
+    def set_controls(self, U):
+        """Controls, raw (T, m, B) (or broadcastable)."""
+        sc, n, m = self.sc, self.n, self.m
+        V = self.IN[:, :m]
+        np.subtract(U, sc.mx[n:n + m], out=V)
+        V /= sc.sx[n:n + m]
+
+    def set_exo(self, E):
+        """Exogenous inputs, raw, broadcastable to (T, e, B); None when there are none."""
+        self._exo = E
+        if E is None:
+            return
+        sc, k = self.sc, self.n + self.m
+        V = self.IN[:, self.m:]
+        np.subtract(E, sc.mx[k:], out=V)
+        V /= sc.sx[k:]
+
+    def forward(self):
+        """Run the rollout (after set_x0 / set_controls / set_exo)."""
+        for f, a in self.fwd:
+            f(*a)
+
+    def states(self):
+        """Raw states (T+1, n, B) of the last rollout (a view of the buffers unless scaled)."""
+        S = self.XB[:, :self.n]
+        sc = self.sc
+        if sc.key[0] is None:
+            return S
+        return S * sc.sx[:self.n] + sc.mx[:self.n]
+
+    def controls(self):
+        """Raw controls (T, m, B) as the network saw them."""
+        sc, n, m = self.sc, self.n, self.m
+        U = self.IN[:, :m]
+        return U.copy() if sc.key[0] is None else U * sc.sx[n:n + m] + sc.mx[n:n + m]
+
+    def backward(self, CX):
+        """BPTT sweep from the cost gradient CX = dJ/dx_t, raw (T+1, n, B)."""
+        np.multiply(CX, self.sc.sy, out=self.Cs)
+        for f, a in self.bwd:
+            f(*a)
+
+    def grad_controls(self):
+        """dJ/du_t through the dynamics, raw (T, m, B) (after backward; may be a view)."""
+        sc, n, m = self.sc, self.n, self.m
+        G = self.GB[:, n:n + m]
+        return G if sc.key[0] is None else G / sc.sx[n:n + m]
+
+    def grad_x0(self, CX):
+        """dJ/dx_0, raw (n, B) (after backward)."""
+        sc, n = self.sc, self.n
+        g = CX[0] + self.GB[0, :n] / sc.sx[:n]
+        if self.model.residual:
+            g += self.sig[0] / sc.sy
+        return g
+
+    def step_jacobians(self):
+        """Per-step Jacobians of the last rollout: A_t = dF/dx (T, B, n, n), B_t = dF/du
+        (T, B, n, m), raw units; one input-only backward sweep per state and step."""
+        T, B, n, m, plan, sc = self.T, self.B, self.n, self.m, self.plan, self.sc
+        J = np.empty((T, n, n + m, B))
+        seed = np.zeros((n, B))
+        out_scale = self.model.net.output_scaling
+        inv = 1.0 / sc.sx[:n + m]
+        for t, bf in enumerate(self.bufs):
+            ops = self.step_bwd[t]
+            for j in range(n):
+                seed[j] = 1.0
+                plan.seed(bf, seed, out_scale)
+                seed[j] = 0.0
+                for f, a in ops:
+                    f(*a)
+                np.multiply(self.GB[t, :n + m], inv, out=J[t, j])
+        A = J[:, :, :n].transpose(0, 3, 1, 2).copy()
+        if self.model.residual:
+            A += np.eye(n)
+        return A, J[:, :, n:].transpose(0, 3, 1, 2)
+
+
+def _check_model(model):
+    """Raise unless model is a Dynamics."""
+    if not isinstance(model, Dynamics):
+        raise TypeError(f"model must be a ctrlprop.Dynamics (wrap a network with "
+                        f"Dynamics(net, n_state)), got {type(model).__name__}")
+
+
+class TrajectoryObjective:
+    """The trajectory cost as a function of the controls, for ``scipy.optimize``.
+
+    ``obj(u) -> (J, dJ/du)`` with ``u`` the flattened controls (B*T*m,) ordered
+    (trajectory, step, control) and ``J`` the cost summed over the batch; the gradient
+    takes one forward rollout and one BPTT sweep.  ``residuals``/``jacobian`` give the
+    exact residual form for ``least_squares`` (quadratic costs only).  The buffers are
+    allocated once here, so repeated calls allocate nothing in the per-step loops.
+
+    Parameters
+    ----------
+    model : Dynamics
+    x0 : array_like, shape (n,) or (B, n)
+        Initial state(s); a batch gives B independent trajectories.
+    horizon : int
+        T >= 1 steps.
+    cost : TrajectoryCost or dict, optional
+        Default: ``TrajectoryCost()`` (Q = 1 toward the origin).
+    exo : array_like, optional
+        Exogenous inputs (see :class:`Dynamics`).
+    """
+
+    def __init__(self, model, x0, horizon, cost=None, exo=None):
+        _check_model(model)
+        self.model = model
+        self.T = T = check_horizon(horizon)
+        X0, self.batched = model.check_x0(x0)
+        self.B = B = X0.shape[0]
+        n, m = model.n_state, model.n_control
+        self.shape = (B, T, m) if self.batched else (T, m)
+        self.n_vars = B * T * m
+        self.max_jacobian_size = 2e7
+        self._ur = _Unroll(model, T, B)
+        self._key = np.full(self.n_vars, np.nan)
+        self.set_cost(cost)
+        self.set_x0(X0)
+        self.set_exo(exo)
+        self.nfev = 0
+        self.last_costs = None        # per-trajectory costs at the last rollout (or None)
+
+    # ------------------------------------------------------------ problem data
+    def set_x0(self, x0):
+        """Change the initial state(s) (same batch size)."""
+        X0, _ = self.model.check_x0(x0)
+        if X0.shape[0] != self.B:
+            raise ValueError(f"x0 must hold {self.B} initial states, got {X0.shape[0]}")
+        self.x0 = X0
+        self._ur.set_x0(X0)
+        self._key[0] = np.nan
+        self.last_costs = None
+
+    def set_cost(self, cost):
+        """Change the cost (a TrajectoryCost or dict)."""
+        self.last_costs = None
+        self.cost = as_cost(cost)
+        self._cost = self.cost.bind(self.model.n_state, self.model.n_control, self.T, self.B)
+
+    def set_exo(self, exo):
+        """Change the exogenous inputs."""
+        self._ur.set_exo(self.model.check_exo(exo, self.T, self.B))
+        self._key[0] = np.nan
+        self.last_costs = None
+
+    # ------------------------------------------------------------ evaluation
+    def _check_u(self, u):
+        """u as a flat float vector of n_vars entries."""
+        if not (type(u) is np.ndarray and u.dtype == np.float64):
+            u = _float(u, "u")
+        if u.size != self.n_vars:
+            raise ValueError(f"u must have {self.n_vars} entries (controls of shape "
+                             f"{self.shape}), got {u.size}")
+        return u.reshape(-1)
+
+    def _forward(self, u):
+        """Roll out at u unless the last rollout was at u already."""
+        ur = self._ur
+        if not ur.sync() and np.array_equal(u, self._key):
+            return
+        self.last_costs = None
+        U = u.reshape(self.B, self.T, self.model.n_control).transpose(1, 2, 0)
+        ur.set_controls(U)
+        ur.forward()
+        self._S, self._U = ur.states(), U
+        np.copyto(self._key, u)
+
+    def _value_grad(self, u):
+        """Costs (B,), dJ/dU (T, m, B) raw, and the state gradient CX."""
+        self._forward(u)
+        vals, CX, CU = self._cost.evaluate(self._S, self._U)
+        self._ur.backward(CX)
+        CU += self._ur.grad_controls()
+        self.nfev += 1
+        self.last_costs = vals
+        return vals, CU, CX
+
+    def __call__(self, u):
+        """``(J, dJ/du)``: total cost and its gradient, shape (n_vars,)."""
+        u = self._check_u(u)
+        vals, GU, _ = self._value_grad(u)
+        return float(vals.sum()), GU.transpose(2, 0, 1).reshape(-1)
+
+    def cached_total(self, u):
+        """Total cost at u if the last evaluation was there, else None (no work)."""
+        if self.last_costs is not None and np.array_equal(u, self._key):
+            return float(self.last_costs.sum())
+        return None
+
+    def value(self, u):
+        """Total cost at u (a forward rollout only)."""
+        u = self._check_u(u)
+        self._forward(u)
+        vals, _, _ = self._cost.evaluate(self._S, self._U)
+        self.last_costs = vals
+        return float(vals.sum())
+
+    def value_and_grad(self, U, wrt_x0=False):
+        """Costs and gradients with the problem's shapes.
+
+        Parameters
+        ----------
+        U : array_like, shape ``self.shape`` ((T, m) or (B, T, m))
+        wrt_x0 : bool
+            Also return dJ/dx0.
+
+        Returns
+        -------
+        J : float, or ndarray (B,) for a batch
+        dJ_dU : ndarray, shape ``self.shape``
+        dJ_dx0 : ndarray, shape (n,) or (B, n)  (only with ``wrt_x0=True``)
+        """
+        U = _float(U, "U")
+        if U.shape != self.shape:
+            raise ValueError(f"U must have shape {self.shape}, got {U.shape}")
+        vals, GU, CX = self._value_grad(U.reshape(-1))
+        gU = GU.transpose(2, 0, 1)
+        out = (vals, gU) if self.batched else (float(vals[0]), gU[0])
+        if not wrt_x0:
+            return out
+        gx = self._ur.grad_x0(CX).T
+        return out + (gx if self.batched else gx[0],)
+
+    def states(self, u):
+        """States of the rollout at u: (T+1, n) or (B, T+1, n)."""
+        self._forward(self._check_u(u))
+        S = self._S.transpose(2, 0, 1).copy()
+        return S if self.batched else S[0]
+
+    def costs(self, u):
+        """Per-trajectory costs (B,) at u."""
+        self._forward(self._check_u(u))
+        self.last_costs = self._cost.evaluate(self._S, self._U)[0]
+        return self.last_costs
+
+    # ------------------------------------------------------------ least squares
+    def residuals(self, u):
+        """Residuals r(u) with ``|r|^2 = J`` (quadratic costs), shape (B * n_residuals,)."""
+        self._cost.check_residual_form()
+        self._forward(self._check_u(u))
+        return self._cost.residuals(self._S, self._U).reshape(-1)
+
+    def jacobian(self, u, sparse=None):
+        """Exact Jacobian dr/du: dense (n_res, n_vars) for one trajectory; for a batch the
+        block-diagonal matrix, a scipy.sparse CSR matrix unless ``sparse=False``."""
+        c = self._cost
+        c.check_residual_form()
+        T, m, B = self.T, self.model.n_control, self.B
+        nr = c.n_residuals()
+        sparse = B > 1 if sparse is None else bool(sparse)
+        size = nr * T * m * (B if sparse else B * B)
+        if size > self.max_jacobian_size:
+            raise ValueError(f"the residual Jacobian would have {size:.3g} entries (more than "
+                             f"max_jacobian_size={self.max_jacobian_size:.3g}); use a "
+                             f"gradient method such as 'L-BFGS-B' for this problem size")
+        self._forward(self._check_u(u))
+        A, Bm = self._ur.step_jacobians()
+        # dx_{t+1}/du_s = B_t for s = t,  A_t dx_t/du_s for s < t,  0 for s > t
+        n = self.model.n_state
+        JX = np.zeros((B, T, n, T * m))
+        for t in range(T):
+            JX[:, t, :, t * m:(t + 1) * m] = Bm[t]
+            if t:
+                np.matmul(A[t], JX[:, t - 1, :, :t * m], out=JX[:, t, :, :t * m])
+        Jb = c.residual_jacobian(JX)
+        if B == 1:
+            return Jb[0]
+        if sparse:
+            from scipy.sparse import block_diag
+            return block_diag(list(Jb), format="csr")
+        out = np.zeros((B * nr, B * T * m))
+        for b in range(B):
+            out[b * nr:(b + 1) * nr, b * T * m:(b + 1) * T * m] = Jb[b]
+        return out
+
+
+def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
+    """Trajectory cost and its gradient by back-propagation through time (one call).
+
+    Parameters
+    ----------
+    model : Dynamics
+    x0 : array_like, shape (n,) or (B, n)
+    U : array_like, shape (T, m) or (B, T, m)
+    cost : TrajectoryCost or dict, optional
+    exo : array_like, optional
+    wrt_x0 : bool
+        Also return dJ/dx0.
+
+    Returns
+    -------
+    J, dJ_dU[, dJ_dx0]
+        As :meth:`TrajectoryObjective.value_and_grad`.  For repeated calls build a
+        TrajectoryObjective once: it keeps its buffers.
+    """
+    _check_model(model)
+    X0, bx = model.check_x0(x0)
+    U3, bu = model.check_controls(U)
+    B = _batch_size(X0.shape[0], U3.shape[0])
+    X0 = np.broadcast_to(X0, (B, model.n_state))
+    obj = TrajectoryObjective(model, X0 if (bx or bu) else X0[0], U3.shape[1], cost, exo)
+    U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
+    return obj.value_and_grad(U3 if (bx or bu) else U3[0], wrt_x0=wrt_x0)
