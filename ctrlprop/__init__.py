@@ -16,4 +16,4 @@ from .threads import blas_threads, auto_threads
 from .control import ControlObjective
 from .control_batch import ControlResult, optimize_controls
 from .trajcost import TrajectoryCost
-from .trajcost import TrajectoryCost
+from .trajectory import Dynamics, TrajectoryObjective, bptt
