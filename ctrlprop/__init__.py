@@ -17,3 +17,6 @@ from .control import ControlObjective
 from .control_batch import ControlResult, optimize_controls
 from .trajcost import TrajectoryCost
 from .trajectory import Dynamics, TrajectoryObjective, bptt
+from .trajopt import optimize_trajectory, TrajectoryResult
+from .mpc import mpc, MPCResult, MPCError
+from .controller import ControllerObjective, ControllerResult, train_controller, closed_loop

@@ -699,14 +699,22 @@ class TrajectoryObjective:
         self._forward(self._check_u(u))
         return self._cost.residuals(self._S, self._U).reshape(-1)
 
+    DENSE_JACOBIAN = 1e6          # entries below which a batch's Jacobian is dense
+
     def jacobian(self, u, sparse=None):
-        """Exact Jacobian dr/du: dense (n_res, n_vars) for one trajectory; for a batch the
-        block-diagonal matrix, a scipy.sparse CSR matrix unless ``sparse=False``."""
+        """Exact Jacobian dr/du, (B * n_res, n_vars): block-diagonal over a batch.
+
+        ``sparse=None`` gives a dense array unless that would exceed ``DENSE_JACOBIAN``
+        entries, then a scipy.sparse CSR matrix (least_squares then solves its trust-region
+        steps iteratively, with lsmr); ``sparse=True/False`` forces the format.
+        """
         c = self._cost
         c.check_residual_form()
         T, m, B = self.T, self.model.n_control, self.B
         nr = c.n_residuals()
-        sparse = B > 1 if sparse is None else bool(sparse)
+        if sparse is None:
+            sparse = B > 1 and nr * T * m * B * B > self.DENSE_JACOBIAN
+        sparse = bool(sparse)
         size = nr * T * m * (B if sparse else B * B)
         if size > self.max_jacobian_size:
             raise ValueError(f"the residual Jacobian would have {size:.3g} entries (more than "

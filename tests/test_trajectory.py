@@ -241,8 +241,9 @@ def test_residuals_and_jacobian(rng, residual):
         u = 0.5 * rng.standard_normal(obj.n_vars)
         r = obj.residuals(u)
         assert r @ r == pytest.approx(obj.value(u), rel=1e-12)
-        J = obj.jacobian(u)
-        J = J.toarray() if hasattr(J, "toarray") else J
+        J = obj.jacobian(u, sparse=obj.B > 1)           # a batch: scipy.sparse, block-diagonal
+        assert hasattr(J, "toarray") == (obj.B > 1)
+        J = J.toarray() if obj.B > 1 else J
         nJ = np.array([numerical_gradient(lambda v: obj.residuals(v)[i], u)
                        for i in range(len(r))])
         np.testing.assert_allclose(J, nJ, atol=1e-7 * max(1, np.abs(nJ).max()))

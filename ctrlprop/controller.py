@@ -1,0 +1,367 @@
+"""Controller training through a frozen model (Nguyen & Widrow; Jordan & Rumelhart's
+"distal teacher"), and closed-loop simulation.
+
+A controller network ``u_t = c(x_t[, goal]; v)`` drives the frozen dynamics model from
+many initial states at once; the mean trajectory cost is back-propagated through the
+model AND the controller at every step, and only the controller's weights v move::
+
+    forward, t = 0 .. T-1:   u_t = c(x_t, g; v),   x_{t+1} = F(x_t, u_t)
+    backward, lambda_T = c_T (the cost's gradient at x_T); for t = T-1 .. 0:
+        (gx_t, gu_t) = lambda_{t+1}^T dF/d(x_t, u_t)          model: input deltas only
+        du_t        = gu_t + dJ/du_t|cost                      the controller's output delta
+        (dv_t, gc_t) = du_t^T dc/d(v, x_t)                     controller: weights and inputs
+        dJ/dv      += dv_t
+        lambda_t    = c_t + gx_t + gc_t  (+ lambda_{t+1} when residual)
+
+``gc_t`` is the path through the controller's input: u_t depends on x_t, so the state
+cotangent collects it too.  Bounded controls are the user's choice of the controller's
+output transfer and scaling, e.g. tanh outputs and ``controller.set_scaling(y_scale=u_max)``
+for ``u = u_max * tanh(.)``.  The trained controller is an ordinary Network (save, load,
+:func:`closed_loop`).  The model's weights are never changed.
+"""
+
+import numpy as np
+from scipy.optimize import OptimizeResult, minimize
+
+from .network import Network
+from .trajectory import (Dynamics, _affine_ops, _check_model, _fast_products, _float, _ident,
+                         _prune, _Unroll, check_horizon, check_int)
+from .trajcost import as_cost
+from .trajopt import _blas1
+
+__all__ = ["ControllerObjective", "train_controller", "closed_loop", "ControllerResult"]
+
+
+def _check_controller(model, controller):
+    """Raise unless the controller maps n (or 2n, with the goal) inputs to m outputs."""
+    if not isinstance(controller, Network):
+        raise TypeError(f"controller must be a ctrlprop Network, got "
+                        f"{type(controller).__name__}")
+    n, m = model.n_state, model.n_control
+    if controller.n_outputs != m:
+        raise ValueError(f"the controller has {controller.n_outputs} outputs but the model "
+                         f"takes {m} controls")
+    if controller.n_inputs not in (n, 2 * n):
+        raise ValueError(f"the controller must have {n} inputs (u = c(x)) or {2 * n} "
+                         f"(u = c(x, goal)) for a model with {n} states, got "
+                         f"{controller.n_inputs}")
+    return controller.n_inputs == 2 * n
+
+
+def _goals(goal, n, B, needed):
+    """Goal states as (B, n), or None; required when the controller reads the goal."""
+    if goal is None:
+        if needed:
+            raise ValueError(f"the controller reads the goal ({2 * n} inputs): pass goal= "
+                             f"as ({n},) or ({B}, {n})")
+        return None
+    g = _float(goal, "goal")
+    if g.shape == (n,):
+        g = np.broadcast_to(g, (B, n))
+    if g.shape != (B, n):
+        raise ValueError(f"goal must have shape ({n},) or ({B}, {n}) for {B} initial "
+                         f"states, got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("goal contains NaN or inf")
+    return g.copy()
+
+
+def _scales(net):
+    """(mean, scale) columns of a network's inputs and outputs (identity when unscaled)."""
+    col = lambda v: np.array(v, dtype=np.float64).reshape(-1, 1)   # noqa: E731
+    mx, sx = ((np.zeros(net.n_inputs), np.ones(net.n_inputs)) if net.input_scaling is None
+              else net.input_scaling)
+    my, sy = ((np.zeros(net.n_outputs), np.ones(net.n_outputs)) if net.output_scaling is None
+              else net.output_scaling)
+    return col(mx), col(sx), col(my), col(sy)
+
+
+class ControllerObjective:
+    """Mean closed-loop trajectory cost as a function of the controller's weights.
+
+    ``obj(v) -> (F, dF/dv)`` with ``F = mean_b J_b + l2/2 |v_nonbias|^2`` (biases not
+    regularised), for ``scipy.optimize.minimize(obj, controller.weights, jac=True)``.
+
+    Parameters
+    ----------
+    model : Dynamics
+        The frozen dynamics model.
+    controller : Network
+        n inputs (u = c(x)) or 2n inputs (u = c(x, goal)), m outputs.
+    x0 : array_like, shape (B, n) or (n,)
+        Initial states, all rolled out together.
+    horizon : int
+    cost : TrajectoryCost or dict, optional
+    goal : array_like, shape (n,) or (B, n), optional
+        Goal state(s): the cost's goal (then the cost must not have one) and, for a
+        2n-input controller, its second input.
+    exo : array_like, optional
+        The model's exogenous inputs.
+    l2 : float
+        Weight decay on the controller's non-bias weights.
+    """
+
+    def __init__(self, model, controller, x0, horizon, cost=None, goal=None, exo=None,
+                 l2=0.0):
+        _check_model(model)
+        reads_goal = _check_controller(model, controller)
+        self.model, self.controller = model, controller
+        self.T = T = check_horizon(horizon)
+        X0, _ = model.check_x0(x0)
+        self.B = B = X0.shape[0]
+        n, m = model.n_state, model.n_control
+        self.goal = _goals(goal, n, B, reads_goal)
+        cost = as_cost(cost)
+        if self.goal is not None:
+            if cost.goal is not None:
+                raise ValueError("the goal was given twice (goal= and cost.goal); give it once")
+            cost = cost.with_goal(self.goal[:, None, :])
+        self.cost = cost
+        self._cost = cost.bind(n, m, T, B)
+        self.l2 = float(l2)
+        if not np.isfinite(self.l2) or self.l2 < 0:
+            raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
+        self._decay = np.array([s != "bias" for s, _ in controller.weight_labels], float)
+        self._ur = _Unroll(model, T, B)
+        self._ur.set_x0(X0)
+        self._exo = model.check_exo(exo, T, B)
+        self._ur.set_exo(self._exo)
+        cp = controller.plan
+        self._cw = cp.new_weights()
+        self._cb = [cp.new_buffers(B, self._cw) for _ in range(T)]
+        self._grad = np.empty(controller.n_weights)
+        self._compile()
+        self.nfev = 0
+
+    def _compile(self):
+        """Build the closed-loop forward and backward op lists for the current scalings."""
+        model, ur, T = self.model, self._ur, self.T
+        n, m = model.n_state, model.n_control
+        ur.sync()
+        ur._compile()                                      # the model's steps (retargeted)
+        ur.set_x0(ur._x0)
+        ur.set_exo(ur._exo)
+        mx, sx, my, sy = _scales(model.net)
+        cmx, csx, cmy, csy = _scales(self.controller)
+        self._key_scal = (model.net.input_scaling, model.net.output_scaling,
+                          self.controller.input_scaling, self.controller.output_scaling)
+        self._sc = (mx, sx, my, sy, cmx, csx, cmy, csy)
+        if self.goal is not None:                          # goal rows: fixed per problem
+            for cb in self._cb:
+                np.copyto(cb.Ov[0][n:], (self.goal.T - cmx[n:]) / csx[n:])
+        # forward, per step: controller state input  xc = (x - cmx)/csx  with x = x_in sx + mx;
+        # model control input  (u - mx_u)/sx_u  with u = Yc csy + cmy; then the model's step
+        a1, b1 = _ident(sx[:n] / csx[:n], 1.0), _ident((mx[:n] - cmx[:n]) / csx[:n], 0.0)
+        a2 = _ident(csy / sx[n:n + m], 1.0)
+        b2 = _ident((cmy - mx[n:n + m]) / sx[n:n + m], 0.0)
+        self._crefresh, copies = [], {}
+        fwd = []
+        for t, cb in enumerate(self._cb):
+            fwd += _affine_ops(cb.Ov[0][:n], ur.x_in[t], a1, b1)
+            fwd += _fast_products(_prune(cb.fwd_ops), self._cw, self._crefresh, copies)
+            fwd += _affine_ops(ur.IN[t, :m], cb.Y, a2, b2)
+            fwd += ur.step_fwd[t]
+        # backward: controller seed  csy * du_t = G0m_u * (csy / sx_u) + csy * CU_t;
+        # sig_{t-1} = sy*c_t + G0m_x * (sy/sx_x) + G0c_x * (sy/csx_x)  (+ sig_t if residual)
+        self._CUs = np.zeros((T, m, self.B))
+        cdirect = self.controller.plan.out_direct
+        self._csig = [cb.G[-1] if cdirect else np.empty((m, self.B)) for cb in self._cb]
+        r_u = _ident(csy / sx[n:n + m], 1.0)
+        r_m = _ident(sy / sx[:n], 1.0)
+        r_c = _ident(sy / csx[:n], 1.0)
+        self._tmp = np.empty((n, self.B))
+        sig, bwd = ur.sig, [(np.copyto, (ur.sig[T - 1], ur.Cs[T])), (self._grad.fill, (0.0,))]
+        for t in range(T - 1, -1, -1):
+            cb, gm = self._cb[t], ur.GB[t]
+            if not ur.plan.out_direct:
+                bwd.append((ur.plan.seed, (ur.bufs[t], sig[t], None)))
+            bwd += ur.step_bwd[t]
+            cs = self._csig[t]
+            bwd += _affine_ops(cs, gm[n:n + m], r_u, None)
+            bwd.append((np.add, (cs, self._CUs[t], cs)))
+            if not cdirect:
+                bwd.append((self.controller.plan.seed, (cb, cs, None)))
+            bwd += _fast_products(_prune(cb.bwd_ops(True, t > 0)), self._cw, self._crefresh,
+                                  copies)
+            bwd.append((np.add, (self._grad, cb.grad, self._grad)))
+            if t == 0:
+                break
+            dst = sig[t - 1]
+            bwd += _affine_ops(dst, cb.G[0][:n], r_c, None)
+            if r_m is None:
+                bwd.append((np.add, (dst, gm[:n], dst)))
+            else:
+                bwd += [(np.multiply, (gm[:n], r_m, self._tmp)), (np.add, (dst, self._tmp, dst))]
+            bwd.append((np.add, (dst, ur.Cs[t], dst)))
+            if model.residual:
+                bwd.append((np.add, (dst, sig[t], dst)))
+        self._fwd, self._bwd = fwd, bwd
+
+    def _sync(self, v):
+        """Load the controller weights v; pick up changed model weights or any scaling."""
+        model, c = self.model, self.controller
+        key = (model.net.input_scaling, model.net.output_scaling, c.input_scaling,
+               c.output_scaling)
+        if any(a is not b for a, b in zip(key, self._key_scal)):
+            self._compile()
+        self._ur.sync()
+        self._cw.load(v)
+        for C, A in self._crefresh:
+            np.copyto(C, A)
+
+    def rollout(self, v=None):
+        """Closed-loop states (B, T+1, n) and controls (B, T, m) with controller weights v
+        (default: the controller's own)."""
+        v = self._check_v(v)
+        S, U = self._forward(v)
+        return S.transpose(2, 0, 1).copy(), U.transpose(2, 0, 1).copy()
+
+    def _check_v(self, v):
+        """v as a flat float vector of the controller's weights."""
+        if v is None:
+            return self.controller.weights
+        v = _float(v, "v").reshape(-1)
+        if v.size != self.controller.n_weights:
+            raise ValueError(f"v must have {self.controller.n_weights} entries (the "
+                             f"controller's weights), got {v.size}")
+        return v
+
+    def _forward(self, v):
+        """Run the closed loop; raw states (T+1, n, B) and controls (T, m, B)."""
+        self._sync(v)
+        for f, a in self._fwd:
+            f(*a)
+        return self._ur.states(), self._ur.controls()
+
+    def costs(self, v=None):
+        """Per-initial-state trajectory costs (B,) of the closed loop."""
+        S, U = self._forward(self._check_v(v))
+        return self._cost.evaluate(S, U)[0]
+
+    def __call__(self, v):
+        """``(F, dF/dv)``: mean cost (+ weight decay) and its gradient (n_weights,)."""
+        v = self._check_v(v)
+        S, U = self._forward(v)
+        vals, CX, CU = self._cost.evaluate(S, U)
+        sy, csy = self._sc[3], self._sc[7]
+        np.multiply(CX, sy, out=self._ur.Cs)
+        np.multiply(CU, csy, out=self._CUs)
+        for f, a in self._bwd:
+            f(*a)
+        self.nfev += 1
+        self.last_costs = vals
+        g = self._grad / self.B
+        f = float(vals.mean())
+        if self.l2:
+            dv = self._decay * v
+            f += 0.5 * self.l2 * float(dv @ dv)
+            g += self.l2 * dv
+        return f, g
+
+
+class ControllerResult(OptimizeResult):
+    """Result of :func:`train_controller`: ``x`` (trained weights, also in
+    ``controller.weights``), ``fun``, ``cost`` (B,) per initial state, ``states`` (B, T+1, n),
+    ``controls`` (B, T, m), ``history`` (F before and after each iteration), ``controller``,
+    and scipy's ``success``, ``message``, ``nit``, ``nfev``."""
+
+
+def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=None,
+                     l2=0.0, method="L-BFGS-B", options=None, callback=None):
+    """Train a controller network through a frozen dynamics model (distal teacher).
+
+    Parameters
+    ----------
+    model, controller, x0, horizon, cost, goal, exo, l2
+        As :class:`ControllerObjective`.
+    method : str
+        A gradient method of ``scipy.optimize.minimize`` (default "L-BFGS-B").
+    options : dict, optional
+        ``minimize`` options (maxiter, gtol, ...).
+    callback : callable, optional
+        ``callback(weights, F)`` after every iteration.
+
+    Returns
+    -------
+    ControllerResult
+        ``controller.weights`` holds the trained weights afterwards; the model is untouched.
+    """
+    obj = ControllerObjective(model, controller, x0, horizon, cost, goal, exo, l2)
+    hist = [obj(controller.weights)[0]]
+
+    def cb(vk, *args):
+        f = obj(vk)[0]
+        hist.append(f)
+        if callback is not None:
+            callback(vk, f)
+    with _blas1():
+        res = minimize(obj, controller.weights.copy(), jac=True, method=method,
+                       options=options, callback=cb)
+    controller.weights = res.x
+    S, U = obj.rollout(res.x)
+    return ControllerResult(x=res.x.copy(), fun=float(obj(res.x)[0]), cost=obj.costs(res.x),
+                            states=S, controls=U, history=np.array(hist),
+                            controller=controller, success=bool(res.success),
+                            status=int(res.status), message=str(res.message),
+                            nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev))
+
+
+def closed_loop(controller, system, x0, steps, goal=None, exo=None):
+    """Run a controller in closed loop on a model or a plant.
+
+    Parameters
+    ----------
+    controller : Network
+        n inputs (u = c(x)) or 2n inputs (u = c(x, goal)).
+    system : Dynamics or callable
+        A Dynamics model, or a plant ``plant(x, u) -> x_next`` called with the shapes of
+        x0 ((n,) and (m,), or (B, n) and (B, m)).
+    x0 : array_like, shape (n,) or (B, n)
+    steps : int
+    goal : array_like, shape (n,) or (B, n), optional
+        Required when the controller reads the goal.
+    exo : array_like, optional
+        A Dynamics model's exogenous inputs, (e,) or (steps, e).
+
+    Returns
+    -------
+    states : ndarray, (steps+1, n) or (B, steps+1, n)
+    controls : ndarray, (steps, m) or (B, steps, m)
+    """
+    K = check_int(steps, "steps", 1)
+    if isinstance(system, Dynamics):
+        model, step = system, None
+        n = model.n_state
+    elif callable(system):
+        model, step, n = None, system, None
+    else:
+        raise TypeError(f"system must be a Dynamics model or a callable plant(x, u), got "
+                        f"{type(system).__name__}")
+    X = _float(x0, "x0")
+    batched = X.ndim == 2
+    X = np.atleast_2d(X)
+    if n is None:
+        n = X.shape[1]
+    if X.ndim != 2 or X.shape[1] != n or not np.all(np.isfinite(X)):
+        raise ValueError(f"x0 must be a finite array of shape ({n},) or (B, {n}), "
+                         f"got {np.shape(x0)}")
+    if controller.n_inputs not in (n, 2 * n):
+        raise ValueError(f"the controller must have {n} or {2 * n} inputs for {n} states, "
+                         f"got {controller.n_inputs}")
+    G = _goals(goal, n, X.shape[0], controller.n_inputs == 2 * n)
+    E = None
+    if model is not None and model.n_exo:
+        E = model.check_exo(exo, K, 1)
+    states, controls = [X.copy()], []
+    for k in range(K):
+        inp = X if controller.n_inputs == n else np.hstack([X, G])
+        U = controller.forward(inp)
+        if model is not None:
+            X = model.step(X, U, None if E is None else E[min(k, E.shape[0] - 1), :, 0])
+        else:
+            Xn = np.asarray(step(X if batched else X[0], U if batched else U[0]), float)
+            X = np.atleast_2d(Xn).reshape(X.shape)
+        states.append(np.array(X))
+        controls.append(U)
+    S, U = np.stack(states, axis=1), np.stack(controls, axis=1)
+    return (S, U) if batched else (S[0], U[0])

@@ -1,0 +1,274 @@
+"""Trajectory optimization through a learned model: scipy's solvers on the BPTT objective.
+
+:func:`optimize_trajectory` minimizes the trajectory cost over the control sequence with
+any gradient method of ``scipy.optimize.minimize`` (the gradient is one BPTT sweep), or
+with ``least_squares`` -- Gauss-Newton / Levenberg-Marquardt on the exact residual form
+of the quadratic cost, with the exact (T n x T m) Jacobian of the states by the controls.
+A batch of initial states and multi-start from random control sequences run as one
+vectorized problem: every trajectory is a column of the same engine buffers, and the
+optimizer sees the sum of their (independent) costs.
+"""
+
+import numpy as np
+from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
+
+from .trajectory import TrajectoryObjective, _check_model, _float, check_horizon, check_int
+from .trajcost import as_cost
+
+__all__ = ["optimize_trajectory", "TrajectoryResult"]
+
+MINIMIZE_METHODS = ("L-BFGS-B", "BFGS", "CG", "Newton-CG", "TNC", "SLSQP", "trust-constr")
+LSQ_METHODS = ("lm", "trf", "dogbox")
+BOUNDED = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr", "trf", "dogbox")
+
+
+class TrajectoryResult(OptimizeResult):
+    """Result of :func:`optimize_trajectory` (an ``OptimizeResult`` with extra fields).
+
+    Attributes
+    ----------
+    states : ndarray, (T+1, n) or (B, T+1, n)
+    controls : ndarray, (T, m) or (B, T, m)
+    cost : float or ndarray (B,)
+        The trajectory cost J of each returned trajectory.
+    fun : float
+        The final value of what the solver minimized: J summed over every trajectory
+        optimized (all initial states and all starts).
+    history : ndarray
+        ``fun`` before the first iteration and after each iteration (minimize methods),
+        or at every residual evaluation (least-squares methods).
+    x : ndarray
+        The solver's final variable vector (all trajectories and starts, flattened).
+    success, status, message, nit, nfev, njev, method
+        As reported by scipy.
+    all_states, all_controls, all_costs, best
+        With ``restarts``: every start's result, (starts, ...) or (B, starts, ...), and
+        the index of the start returned.
+    """
+
+
+def _methods(method):
+    """Canonical method name, or a ValueError listing the supported ones."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    for m in MINIMIZE_METHODS + LSQ_METHODS:
+        if method.lower() == m.lower():
+            return m
+    raise ValueError(f"unknown method {method!r}; trajectory optimization supports the "
+                     f"gradient methods {list(MINIMIZE_METHODS)} of scipy.optimize.minimize "
+                     f"and the least-squares methods {list(LSQ_METHODS)}")
+
+
+def check_bounds(bounds, T, m):
+    """Bounds as (lo, hi) arrays (T, m), or None; lo <= hi checked."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, Bounds):
+        lo, hi = bounds.lb, bounds.ub
+    else:
+        try:
+            lo, hi = bounds
+        except (TypeError, ValueError):
+            raise TypeError("bounds must be a (low, high) pair or scipy.optimize.Bounds; low "
+                            "and high are scalars, (m,) per control or (T, m) per step") from None
+    out = []
+    for name, v, default in (("low", lo, -np.inf), ("high", hi, np.inf)):
+        a = np.full((T, m), default) if v is None else _float(v, f"bounds {name}")
+        if np.any(np.isnan(a)):
+            raise ValueError(f"bounds {name} contains NaN")
+        if a.shape == (T * m,) and a.shape != (m,):
+            a = a.reshape(T, m)
+        try:
+            a = np.broadcast_to(a, (T, m)).copy()
+        except ValueError:
+            raise ValueError(f"bounds {name} must be a scalar, ({m},) or ({T}, {m}) for "
+                             f"{m} controls and horizon {T}; got shape {a.shape}") from None
+        out.append(a)
+    lo, hi = out
+    bad = np.argwhere(lo > hi)
+    if len(bad):
+        t, j = bad[0]
+        raise ValueError(f"infeasible bounds: low > high for control {j} at step {t} "
+                         f"({lo[t, j]} > {hi[t, j]}), {len(bad)} entries in all")
+    return lo, hi
+
+
+def initial_controls(model, u0, T, B, lohi):
+    """u0 as (B, T, m): zeros (clipped into the bounds) when None; must lie within bounds."""
+    m = model.n_control
+    if u0 is None:
+        U = np.zeros((B, T, m))
+        return U if lohi is None else np.clip(U, lohi[0], lohi[1])
+    U, batched = model.check_controls(u0, T, "u0")
+    if batched and U.shape[0] != B:
+        raise ValueError(f"u0 holds {U.shape[0]} control sequences for {B} initial states")
+    U = np.broadcast_to(U, (B, T, m)).copy()
+    if lohi is not None:
+        bad = np.argwhere((U < lohi[0]) | (U > lohi[1]))
+        if len(bad):
+            b, t, j = bad[0]
+            raise ValueError(f"u0 lies outside the bounds: control {j} at step {t} is "
+                             f"{U[b, t, j]} not in [{lohi[0][t, j]}, {lohi[1][t, j]}] "
+                             f"({len(bad)} entries in all); u0 is not clipped -- clip it "
+                             f"yourself or widen the bounds")
+    return U
+
+
+def _starts(U, R, lohi, init_scale, seed):
+    """(B*R, T, m): start 0 of each problem is U, the others random (uniform within finite
+    bounds, else U + init_scale * N(0, 1) clipped into the bounds)."""
+    if R == 1:
+        return U
+    rng = np.random.default_rng(seed)
+    B, T, m = U.shape
+    S = np.repeat(U[:, None], R, axis=1)
+    noise = U[:, None] + init_scale * rng.standard_normal((B, R - 1, T, m))
+    if lohi is not None:
+        lo, hi = lohi
+        fin = np.isfinite(lo) & np.isfinite(hi)
+        uni = lo + (hi - lo) * rng.random((B, R - 1, T, m))
+        noise = np.where(fin, uni, np.clip(noise, lo, hi))
+    S[:, 1:] = noise
+    return S.reshape(B * R, T, m)
+
+
+def _blas1():
+    """Context manager running BLAS on one thread (small matrices: threads only cost)."""
+    try:
+        from .threads import blas_threads
+        return blas_threads(1)
+    except ImportError:                                  # pragma: no cover
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(1, user_api="blas")
+
+
+def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
+    """Run one scipy solver on a TrajectoryObjective from the flat start u.
+
+    ``callback(controls, total_cost)`` sees the controls reshaped to ``shape`` (default
+    the objective's).  Returns (scipy result, history list, final flat u).
+    """
+    options = dict(options or {})
+    shape = obj.shape if shape is None else shape
+    hist = [obj.value(u)]
+    B, T, m = obj.B, obj.T, obj.model.n_control
+    flat_lohi = None
+    if lohi is not None:
+        flat_lohi = (np.tile(lohi[0].ravel(), B), np.tile(lohi[1].ravel(), B))
+    if method in LSQ_METHODS:
+        obj._cost.check_residual_form()
+        if method == "lm":
+            if lohi is not None:
+                raise ValueError("method 'lm' does not support bounds; use 'trf' or 'dogbox'")
+            nr = obj._cost.n_residuals() * B
+            if nr < obj.n_vars:
+                raise ValueError(f"method 'lm' needs at least as many residuals as controls "
+                                 f"({nr} < {obj.n_vars}); add a control cost R > 0 or use 'trf'")
+
+        def fun(x):
+            r = obj.residuals(x)
+            hist.append(float(r @ r))
+            if callback is not None:
+                callback(x.reshape(shape), hist[-1])
+            return r
+        jac = (lambda x: obj.jacobian(x, sparse=False)) if method == "lm" else obj.jacobian
+        b = (-np.inf, np.inf) if flat_lohi is None else flat_lohi
+        res = least_squares(fun, u, jac=jac, bounds=b, method=method, **options)
+        res.nit = res.nfev
+        return res, hist, res.x
+
+    def cb(xk, *args):
+        f = obj.cached_total(xk)
+        f = obj.value(xk) if f is None else f
+        hist.append(f)
+        if callback is not None:
+            callback(np.reshape(xk, shape), f)
+    if lohi is not None and method not in BOUNDED:
+        raise ValueError(f"method {method!r} does not support bounds; use one of {list(BOUNDED)}")
+    b = None if flat_lohi is None else Bounds(*flat_lohi)
+    res = minimize(obj, u, jac=True, method=method, bounds=b, options=options, callback=cb)
+    return res, hist, res.x
+
+
+def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
+                        method="L-BFGS-B", exo=None, restarts=0, seed=0, init_scale=1.0,
+                        options=None, callback=None):
+    """Optimal control sequence(s) through a learned dynamics model.
+
+    Parameters
+    ----------
+    model : Dynamics
+    x0 : array_like, shape (n,) or (B, n)
+        Initial state, or B initial states optimized together (one vectorized rollout).
+    horizon : int
+        Number of steps T >= 1.
+    cost : TrajectoryCost or dict, optional
+        The trajectory cost (default ``TrajectoryCost()``: Q = 1 toward the origin).
+    u0 : array_like, shape (T, m) or (B, T, m), optional
+        Initial controls; default zeros (clipped into the bounds).  A u0 outside the
+        bounds is rejected (ValueError), not clipped.
+    bounds : (low, high) or scipy.optimize.Bounds, optional
+        Control limits, each a scalar, (m,) or (T, m); None or +-inf for no limit.
+    method : str
+        A gradient method of ``scipy.optimize.minimize`` ("L-BFGS-B", "BFGS", "CG",
+        "Newton-CG", "TNC", "SLSQP", "trust-constr") or a least-squares (Gauss-Newton)
+        method of ``scipy.optimize.least_squares`` ("lm", "trf", "dogbox") using the exact
+        Jacobian; the latter need a quadratic cost (no custom terms).
+    exo : array_like, optional
+        Exogenous inputs (see :class:`Dynamics`).
+    restarts : int
+        Extra random starts per initial state, all optimized in the same vectorized
+        problem; the best (lowest J) is returned and all are kept.
+    seed : int
+        Seed of the random starts.
+    init_scale : float
+        Standard deviation of random starts for controls without finite bounds.
+    options : dict, optional
+        ``minimize`` options (e.g. maxiter, gtol), or ``least_squares`` keyword
+        arguments (e.g. max_nfev, ftol) for the least-squares methods.
+    callback : callable, optional
+        ``callback(controls, total_cost)`` after every iteration (every residual
+        evaluation for least squares); controls are (T, m), (B, T, m) for a batch, with
+        an axis of starts before T with ``restarts``: (R, T, m) or (B, R, T, m).
+
+    Returns
+    -------
+    TrajectoryResult
+    """
+    _check_model(model)
+    T = check_horizon(horizon)
+    method = _methods(method)
+    X0, batched = model.check_x0(x0)
+    B, m = X0.shape[0], model.n_control
+    R = check_int(restarts, "restarts", 0) + 1
+    lohi = check_bounds(bounds, T, m)
+    U0 = initial_controls(model, u0, T, B, lohi)
+    cost = as_cost(cost)
+    if R > 1:                                     # every start is one more trajectory
+        if cost.goal is not None and cost.goal.ndim == 3:
+            cost = cost.with_goal(np.repeat(cost.goal, R, axis=0))
+        if exo is not None and np.ndim(exo) == 3:
+            exo = np.repeat(np.asarray(exo, float), R, axis=0)
+    starts = _starts(U0, R, lohi, float(init_scale), seed)
+    obj = TrajectoryObjective(model, np.repeat(X0, R, axis=0), T, cost, exo)
+    shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
+    with _blas1():
+        res, hist, u = solve(obj, starts.reshape(-1), method, lohi, options, callback, shape)
+    u = np.asarray(u, dtype=np.float64)
+    S = obj.states(u).reshape(B, R, T + 1, model.n_state)
+    U = u.reshape(B, R, T, m)
+    J = obj.costs(u).reshape(B, R)
+    best = np.argmin(J, axis=1)
+    pick = np.arange(B)
+    out = TrajectoryResult(
+        x=u, fun=float(J.sum()), history=np.array(hist), method=method,
+        success=bool(res.success), status=int(res.status), message=str(res.message),
+        nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev),
+        njev=int(getattr(res, "njev", 0) or 0))
+    st, ct, co = S[pick, best], U[pick, best].copy(), J[pick, best]
+    out.states, out.controls, out.cost = (st, ct, co) if batched else (st[0], ct[0],
+                                                                      float(co[0]))
+    if R > 1:
+        out.all_states, out.all_controls, out.all_costs, out.best = (
+            (S, U.copy(), J, best) if batched else (S[0], U[0].copy(), J[0], int(best[0])))
+    return out
