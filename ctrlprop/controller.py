@@ -5,9 +5,9 @@ A controller network ``u_t = c(x_t[, goal]; v)`` drives the frozen dynamics mode
 many initial states at once; the mean trajectory cost is back-propagated through the
 model AND the controller at every step, and only the controller's weights v move::
 
-    forward, t = 0 .. T-1:   u_t = c(x_t, g; v),   x_{t+1} = F(x_t, u_t)
+    forward, t = 0 .. T-1:   u_t = c(x_t, g; v),   x_{t+1} = F(x_t, u_t)   (F = f, or x + f)
     backward, lambda_T = c_T (the cost's gradient at x_T); for t = T-1 .. 0:
-        (gx_t, gu_t) = lambda_{t+1}^T dF/d(x_t, u_t)          model: input deltas only
+        (gx_t, gu_t) = lambda_{t+1}^T df/d(x_t, u_t)          model: input deltas only
         du_t        = gu_t + dJ/du_t|cost                      the controller's output delta
         (dv_t, gc_t) = du_t^T dc/d(v, x_t)                     controller: weights and inputs
         dJ/dv      += dv_t
@@ -130,6 +130,7 @@ class ControllerObjective:
         self._cw = cp.new_weights()
         self._cb = [cp.new_buffers(B, self._cw) for _ in range(T)]
         self._grad = np.empty(controller.n_weights)
+        self._last = None
         self._compile()
         self.nfev = 0
 
@@ -256,7 +257,19 @@ class ControllerObjective:
             dv = self._decay * v
             f += 0.5 * self.l2 * float(dv @ dv)
             g += self.l2 * dv
+        self._last = (v.copy(), f)
         return f, g
+
+    def value(self, v):
+        """F at v (reusing the last evaluation when it was at v)."""
+        v = self._check_v(v)
+        m, c = self.model.net, self.controller
+        key = (m.input_scaling, m.output_scaling, c.input_scaling, c.output_scaling)
+        if (self._last is not None and np.array_equal(v, self._last[0])
+                and all(a is b for a, b in zip(key, self._key_scal))
+                and np.array_equal(self._ur.wts.w, m.weights)):
+            return self._last[1]
+        return self(v)[0]
 
 
 class ControllerResult(OptimizeResult):
@@ -290,7 +303,7 @@ def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=N
     hist = [obj(controller.weights)[0]]
 
     def cb(vk, *args):
-        f = obj(vk)[0]
+        f = obj.value(vk)
         hist.append(f)
         if callback is not None:
             callback(vk, f)
@@ -299,7 +312,7 @@ def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=N
                        options=options, callback=cb)
     controller.weights = res.x
     S, U = obj.rollout(res.x)
-    return ControllerResult(x=res.x.copy(), fun=float(obj(res.x)[0]), cost=obj.costs(res.x),
+    return ControllerResult(x=res.x.copy(), fun=obj.value(res.x), cost=obj.costs(res.x),
                             states=S, controls=U, history=np.array(hist),
                             controller=controller, success=bool(res.success),
                             status=int(res.status), message=str(res.message),

@@ -10,22 +10,25 @@ BPTT (the lecture's backward pass chained through time).  With the cost's gradie
 ``c_t = dJ/dx_t`` at every state and ``lambda_t = dJ/dx_t`` in total::
 
     lambda_T = c_T
-    for t = T-1 .. 0:   seed step t's outputs with lambda_{t+1}, run its delta recursion
-                        (weights frozen: the weight products are skipped), giving the deltas
-                        of its input units  (gx_t, gu_t) = lambda_{t+1}^T dF/d(x_t, u_t)
+    for t = T-1 .. 0:   seed step t's network outputs with lambda_{t+1} and run its delta
+                        recursion (weights frozen: the weight products are skipped); the
+                        deltas of its input units are  (gx_t, gu_t) = lambda_{t+1}^T df/d(x_t, u_t)
         dJ/du_t  = gu_t + dJ/du_t|cost
         lambda_t = c_t + gx_t  (+ lambda_{t+1} when residual: the identity path)
 
 so the deltas of the state input units at step t+1 become the output deltas of step t.
 
-How it is fast: an ``_Unroll`` owns T engine Buffers (one per step, all reading one
-private Weights holder) and compiles the whole rollout and the whole backward sweep into
-two flat lists of numpy calls on those buffers -- copy the controls into step t's input
-rows, run its precompiled forward, write its output (mapped through the network's
-scaling) into step t+1's state input rows; then seed, delta recursion, and the
-lambda update written straight into step t-1's output cotangent.  A gradient is two
-loops over those lists plus a few whole-trajectory array operations, and allocates
-nothing in the loops.
+How it is fast: an ``_Unroll`` owns T engine Buffers (one per step, all reading one private
+Weights holder) and strings their precompiled steps into two flat lists of numpy calls, one
+for the whole rollout and one for the whole backward sweep.  The steps are retargeted so
+that step t's input units read row t of one array ``XB`` (T+1, n_inputs+1, B) and its input
+deltas land in row t of ``GB``: controls are written for all steps in one operation, and
+states and control gradients are read without gathering.  When the raw network output is
+the next state, step t's output units write directly into row t+1 of ``XB``; otherwise one
+or two operations map the output through the scaling (and add x_t).  Products by weight
+blocks are issued as ``np.dot`` (about half the call overhead of ``np.matmul`` on small
+operands).  A gradient is two loops over the lists plus a few whole-trajectory array
+operations, and allocates nothing in the loops.
 """
 
 from collections import OrderedDict
