@@ -95,7 +95,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
     method : str
         Solver, as in :func:`optimize_trajectory`.
     maxiter : int
-        Iteration cap per step (``max_nfev`` for least-squares methods).
+        Iteration cap per step (``max_nfev`` for least-squares methods, ``maxfun`` for TNC).
     exo : array_like, optional
         The model's exogenous inputs: (e,) constant, or (N, e) over absolute times
         0..N-1 with N >= steps + horizon - 1.
@@ -144,7 +144,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
         if E.ndim == 2:
             exo_seq = _absolute(E, need, "exo", model.n_exo)
     opts = dict(options or {})
-    opts["max_nfev" if method in ("lm", "trf", "dogbox") else "maxiter"] = int(maxiter)
+    cap = {"lm": "max_nfev", "trf": "max_nfev", "dogbox": "max_nfev", "TNC": "maxfun"}
+    opts[cap.get(method, "maxiter")] = maxiter
 
     obj = TrajectoryObjective(model, X0[0], H,
                               cost.with_goal(goal[:H]) if goal_seq else cost,

@@ -88,6 +88,32 @@ def test_batch_of_initial_states_equals_individual_solves(lqr, rng):
             assert res.cost[b] == pytest.approx(one.cost, rel=1e-9)
 
 
+def test_batch_with_restarts_and_per_trajectory_goals(lqr, rng):
+    A, B, Q, Qf, R, T, _ = lqr
+    model = linear_model(A, B)
+    X0, goals = rng.standard_normal((2, 3)), rng.standard_normal((2, 1, 3))
+    cost = cp.TrajectoryCost(goal=goals, Q=Q, Qf=Qf, R=R)
+    res = cp.optimize_trajectory(model, X0, T, cost, method="trf", restarts=2, seed=1)
+    assert res.all_controls.shape == (2, 3, T, 2) and res.all_costs.shape == (2, 3)
+    assert res.controls.shape == (2, T, 2) and res.best.shape == (2,)
+    for b in range(2):
+        one = cp.optimize_trajectory(model, X0[b], T, cost.with_goal(goals[b, 0]), method="lm")
+        np.testing.assert_allclose(res.all_costs[b], one.cost, rtol=1e-8)   # convex: all equal
+        np.testing.assert_allclose(res.controls[b], one.controls, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["BFGS", "CG", "Newton-CG", "TNC", "SLSQP", "trust-constr"])
+def test_every_gradient_method_runs(rng, method):
+    model = cp.Dynamics(random_dag(rng, n_in=3, n_comp=5, n_out=2), 2, residual=True)
+    u0 = 0.1 * rng.standard_normal((5, 1))
+    res = cp.optimize_trajectory(model, [0.3, -0.2], 5, dict(goal=[0.5, 0.5], R=0.1), u0=u0,
+                                 method=method,
+                                 options=dict(maxfun=50) if method == "TNC" else dict(maxiter=50))
+    start = cp.bptt(model, [0.3, -0.2], u0, dict(goal=[0.5, 0.5], R=0.1))[0]
+    assert res.method == method and res.cost < start
+    assert res.history[0] == pytest.approx(start) and res.controls.shape == (5, 1)
+
+
 def test_gauss_newton_on_a_nonlinear_model_reaches_a_stationary_point(rng):
     net = random_dag(rng, n_in=3, n_comp=5, n_out=2, transfers=["tanh", "linear"])
     model = cp.Dynamics(net, 2, residual=True)
@@ -206,6 +232,13 @@ def test_mpc_on_a_known_linear_plant_converges_to_the_goal():
     np.testing.assert_allclose(res.controls[:, 0], res.plans[:, 0, 0])
     for k in range(60):                                 # what was applied is what the plant saw
         np.testing.assert_allclose(res.states[k + 1], plant(res.states[k], res.controls[k]))
+
+
+def test_mpc_with_gauss_newton():
+    res = cp.mpc(linear_model(A2, B2), plant, [0.0, 0.0], 60, 20, method="lm", maxiter=5,
+                 cost=dict(goal=[1.0, 0.0], Q=[1.0, 0.1], R=0.01))
+    assert np.abs(res.states[-1] - [1.0, 0.0]).max() < 1e-3
+    assert np.all(res.nfev <= 6)
 
 
 def test_mpc_with_a_wrong_model_still_converges_and_reports_prediction_error():
