@@ -5,11 +5,12 @@ set as a function of (some of) its weights::
 
     E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2  +  1/2 l2 |w_nb|^2
 
-with optional sample weights ``s_k`` and an L2 penalty on the non-bias weights
-``w_nb`` (biases are *not* regularised).  It offers what the scipy solvers ask
-for: ``obj(x) -> (E, grad)`` for ``minimize(..., jac=True)``, ``obj.hessp`` for
-Newton-CG / trust-ncg / trust-krylov, and ``obj.residuals`` / ``obj.jacobian``
-for ``least_squares``.  ``x`` is the vector of *free* weights: all of them, or
+with optional sample weights ``s_k`` and an L2 penalty on the free non-bias
+weights ``w_nb`` (biases are *not* regularised).  It offers what the scipy
+solvers ask for: ``obj(x) -> (E, grad)`` for ``minimize(..., jac=True)``,
+``obj.hessp`` (exact, R-operator) for Newton-CG / trust-ncg / trust-krylov, and
+``obj.residuals`` / ``obj.jacobian`` (or the matrix-free
+``obj.jacobian_operator``) for ``least_squares``.  ``x`` is the vector of *free* weights: all of them, or
 those selected by a mask (the others stay frozen at their values when the
 objective was built).
 """
@@ -275,7 +276,7 @@ class _Curvature:
         return self._tangent(v)
 
     def vjp(self, cT):
-        """Weight gradient (full, a reused buffer) of the cotangent cT (n_out, K), internal units."""
+        """Full weight gradient (reused buffer) of the cotangent cT (n_out, K), internal units."""
         self.plan.run_backward(self.bufs, cT, None, want_w=True, want_x=False)
         return self.bufs.grad
 
@@ -286,8 +287,10 @@ class WeightObjective:
     ``E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2 + 1/2 l2 |w_nb|^2`` where ``s_k``
     are the sample weights (1 by default), outputs and targets are in raw
     units, and ``w_nb`` are the free non-bias weights: **biases are not
-    regularised** (nor are frozen weights, which are constants here).  ``l2`` plays the role of scikit-learn's ``alpha`` (which
-    divides both terms by the number of samples).
+    regularised** (nor are frozen weights, which are constants here).
+    ``l2`` plays the role of scikit-learn's ``alpha`` (which divides both
+    terms by the number of samples).  The loss is in raw units, so outputs
+    of very different magnitudes weigh in proportion to their units.
 
     The network's weights are copied when the objective is built; calling it
     never changes ``net.weights``.  Its input/output scaling is also captured

@@ -9,20 +9,26 @@ made small fits about 3x slower on a 2-core machine.  So ctrlprop limits the
 BLAS pools to one thread for small problems and leaves them alone for large
 ones.
 
-The rule (:func:`auto_threads`), measured on a 2-core machine: a weight
-gradient over ``K`` samples costs about ``6 * n_weights * K`` floating-point
-operations.  Below ``SMALL_WORK`` (``3e8`` flops, ~10-30 ms of work on one
-core) one thread is used; above it the pools keep their own setting (all
-cores by default).  Users override it with ``threads=n`` in the training
-functions (``threads=None``, the default, applies this rule), or wrap their
-own code in ``with blas_threads(n):``.
+The rule (:func:`auto_threads`): a weight gradient over ``K`` samples costs
+about ``6 * n_weights * K`` floating-point operations.  Below ``SMALL_WORK``
+(``1e9`` flops, ~30 ms on one core) one thread is used; above it the pools keep
+their own setting (all cores by default).  The threshold comes from the cost of
+contention measured on a 2-core machine: a 2.2 ms objective took 15-20 ms per
+evaluation inside L-BFGS-B with two threads per pool, so a second thread, which
+at best halves the objective's time, pays off only once one evaluation takes
+more than about twice that overhead.  ``benchmarks/bench_training.py`` prints
+1-thread and all-core times around the threshold to check it on a machine.
+
+Users override it with ``threads=n`` in the training functions
+(``threads=None``, the default, applies this rule), or wrap their own code in
+``with blas_threads(n):``.
 """
 
 from contextlib import contextmanager
 
 __all__ = ["blas_threads", "auto_threads", "resolve_threads", "SMALL_WORK"]
 
-SMALL_WORK = 3e8          # flops per objective evaluation below which one thread is faster
+SMALL_WORK = 1e9          # flops per objective evaluation below which one thread is used
 
 _controller = None
 

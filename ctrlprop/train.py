@@ -354,16 +354,19 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         training data (mean and standard deviation of every column) and store
         it on the network (``net.input_scaling``, ``net.output_scaling``,
         saved with the model); the optimiser then works on well-conditioned
-        numbers.  False: keep whatever scaling the network has.  With frozen
-        weights, a *change* of scaling raises (the frozen weights would
-        compute something else).
+        numbers.  False: keep whatever scaling the network has.  Refitting a
+        trained network on other data with ``scale=True`` re-learns the
+        scaling, so it starts from a different function; pass ``scale=False``
+        to warm-start exactly.  With frozen weights, a *change* of scaling
+        raises (the frozen weights would compute something else).
     threads : int or None
         BLAS threads during the fit; None picks by problem size (one thread
         for small problems, see :mod:`ctrlprop.threads`).
     callback : callable, optional
-        ``callback(info)`` after every iteration with an ``OptimizeResult``
-        holding ``x`` (full weights), ``fun``, ``nit``, ``train_loss``,
-        ``val_loss``, ``time``.  Returning True or raising ``StopIteration``
+        ``callback(info)`` after every iteration (iteration 0 is the start)
+        with an ``OptimizeResult`` holding ``x`` (full weights, a new array),
+        ``fun``, ``nit``, ``train_loss``, ``val_loss`` (NaN without
+        validation) and ``time`` (seconds since the start).  Returning True or raising ``StopIteration``
         ends the fit.
     progress : bool
         Print a progress line to stderr about once a second.
@@ -378,7 +381,8 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         ``nhev``, ``method``, ``history`` (dict of arrays ``iteration``,
         ``train_loss``, ``val_loss`` (None without validation), ``time``:
         losses are mean squared errors per output in raw units, without the
-        penalty), ``best_iteration`` and ``val_loss`` with validation data,
+        penalty; Adam's training loss is the mean over the epoch's
+        minibatches as they were visited), ``best_iteration`` and ``val_loss`` with validation data,
         and ``solver_result`` (the solver's own result, when it finished).
 
     Notes
