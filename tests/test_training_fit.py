@@ -268,3 +268,23 @@ def test_threads_are_chosen_by_size_and_overridable(rng):
     X, Y, _, _ = linear_data(rng)
     assert cp.fit(cp.Network.mlp([3, 2]), X, Y, maxiter=1).threads == 1
     assert cp.fit(cp.Network.mlp([3, 2]), X, Y, maxiter=1, threads=2).threads == 2
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "trust-krylov", "trf", "adam"])
+def test_fit_on_random_dags_with_weights_and_validation(method):
+    from conftest import random_dag
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        net = random_dag(rng, n_in=3, n_comp=6, n_out=2)
+        X = 3.0 + 2.0 * rng.standard_normal((60, 3))
+        Y = np.c_[np.tanh(X[:, 0] - 3) * X[:, 1], 0.1 * X[:, 2] ** 2][:, :net.n_outputs]
+        sw = rng.uniform(0.5, 1.5, 60)
+        val = (X[:20], Y[:20], sw[:20])
+        res = cp.fit(net, X[20:], Y[20:], method=method, sample_weight=sw[20:], validation=val,
+                     maxiter=30, options=dict(learning_rate=0.02) if method == "adam" else None)
+        h = res.history
+        assert h["val_loss"].min() < h["val_loss"][0], (method, seed)
+        assert h["train_loss"].min() < h["train_loss"][0], (method, seed)
+        s = sw[:20, None]
+        val_mse = np.sum(s * (net.forward(X[:20]) - Y[:20]) ** 2) / (s.sum() * net.n_outputs)
+        assert val_mse == pytest.approx(h["val_loss"].min(), rel=1e-10)
