@@ -10,9 +10,9 @@ weights ``w_nb`` (biases are *not* regularised).  It offers what the scipy
 solvers ask for: ``obj(x) -> (E, grad)`` for ``minimize(..., jac=True)``,
 ``obj.hessp`` (exact, R-operator) for Newton-CG / trust-ncg / trust-krylov, and
 ``obj.residuals`` / ``obj.jacobian`` (or the matrix-free
-``obj.jacobian_operator``) for ``least_squares``.  ``x`` is the vector of *free* weights: all of them, or
-those selected by a mask (the others stay frozen at their values when the
-objective was built).
+``obj.jacobian_operator``) for ``least_squares``.  ``x`` is the vector of
+*free* weights: all of them, or those selected by a mask (the others stay
+frozen at their values when the objective was built).
 """
 
 import numpy as np

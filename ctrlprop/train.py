@@ -321,8 +321,9 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         and factors it every iteration, so it suits small problems; ``"trf"``
         and ``"dogbox"`` switch to a matrix-free Jacobian (LinearOperator,
         ``tr_solver="lsmr"``) above 2.5e7 entries, or when
-        ``options={"jacobian": "operator"}``); or ``"adam"``, minibatch stochastic gradient
-        descent for data sets too large for full-batch methods.
+        ``options={"jacobian": "operator"}``); or ``"adam"``, minibatch
+        stochastic gradient descent for data sets too large for full-batch
+        methods.  Names are case-insensitive.
     l2 : float
         L2 penalty on the non-bias weights (scikit-learn's ``alpha``).
     sample_weight : array_like, shape (K,), optional
@@ -366,8 +367,8 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         ``callback(info)`` after every iteration (iteration 0 is the start)
         with an ``OptimizeResult`` holding ``x`` (full weights, a new array),
         ``fun``, ``nit``, ``train_loss``, ``val_loss`` (NaN without
-        validation) and ``time`` (seconds since the start).  Returning True or raising ``StopIteration``
-        ends the fit.
+        validation) and ``time`` (seconds since the start).  Returning True
+        or raising ``StopIteration`` ends the fit.
     progress : bool
         Print a progress line to stderr about once a second.
     seed : int
@@ -382,8 +383,10 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         ``train_loss``, ``val_loss`` (None without validation), ``time``:
         losses are mean squared errors per output in raw units, without the
         penalty; Adam's training loss is the mean over the epoch's
-        minibatches as they were visited), ``best_iteration`` and ``val_loss`` with validation data,
-        and ``solver_result`` (the solver's own result, when it finished).
+        minibatches as they were visited), ``best_iteration`` and
+        ``val_loss`` with validation data, ``threads`` (the BLAS thread limit
+        used; None: left as it was), and ``solver_result`` (the solver's own
+        result, when it finished).
 
     Notes
     -----
