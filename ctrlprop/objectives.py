@@ -174,10 +174,6 @@ class _Curvature:
 
     def __init__(self, obj):
         plan, K = obj._plan, obj.K
-        if not plan.d2_ok:
-            names = sorted({t.name for g in plan.groups[1:] for t, _, _ in g if t.d2h is None})
-            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
-                             "were registered without d2h (register them with d2h=...)")
         self.obj, self.plan = obj, plan
         self.wts = plan.new_weights()
         self.bufs = plan.new_buffers(K, self.wts)
@@ -210,7 +206,8 @@ class _Curvature:
         for L in range(p.n_levels - 1, 0, -1):
             for t, a, c in p.groups[L]:
                 t.dh(b.Z[L][a:c], b.Ov[L][a:c], self.d1[L][a:c])
-                t.d2h(b.Z[L][a:c], b.Ov[L][a:c], self.gd2[L][a:c])
+                if p.d2_ok:                                 # (only hvp needs h'')
+                    t.d2h(b.Z[L][a:c], b.Ov[L][a:c], self.gd2[L][a:c])
             np.multiply(self.d1[L], self.G[L], out=self.D[L])
             self.gd2[L] *= self.G[L]
             for i, blk in enumerate(p.blocks[L]):
@@ -242,6 +239,10 @@ class _Curvature:
     def hvp(self, v):
         """Hessian of the data term times the full direction v; a view of a reused buffer."""
         p, b, C = self.plan, self.bufs, self.obj._C
+        if not p.d2_ok:
+            names = sorted({t.name for g in p.groups[1:] for t, _, _ in g if t.d2h is None})
+            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
+                             "were registered without d2h (register them with d2h=...)")
         RY = self._tangent(v)
         if C is not None:
             RY *= C

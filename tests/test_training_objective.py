@@ -172,9 +172,14 @@ def test_hessp_without_second_derivative_raises():
     cp.register_transfer("test_train_nod2", np.tanh, lambda z: 1 - np.tanh(z) ** 2,
                          overwrite=True)
     net = cp.Network.from_edges(1, [(0, 1), (1, 2)], ["test_train_nod2", "linear"], [2])
-    obj = cp.WeightObjective(net, np.ones((3, 1)), np.ones(3))
+    X = np.linspace(-1, 1, 3)[:, None]
+    obj = cp.WeightObjective(net, X, np.ones(3))
     with pytest.raises(ValueError, match=r"test_train_nod2.*d2h"):
         obj.hessp(obj.x0, obj.x0)
+    # Jacobian products need only h': the matrix-free Jacobian still works
+    v = np.arange(1.0, obj.n + 1)
+    np.testing.assert_allclose(obj.jacobian_operator(obj.x0) @ v, obj.jacobian(obj.x0) @ v,
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, match", [
