@@ -348,8 +348,13 @@ class Plan:
                     for f, args in t.delta_ops(bufs.Z[L][a:c], bufs.Ov[L][a:c], G[a:c], D[a:c]):
                         f(*args)
             for i, (b, src) in enumerate(zip(blocks, bufs.src[L])):
-                outer = np.einsum("jk,ik->kji", D, src)          # d_k o~_k^T per sample
-                J[:, col, b.off:b.off + b.size] = outer.reshape(K, -1)[:, b.flat]
+                seg = J[:, col, b.off:b.off + b.size]            # d_k o~_k^T per sample
+                if b.dense:
+                    np.multiply(D.T[:, :, None], src.T[:, None, :],
+                                out=seg.reshape(K, b.rows, b.cols))
+                else:
+                    outer = D.T[:, :, None] * src.T[:, None, :]
+                    seg[...] = outer.reshape(K, -1)[:, b.flat]
                 l = b.src
                 if l == 0:
                     continue

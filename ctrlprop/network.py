@@ -317,8 +317,12 @@ class Network:
             raise KeyError(f"no weight from {source!r} to {destination!r}") from None
 
     def units_weights(self, units):
-        """Boolean mask over ``weights`` selecting every weight *into* the given units."""
-        units = {int(u) for u in units}
+        """Boolean mask over ``weights`` selecting every weight *into* the given computing units."""
+        units = {_as_index(u, "unit") for u in np.atleast_1d(units).tolist()}
+        bad = sorted(u for u in units if not self.n_inputs <= u < self.n_units)
+        if bad:
+            raise ValueError(f"unit(s) {bad} are not computing units; computing units are "
+                             f"{self.n_inputs}..{self.n_units - 1}")
         return np.array([d in units for _, d in self._labels], bool)
 
     def describe(self):

@@ -179,3 +179,9 @@ def test_units_weights_mask_and_describe():
     assert [lab for lab, m in zip(net.weight_labels, mask) if m] == [(0, 3), (2, 3), ("bias", 3)]
     text = net.describe()
     assert "unit    3  level 2  linear   <- 0, 2 + bias  output[0]" in text
+
+
+def test_units_weights_rejects_non_computing_units():
+    net = cp.Network.mlp([2, 3, 1])
+    with pytest.raises(ValueError, match=r"unit\(s\) \[0, 9\] are not computing units"):
+        net.units_weights([0, 9, 3])
