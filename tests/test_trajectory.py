@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import ctrlprop as cp
 from conftest import random_dag
@@ -57,12 +57,28 @@ def richardson_gradient(f, x, eps=1e-4):
     return (4 * g2 - g1) / 3
 
 
+def fd_resolvable(f, g):
+    """True when central differences (step 5e-5) can check the gradient g of a function of
+    size f: their round-off, ~|f| 1e-16 / 5e-5, must stay 10x below 1e-6 |g|.  Random
+    models occasionally fail this (exploding states, controls that reach no output)."""
+    return abs(f) <= 2e4 * max(np.abs(g).max(), 1e-300)
+
+
 def assert_gradient(fun, x, rtol=1e-6):
-    """fun(x) -> (f, g): g against extrapolated central differences, relative to max |g|."""
+    """fun(x) -> (f, g): g against extrapolated central differences, relative to max |g|.
+
+    Steps 1e-4, 1e-5, 1e-6 are tried in turn (a strongly expanding random model needs a
+    small step) and the check passes at the first that agrees; a wrong gradient agrees
+    with none."""
     g = fun(x)[1]
-    ng = richardson_gradient(lambda v: fun(v)[0], x)
-    err = np.abs(g - ng).max() / max(np.abs(ng).max(), 1e-8)
-    assert err < rtol, f"gradient error {err:.3g} (max |g| {np.abs(ng).max():.3g})"
+    errs = []
+    for eps in (1e-4, 1e-5, 1e-6):
+        ng = richardson_gradient(lambda v: fun(v)[0], x, eps)
+        errs.append(np.abs(g - ng).max() / max(np.abs(ng).max(), 1e-8))
+        if errs[-1] < rtol:
+            return
+    raise AssertionError(f"gradient errors {errs} at steps 1e-4, 1e-5, 1e-6 "
+                         f"(max |g| {np.abs(g).max():.3g})")
 
 
 def spd(rng, k):
@@ -159,6 +175,8 @@ def test_bptt_gradient_matches_finite_differences(rng, T, residual, scaled, full
     x0 = rng.standard_normal(n)
     obj = cp.TrajectoryObjective(model, x0, T, cost)
     u = 0.5 * rng.standard_normal(obj.n_vars)
+    f, g, gx = obj.value_and_grad(u.reshape(T, m), wrt_x0=True)
+    assume(fd_resolvable(f, g) and fd_resolvable(f, gx))
     assert_gradient(obj, u)
     assert_gradient(lambda v: cp.bptt(model, v, u.reshape(T, m), cost, wrt_x0=True)[::2], x0)
 
