@@ -24,8 +24,8 @@ import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
 from .network import Network
-from .trajectory import (Dynamics, _affine_ops, _check_model, _fast_products, _float, _ident,
-                         _prune, _Unroll, check_horizon, check_int)
+from .trajectory import Dynamics, _check_model, _float, check_horizon, check_int
+from .unroll import Unroll, affine_ops, fast_products, ident, prune
 from .trajcost import as_cost
 from .trajopt import _blas1
 
@@ -122,7 +122,7 @@ class ControllerObjective:
         if not np.isfinite(self.l2) or self.l2 < 0:
             raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
         self._decay = np.array([s != "bias" for s, _ in controller.weight_labels], float)
-        self._ur = _Unroll(model, T, B)
+        self._ur = Unroll(model, T, B)
         self._ur.set_x0(X0)
         self._exo = model.check_exo(exo, T, B)
         self._ur.set_exo(self._exo)
@@ -152,24 +152,24 @@ class ControllerObjective:
                 np.copyto(cb.Ov[0][n:], (self.goal.T - cmx[n:]) / csx[n:])
         # forward, per step: controller state input  xc = (x - cmx)/csx  with x = x_in sx + mx;
         # model control input  (u - mx_u)/sx_u  with u = Yc csy + cmy; then the model's step
-        a1, b1 = _ident(sx[:n] / csx[:n], 1.0), _ident((mx[:n] - cmx[:n]) / csx[:n], 0.0)
-        a2 = _ident(csy / sx[n:n + m], 1.0)
-        b2 = _ident((cmy - mx[n:n + m]) / sx[n:n + m], 0.0)
+        a1, b1 = ident(sx[:n] / csx[:n], 1.0), ident((mx[:n] - cmx[:n]) / csx[:n], 0.0)
+        a2 = ident(csy / sx[n:n + m], 1.0)
+        b2 = ident((cmy - mx[n:n + m]) / sx[n:n + m], 0.0)
         self._crefresh, copies = [], {}
         fwd = []
         for t, cb in enumerate(self._cb):
-            fwd += _affine_ops(cb.Ov[0][:n], ur.x_in[t], a1, b1)
-            fwd += _fast_products(_prune(cb.fwd_ops), self._cw, self._crefresh, copies)
-            fwd += _affine_ops(ur.IN[t, :m], cb.Y, a2, b2)
+            fwd += affine_ops(cb.Ov[0][:n], ur.x_in[t], a1, b1)
+            fwd += fast_products(prune(cb.fwd_ops), self._cw, self._crefresh, copies)
+            fwd += affine_ops(ur.IN[t, :m], cb.Y, a2, b2)
             fwd += ur.step_fwd[t]
         # backward: controller seed  csy * du_t = G0m_u * (csy / sx_u) + csy * CU_t;
         # sig_{t-1} = sy*c_t + G0m_x * (sy/sx_x) + G0c_x * (sy/csx_x)  (+ sig_t if residual)
         self._CUs = np.zeros((T, m, self.B))
         cdirect = self.controller.plan.out_direct
         self._csig = [cb.G[-1] if cdirect else np.empty((m, self.B)) for cb in self._cb]
-        r_u = _ident(csy / sx[n:n + m], 1.0)
-        r_m = _ident(sy / sx[:n], 1.0)
-        r_c = _ident(sy / csx[:n], 1.0)
+        r_u = ident(csy / sx[n:n + m], 1.0)
+        r_m = ident(sy / sx[:n], 1.0)
+        r_c = ident(sy / csx[:n], 1.0)
         self._tmp = np.empty((n, self.B))
         sig, bwd = ur.sig, [(np.copyto, (ur.sig[T - 1], ur.Cs[T])), (self._grad.fill, (0.0,))]
         for t in range(T - 1, -1, -1):
@@ -178,17 +178,17 @@ class ControllerObjective:
                 bwd.append((ur.plan.seed, (ur.bufs[t], sig[t], None)))
             bwd += ur.step_bwd[t]
             cs = self._csig[t]
-            bwd += _affine_ops(cs, gm[n:n + m], r_u, None)
+            bwd += affine_ops(cs, gm[n:n + m], r_u, None)
             bwd.append((np.add, (cs, self._CUs[t], cs)))
             if not cdirect:
                 bwd.append((self.controller.plan.seed, (cb, cs, None)))
-            bwd += _fast_products(_prune(cb.bwd_ops(True, t > 0)), self._cw, self._crefresh,
+            bwd += fast_products(prune(cb.bwd_ops(True, t > 0)), self._cw, self._crefresh,
                                   copies)
             bwd.append((np.add, (self._grad, cb.grad, self._grad)))
             if t == 0:
                 break
             dst = sig[t - 1]
-            bwd += _affine_ops(dst, cb.G[0][:n], r_c, None)
+            bwd += affine_ops(dst, cb.G[0][:n], r_c, None)
             if r_m is None:
                 bwd.append((np.add, (dst, gm[:n], dst)))
             else:

@@ -18,17 +18,7 @@ BPTT (the lecture's backward pass chained through time).  With the cost's gradie
 
 so the deltas of the state input units at step t+1 become the output deltas of step t.
 
-How it is fast: an ``_Unroll`` owns T engine Buffers (one per step, all reading one private
-Weights holder) and strings their precompiled steps into two flat lists of numpy calls, one
-for the whole rollout and one for the whole backward sweep.  The steps are retargeted so
-that step t's input units read row t of one array ``XB`` (T+1, n_inputs+1, B) and its input
-deltas land in row t of ``GB``: controls are written for all steps in one operation, and
-states and control gradients are read without gathering.  When the raw network output is
-the next state, step t's output units write directly into row t+1 of ``XB``; otherwise one
-or two operations map the output through the scaling (and add x_t).  Products by weight
-blocks are issued as ``np.dot`` (about half the call overhead of ``np.matmul`` on small
-operands).  A gradient is two loops over the lists plus a few whole-trajectory array
-operations, and allocates nothing in the loops.
+The compiled rollout and sweep live in :mod:`ctrlprop.unroll`.
 """
 
 from collections import OrderedDict
@@ -37,6 +27,7 @@ import numpy as np
 
 from .network import Network
 from .trajcost import as_cost
+from .unroll import Unroll
 
 __all__ = ["Dynamics", "TrajectoryObjective", "bptt"]
 
@@ -165,7 +156,7 @@ class Dynamics:
         key = (T, B)
         u = self._cache.pop(key, None)
         if u is None:
-            u = _Unroll(self, T, B)
+            u = Unroll(self, T, B)
             while len(self._cache) >= self.CACHE:
                 self._cache.popitem(last=False)
         self._cache[key] = u
@@ -247,294 +238,6 @@ def _batch_size(b1, b2):
     return max(b1, b2)
 
 
-def _ident(v, one):
-    """None when v is exactly ``one`` everywhere (so the op can be skipped), else v."""
-    return None if np.all(v == one) else v
-
-
-def _affine_ops(dst, src, a, b):
-    """Steps computing dst = src * a + b (a, b column vectors or None)."""
-    if a is None and b is None:
-        return [(np.copyto, (dst, src))]
-    if a is None:
-        return [(np.add, (src, b, dst))]
-    ops = [(np.multiply, (src, a, dst))]
-    if b is not None:
-        ops.append((np.add, (dst, b, dst)))
-    return ops
-
-
-def _same(a, b):
-    """True when two arrays are the same memory with the same layout."""
-    ia, ib = a.__array_interface__, b.__array_interface__
-    return ia["data"] == ib["data"] and a.shape == b.shape and a.strides == b.strides
-
-
-def _prune(ops):
-    """Drop steps that copy an array onto itself (the engine emits one per linear level)."""
-    return [(f, a) for f, a in ops if not (f is np.copyto and _same(a[0], a[1]))]
-
-
-def _bounds(a):
-    """Byte range [lo, hi) that array a spans."""
-    p = a.__array_interface__["data"][0]
-    if a.flags.c_contiguous:
-        return p, p + a.nbytes
-    lo = p + sum(min(0, (k - 1) * s) for k, s in zip(a.shape, a.strides))
-    hi = p + sum(max(0, (k - 1) * s) for k, s in zip(a.shape, a.strides)) + a.itemsize
-    return lo, hi
-
-
-def _retarget(ops, pairs):
-    """The op list with every array argument lying inside ``old`` replaced by the same view
-    of ``new``, for each (old, new) pair of C-contiguous arrays of equal shape; None if some
-    argument overlaps an ``old`` only partly."""
-    spans = [(_bounds(old), old, new) for old, new in pairs]
-    out = []
-    for f, args in ops:
-        new_args = []
-        for x in args:
-            if isinstance(x, np.ndarray):
-                for (lo, hi), old, new in spans:
-                    if not np.may_share_memory(x, old):
-                        continue
-                    xlo, xhi = _bounds(x)
-                    if xlo < lo or xhi > hi:
-                        return None
-                    off = xlo - lo if x.flags.c_contiguous else \
-                        x.__array_interface__["data"][0] - lo
-                    x = np.ndarray(x.shape, x.dtype, buffer=new, offset=off, strides=x.strides)
-                    break
-            new_args.append(x)
-        out.append((f, tuple(new_args)))
-    return out
-
-
-def _fast_products(ops, wts, refresh, copies):
-    """Products by a weight block done by np.dot instead of np.matmul (half the call
-    overhead on small 2-D operands, same result).  A transposed -- non-contiguous -- block
-    is replaced by a contiguous copy (one per block, shared through the dict ``copies``),
-    appended to ``refresh`` as (copy, live view) to be re-copied after every weight load."""
-    bases = [wts.w] + [V for Ws in wts.W[1:] for V in Ws if not np.may_share_memory(V, wts.w)]
-    out = []
-    for f, a in ops:
-        if (f is np.matmul and len(a) == 3 and a[0].ndim == 2 and a[1].ndim == 2
-                and a[2].flags.c_contiguous and any(np.may_share_memory(a[0], b) for b in bases)):
-            A = a[0]
-            if not A.flags.c_contiguous:
-                key = (A.__array_interface__["data"][0], A.shape, A.strides)
-                if key not in copies:
-                    copies[key] = np.ascontiguousarray(A)
-                    refresh.append((copies[key], A))
-                A = copies[key]
-            out.append((np.dot, (A, a[1], a[2])))
-        else:
-            out.append((f, a))
-    return out
-
-
-class _Scales:
-    """The network's input/output standardisation split into state/control/exo parts,
-    as (k, 1) columns: raw = internal * s + mean."""
-
-    def __init__(self, net, n, m):
-        ni = net.n_inputs
-        mx, sx = (np.zeros(ni), np.ones(ni)) if net.input_scaling is None else net.input_scaling
-        my, sy = (np.zeros(n), np.ones(n)) if net.output_scaling is None else net.output_scaling
-        col = lambda v: np.array(v, dtype=np.float64).reshape(-1, 1)   # noqa: E731
-        self.mx, self.sx = col(mx), col(sx)
-        self.my, self.sy = col(my), col(sy)
-        self.key = (net.input_scaling, net.output_scaling)
-
-
-class _Unroll:
-    """T steps of a Dynamics model for a batch of B: engine buffers and the precompiled
-    forward rollout and BPTT sweep (see the module docstring).  Units inside are the
-    network's internal ones; the methods convert at the boundary.
-
-    Every step's input units read ``XB[t]`` = [x_t; u_t; e_t; 1] and its input deltas land
-    in ``GB[t]``: the engine's precompiled steps are retargeted from the step's own input
-    buffers to these rows of two (T+1)- and T-long arrays, so controls are written for all
-    steps at once and states / control gradients are read without gathering.  When the
-    next state is the raw network output (no scaling, not residual, outputs = top level),
-    the output units of step t write straight into ``XB[t+1]``.
-    """
-
-    def __init__(self, model, T, B):
-        net, plan = model.net, model.net.plan
-        n, m, ni = model.n_state, model.n_control, model.net.n_inputs
-        self.model, self.plan, self.T, self.B, self.n, self.m = model, plan, T, B, n, m
-        self.wts = plan.new_weights()
-        self.wts.load(net.weights)
-        self.bufs = [plan.new_buffers(B, self.wts) for _ in range(T)]
-        self.XB = np.zeros((T + 1, ni + 1, B))
-        self.XB[:, ni] = 1.0                                 # the bias unit
-        self.GB = np.zeros((T, ni, B))
-        self.x_in = [self.XB[t, :n] for t in range(T + 1)]
-        self.IN = self.XB[:T, n:ni]                          # controls, then exo (internal)
-        self.Cs = np.zeros((T + 1, n, B))                    # sy * dJ/dx_t from the cost
-        self.sig = [b.G[-1] if plan.out_direct else np.empty((n, B)) for b in self.bufs]
-        self._x0, self._exo = np.zeros((B, n)), None         # raw, re-applied if scaling changes
-        self._compile()
-
-    def _step_ops(self, t, direct_out):
-        """Step t's forward and backward engine steps retargeted to XB / GB."""
-        bf = self.bufs[t]
-        pairs = [(bf.O[0], self.XB[t]), (bf.G[0], self.GB[t])]
-        if direct_out:
-            pairs.append((bf.Ov[-1], self.XB[t + 1, :self.n]))
-        fwd = _retarget(bf.fwd_ops, pairs)
-        bwd = _retarget(bf.bwd_ops(False, True), pairs)
-        if fwd is None or bwd is None:
-            raise RuntimeError("engine steps could not be retargeted")   # pragma: no cover
-        return (_fast_products(_prune(fwd), self.wts, self._refresh, self._copies),
-                _fast_products(_prune(bwd), self.wts, self._refresh, self._copies))
-
-    def _compile(self):
-        """Build the flat op lists for the current scaling."""
-        net, n, T, res = self.model.net, self.n, self.T, self.model.residual
-        sc = self.sc = _Scales(net, n, self.m)
-        sxs, mxs = sc.sx[:n], sc.mx[:n]
-        # forward: internal next-state input = Y * a + b (+ current internal state if residual)
-        #   x_{t+1} = y*sy + my (+ x_t),  in_{t+1} = (x_{t+1} - mx)/sx
-        a = _ident(sc.sy / sxs, 1.0)
-        b = _ident((sc.my - (0.0 if res else mxs)) / sxs, 0.0)
-        direct_out = a is None and b is None and not res and self.plan.out_direct
-        self.step_fwd, self.step_bwd, fwd = [], [], []
-        self._refresh, self._copies = [], {}
-        for t, bf in enumerate(self.bufs):
-            f, g = self._step_ops(t, direct_out)
-            if not direct_out:
-                nxt = self.x_in[t + 1]
-                f += _affine_ops(nxt, bf.Y, a, b)
-                if res:
-                    f.append((np.add, (nxt, self.x_in[t], nxt)))
-            self.step_fwd.append(f)
-            self.step_bwd.append(g)
-            fwd += f
-        # backward: sig_t = sy * lambda_{t+1} is step t's output cotangent (internal), and
-        #   sig_{t-1} = sy * c_t + (sy / sx) * G0x_t  (+ sig_t when residual)
-        r = _ident(sc.sy / sxs, 1.0)
-        sig, direct = self.sig, self.plan.out_direct
-        bwd = [(np.copyto, (sig[T - 1], self.Cs[T]))]
-        for t in range(T - 1, -1, -1):
-            if not direct:
-                bwd.append((self.plan.seed, (self.bufs[t], sig[t], None)))
-            bwd += self.step_bwd[t]
-            if t == 0:
-                break
-            dst, gx = sig[t - 1], self.GB[t, :n]
-            if r is None:
-                bwd.append((np.add, (self.Cs[t], gx, dst)))
-            else:
-                bwd += [(np.multiply, (gx, r, dst)), (np.add, (dst, self.Cs[t], dst))]
-            if res:
-                bwd.append((np.add, (dst, sig[t], dst)))
-        self.fwd, self.bwd = fwd, bwd
-
-    def sync(self):
-        """Pick up new weights or scaling of the network; True if anything changed."""
-        net = self.model.net
-        changed = False
-        if net.input_scaling is not self.sc.key[0] or net.output_scaling is not self.sc.key[1]:
-            self._compile()
-            self.set_x0(self._x0)
-            self.set_exo(self._exo)
-            changed = True
-        if not np.array_equal(self.wts.w, net.weights):
-            self.wts.load(net.weights)
-            for C, A in self._refresh:
-                np.copyto(C, A)
-            changed = True
-        return changed
-
-    # ------------------------------------------------------------ raw <-> internal
-    def set_x0(self, X0):
-        """Initial states, raw (B, n)."""
-        sc, n = self.sc, self.n
-        self._x0 = X0
-        np.subtract(X0.T, sc.mx[:n], out=self.x_in[0])
-        self.x_in[0] /= sc.sx[:n]
-
-    def set_controls(self, U):
-        """Controls, raw (T, m, B) (or broadcastable)."""
-        sc, n, m = self.sc, self.n, self.m
-        V = self.IN[:, :m]
-        np.subtract(U, sc.mx[n:n + m], out=V)
-        V /= sc.sx[n:n + m]
-
-    def set_exo(self, E):
-        """Exogenous inputs, raw, broadcastable to (T, e, B); None when there are none."""
-        self._exo = E
-        if E is None:
-            return
-        sc, k = self.sc, self.n + self.m
-        V = self.IN[:, self.m:]
-        np.subtract(E, sc.mx[k:], out=V)
-        V /= sc.sx[k:]
-
-    def forward(self):
-        """Run the rollout (after set_x0 / set_controls / set_exo)."""
-        for f, a in self.fwd:
-            f(*a)
-
-    def states(self):
-        """Raw states (T+1, n, B) of the last rollout (a view of the buffers unless scaled)."""
-        S = self.XB[:, :self.n]
-        sc = self.sc
-        if sc.key[0] is None:
-            return S
-        return S * sc.sx[:self.n] + sc.mx[:self.n]
-
-    def controls(self):
-        """Raw controls (T, m, B) as the network saw them."""
-        sc, n, m = self.sc, self.n, self.m
-        U = self.IN[:, :m]
-        return U.copy() if sc.key[0] is None else U * sc.sx[n:n + m] + sc.mx[n:n + m]
-
-    def backward(self, CX):
-        """BPTT sweep from the cost gradient CX = dJ/dx_t, raw (T+1, n, B)."""
-        np.multiply(CX, self.sc.sy, out=self.Cs)
-        for f, a in self.bwd:
-            f(*a)
-
-    def grad_controls(self):
-        """dJ/du_t through the dynamics, raw (T, m, B) (after backward; may be a view)."""
-        sc, n, m = self.sc, self.n, self.m
-        G = self.GB[:, n:n + m]
-        return G if sc.key[0] is None else G / sc.sx[n:n + m]
-
-    def grad_x0(self, CX):
-        """dJ/dx_0, raw (n, B) (after backward)."""
-        sc, n = self.sc, self.n
-        g = CX[0] + self.GB[0, :n] / sc.sx[:n]
-        if self.model.residual:
-            g += self.sig[0] / sc.sy
-        return g
-
-    def step_jacobians(self):
-        """Per-step Jacobians of the last rollout: A_t = dF/dx (T, B, n, n), B_t = dF/du
-        (T, B, n, m), raw units; one input-only backward sweep per state and step."""
-        T, B, n, m, plan, sc = self.T, self.B, self.n, self.m, self.plan, self.sc
-        J = np.empty((T, n, n + m, B))
-        seed = np.zeros((n, B))
-        out_scale = self.model.net.output_scaling
-        inv = 1.0 / sc.sx[:n + m]
-        for t, bf in enumerate(self.bufs):
-            ops = self.step_bwd[t]
-            for j in range(n):
-                seed[j] = 1.0
-                plan.seed(bf, seed, out_scale)
-                seed[j] = 0.0
-                for f, a in ops:
-                    f(*a)
-                np.multiply(self.GB[t, :n + m], inv, out=J[t, j])
-        A = J[:, :, :n].transpose(0, 3, 1, 2).copy()
-        if self.model.residual:
-            A += np.eye(n)
-        return A, J[:, :, n:].transpose(0, 3, 1, 2)
-
-
 def _check_model(model):
     """Raise unless model is a Dynamics."""
     if not isinstance(model, Dynamics):
@@ -574,7 +277,7 @@ class TrajectoryObjective:
         self.shape = (B, T, m) if self.batched else (T, m)
         self.n_vars = B * T * m
         self.max_jacobian_size = 2e7
-        self._ur = _Unroll(model, T, B)
+        self._ur = Unroll(model, T, B)
         self._key = np.full(self.n_vars, np.nan)
         self.set_cost(cost)
         self.set_x0(X0)
