@@ -1,0 +1,414 @@
+"""Swinging up a torque-limited pendulum with MPC through a learned dynamics model.
+
+    python scenarios/pendulum_swingup.py            # full size, about two minutes (model cached)
+    python scenarios/pendulum_swingup.py --quick    # small sizes, under 30 s
+
+Problem.  ``cp.Pendulum``: gym's ``Pendulum-v1`` physics (a rod, g = 10, m = 1, l = 1,
+dt = 0.05 s, speed limited to 8 rad/s).  The state is ``[theta, theta_dot]`` with theta = 0
+upright (counter-clockwise positive) and theta = +-pi hanging; the torque is limited to
+``|u| <= 2`` N m, less than the 5 N m gravity exerts at horizontal, so the pendulum cannot be
+lifted directly: it must be swung back and forth to gain energy, then caught and balanced.
+
+Method.  1. Learn the dynamics from random interaction: episodes of 20 steps of uniformly
+random torques from random states of the true plant.  The model predicts the increment of the
+state, ``x' = x + f(theta, theta_dot, u)`` (``cp.Dynamics(..., residual=True)``).  The angle
+enters ``f`` only through two ``sin`` transfer units, ``sin(theta)`` and
+``sin(theta + pi/2) = cos(theta)``, whose incoming weights are fixed (frozen in ``cp.fit``,
+and theta's input scaling kept at mean 0, scale 1 so that they see radians): the model is
+exactly 2 pi-periodic in theta.  That is what lets the planner roll the model out on the
+*unwrapped* angle -- a plan that swings through the top (theta > pi) still sees a valid
+model -- whereas a network fed the raw angle only knows [-pi, pi) and would extrapolate
+beyond it.  After the two sine units, a tanh hidden layer and skip connections from
+``[sin, cos, theta_dot, u]`` to the two linear outputs (a DAG, not a layer stack): the skip
+part can carry the (linear-in-features) physics, the tanh layer the rest, chiefly the 8 rad/s
+speed limit.  (With the hidden-to-output weights zero and the skip weights set to the physics
+coefficients, the same network is the exact model without the speed limit; the script builds
+it as a reference, see below.)
+2. Swing up with model-predictive control (``cp.mpc``): at every step the next ``horizon``
+torques are optimized through the frozen model (BPTT gradient, L-BFGS-B, torque bounds,
+warm-started from the previous plan), the first is applied to the true plant.  The cost over
+the horizon, with the angle unwrapped (the plant is run with ``wrap=False``)::
+
+    J = sum_t [ 1 - cos(theta_t) + 0.01 theta_dot_t^2 + 0.01 u_t^2 ]
+        + 5 [ 1 - cos(theta_T) + 0.005 theta_dot_T^2 ]
+
+``1 - cos(theta)`` is smooth and periodic -- zero upright, 2 hanging -- where a quadratic on
+the wrapped angle would jump at the hanging position and one on the unwrapped angle would
+favour one of the two ways up; it is a custom running/terminal term of
+``cp.TrajectoryCost`` (value and gradient, batched).  Exactly at rest hanging down its gradient
+vanishes (the hanging state is the cost's maximum), so the first plan starts from a small
+constant torque (0.5 N m) rather than zero; later plans are warm-started as usual.
+3. Judge on the true plant: the time to upright is the time from which the pendulum stays
+within 0.1 rad of upright to the end of the run (``Pendulum.time_to_upright``); a run succeeds
+when that happens with at least 2 s of balancing left.  Besides the start hanging at rest,
+extra starts test that it is not a fluke: half near hanging (``Pendulum.sample_starts``: within
+0.1 rad and 0.1 rad/s), half anywhere in the state space (``sample_states``, up to 8 rad/s).
+The same MPC with the exact-physics network, from hanging, is the reference swing-up time.
+Once up, the pendulum is held still about 0.01 rad off upright: the learned model is slightly
+biased there (at rest upright it predicts a drift of about 0.01 rad/s per step), and MPC, which
+has no integral action, settles where the model's balance torque balances the true pendulum --
+well inside the tolerance, and it shrinks as the model improves (quick vs full size).
+
+Model accuracy is reported three ways: one-step RMSE of the increments on fresh random
+transitions, RMS angle error after ``horizon`` steps of open-loop prediction under random
+torques (what the planner relies on), and the one-step prediction error along the MPC runs.
+
+Outputs (in --out, default out/pendulum_swingup): swingup.png (angle, velocity and torque
+against time from hanging, the model's one-step predictions dashed), phase.png (phase portrait
+of every run over the zero-torque vector field), starts.png (distance from upright against
+time for every start), model.png (training curves; the first plan's predicted angle against the
+true plant under the same torques; open-loop error against prediction length), metrics.json.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cached_model, parse_args, write_metrics  # noqa: E402
+
+import ctrlprop as cp  # noqa: E402
+
+NAME = "pendulum_swingup"
+TOL = 0.1                       # upright: |wrapped theta| <= TOL rad
+HOLD = 2.0                      # success: upright by (run length - HOLD) s, and stays
+W_VEL, W_U, W_FINAL = 0.01, 0.01, 5.0
+FIRST_PLAN = 0.5                # constant torque of the first plan (breaks the symmetry)
+SIN, COS = 3, 4                 # the fixed feature units (inputs are 0 theta, 1 theta_dot, 2 u)
+
+FULL = {"n_train": 20000, "episode": 20, "hidden": 32, "maxiter": 3000, "steps": 200,
+        "horizon": 30, "mpc_iter": 30, "n_extra": 10, "n_test": 20000}
+QUICK = {"n_train": 4000, "episode": 20, "hidden": 24, "maxiter": 1500, "steps": 120,
+         "horizon": 25, "mpc_iter": 20, "n_extra": 4, "n_test": 5000}
+
+
+# ---- the model ----------------------------------------------------------------------------
+def build_network(hidden, seed):
+    """The DAG [theta, theta_dot, u] -> [sin, cos](fixed) -> tanh layer -> 2 increments,
+    with skip connections from the features to the outputs."""
+    hid = list(range(5, 5 + hidden))
+    out = [5 + hidden, 6 + hidden]
+    feats = (SIN, COS, 1, 2)
+    edges = [(0, SIN), (0, COS)]
+    edges += [(i, h) for i in feats for h in hid]
+    edges += [(h, o) for h in hid for o in out]
+    edges += [(i, o) for i in feats for o in out]
+    net = cp.Network.from_edges(3, edges, ["sin", "sin"] + ["tanh"] * hidden + ["linear"] * 2,
+                                out, seed=seed)
+    # sin(1 * theta + 0) and sin(1 * theta + pi/2) = cos(theta)
+    fixed = {(0, SIN): 1.0, ("bias", SIN): 0.0, (0, COS): 1.0, ("bias", COS): np.pi / 2}
+    w = net.weights.copy()
+    for j, label in enumerate(net.weight_labels):
+        if label in fixed:
+            w[j] = fixed[label]
+    net.weights = w
+    return net
+
+
+def exact_network(plant, hidden):
+    """The same DAG with the physics written into its skip weights (no speed limit).
+
+    Residual form of the step:  d theta_dot = dt (1.5 g/l sin(theta) + 3 u/(m l^2)),
+    d theta = dt (theta_dot + d theta_dot)."""
+    net = build_network(hidden, seed=0)
+    a, b = 1.5 * plant.g / plant.l * plant.dt, 3.0 / (plant.m * plant.l ** 2) * plant.dt
+    out = net.outputs
+    coef = {(SIN, out[1]): a, (2, out[1]): b,
+            (SIN, out[0]): plant.dt * a, (1, out[0]): plant.dt, (2, out[0]): plant.dt * b}
+    w = net.weights.copy()
+    for j, (src, dst) in enumerate(net.weight_labels):
+        if dst in out:
+            w[j] = coef.get((src, dst), 0.0)
+    net.weights = w
+    return net
+
+
+def increments(plant, X, Xn):
+    """Training targets: next state minus state (the plant runs unwrapped)."""
+    return Xn - X[:, :plant.n_states]
+
+
+def train_model(plant, cfg, seed):
+    """Fit the network to random interaction with the true plant; returns (net, history)."""
+    X, Xn = plant.training_data(cfg["n_train"], np.random.default_rng([seed, 0]),
+                                episode_length=cfg["episode"])
+    Y = increments(plant, X, Xn)
+    net = build_network(cfg["hidden"], seed)
+    # standardise theta_dot, u and the outputs; theta stays in radians for the sine units
+    xm, xs = cp.data_scaling(X, "X")
+    ym, ys = cp.data_scaling(Y, "Y")
+    xm[0], xs[0] = 0.0, 1.0
+    net.set_scaling(xm, xs, ym, ys)
+    res = cp.fit(net, X, Y, method="L-BFGS-B", trainable=~net.units_weights([SIN, COS]),
+                 scale=False, validation=0.1, patience=100, maxiter=cfg["maxiter"], seed=seed)
+    hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
+    hist["message"] = res.message
+    return net, hist
+
+
+def load_or_train(args, plant, cfg):
+    """The cached model and its training history, or a freshly trained pair."""
+    settings = {"plant": repr(plant), "seed": args.seed, "features": "sin,cos fixed",
+                **{k: cfg[k] for k in ("n_train", "episode", "hidden", "maxiter")}}
+    box = {}
+
+    def train():
+        net, box["history"] = train_model(plant, cfg, args.seed)
+        return net
+
+    net, info = cached_model(args, "pendulum-dyn", settings, train)
+    hist_path = info["path"][:-len(".npz")] + "-history.json"
+    if "history" in box:
+        with open(hist_path, "w") as f:
+            json.dump(box["history"], f)
+        history = box["history"]
+    elif os.path.exists(hist_path):
+        with open(hist_path) as f:
+            history = json.load(f)
+    else:
+        history = None
+    return net, info, history
+
+
+def model_accuracy(model, plant, cfg, seed):
+    """One-step RMSE of the increments and open-loop angle error against prediction length."""
+    rng = np.random.default_rng([seed, 1])
+    X, Xn = plant.training_data(cfg["n_test"], rng)
+    d = model.net.forward(X) - increments(plant, X, Xn)
+    rmse = np.sqrt(np.mean(d ** 2, axis=0))
+    # open loop: random states, random torques, the model and the plant side by side
+    H, B = cfg["horizon"], 500
+    x0 = plant.sample_states(B, rng)
+    U = plant.sample_controls(B * H, rng).reshape(B, H, 1)
+    err = np.abs(cp.wrap_angle(model.rollout(x0, U)[:, :, 0] - plant.rollout(x0, U)[:, :, 0]))
+    return rmse, np.sqrt(np.mean(err ** 2, axis=0))
+
+
+# ---- the cost and the controller ----------------------------------------------------------
+# l(x, u) = 1 - cos(theta) + W_VEL theta_dot^2 + W_U u^2,   dl/dtheta = sin(theta)
+def running_cost(X, U):
+    th, v = X[..., 0], X[..., 1]
+    val = 1.0 - np.cos(th) + W_VEL * v ** 2 + W_U * U[..., 0] ** 2
+    return val, np.stack([np.sin(th), 2.0 * W_VEL * v], axis=-1), 2.0 * W_U * U
+
+
+# l_T(x) = W_FINAL (1 - cos(theta) + W_VEL/2 theta_dot^2)
+def terminal_cost(x):
+    th, v = x[:, 0], x[:, 1]
+    val = W_FINAL * (1.0 - np.cos(th) + 0.5 * W_VEL * v ** 2)
+    return val, W_FINAL * np.stack([np.sin(th), W_VEL * v], axis=-1)
+
+
+SWINGUP_COST = cp.TrajectoryCost(Q=0.0, running=running_cost, terminal=terminal_cost)
+
+
+def swing_up(model, plant, x0, cfg):
+    """MPC through the model on the true plant from x0; returns the MPCResult."""
+    H = cfg["horizon"]
+    return cp.mpc(model, plant.step, x0, cfg["steps"], H, cost=SWINGUP_COST,
+                  u0=np.full((H, 1), FIRST_PLAN), bounds=(plant.u_low, plant.u_high),
+                  method="L-BFGS-B", maxiter=cfg["mpc_iter"])
+
+
+def extra_starts(plant, n, seed):
+    """n starts: half near hanging at rest, half anywhere in the state space."""
+    rng = np.random.default_rng([seed, 2])
+    k = n // 2
+    return np.vstack([plant.sample_starts(n - k, rng), plant.sample_states(k, rng)]), \
+        ["near hanging"] * (n - k) + ["anywhere"] * k
+
+
+# ---- plots --------------------------------------------------------------------------------
+def _upright_lines(ax, angles):
+    """Dotted lines and bands at the upright angles 2 pi k near the range of ``angles``."""
+    lo = np.ceil((angles.min() - 0.5) / (2 * np.pi))
+    hi = np.floor((angles.max() + 0.5) / (2 * np.pi))
+    for k in np.arange(lo, hi + 1):
+        ax.axhspan(2 * np.pi * k - TOL, 2 * np.pi * k + TOL, color="C3", alpha=0.15, lw=0)
+        ax.axhline(2 * np.pi * k, color="C3", ls=":", lw=1)
+
+
+def plot_swingup(plant, res, t_up, path, dpi=120):
+    """Angle, velocity and torque against time, the model's one-step predictions dashed."""
+    pred = np.vstack([res.states[:1], res.predicted])
+    fig = cp.plot.plot_time_series(
+        res.states, res.controls, plant=plant, predicted=pred,
+        state_labels=["theta (rad, unwrapped)", "theta_dot (rad/s)"],
+        control_labels=["torque u (N m)"],
+        title=f"Swing-up from hanging: MPC through the learned model, true plant\n"
+              f"upright (|theta| <= {TOL} rad) from t = {t_up:.2f} s; dashed: model's "
+              f"one-step predictions")
+    ax_th, ax_v, ax_u = fig.axes
+    _upright_lines(ax_th, res.states[:, 0])
+    ax_th.plot([], [], color="C3", ls=":", label=f"upright +- {TOL} rad")
+    ax_th.legend(loc="best", fontsize="small")
+    for s in (-1, 1):
+        ax_v.axhline(s * plant.max_speed, color="0.5", ls=":", lw=1)
+    for ax in fig.axes:
+        if np.isfinite(t_up):
+            ax.axvline(t_up, color="C3", lw=1, alpha=0.7)
+    ax_u.set_xlabel("time (s)")
+    cp.plot.save_figure(fig, path, dpi=dpi)
+
+
+def plot_phase(plant, runs, labels, path):
+    """Phase portrait of every run over the zero-torque dynamics."""
+    def field(X):
+        return plant.step(X, np.zeros(1)) - X
+    fig = cp.plot.plot_phase_portrait(
+        [r.states for r in runs], labels=labels, wrap=True, vector_field=field,
+        ylim=(-8.8, 8.8), title="Phase portrait of the MPC runs (true plant)\n"
+                                "arrows: one step at zero torque")
+    ax = fig.axes[0]
+    ax.axvspan(-TOL, TOL, color="C3", alpha=0.12, lw=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    cp.plot.save_figure(fig, path)
+
+
+def plot_starts(plant, runs, kinds, t_ups, path):
+    """|wrapped theta| against time for every start, log scale, the tolerance dotted."""
+    fig, ax = cp.plot.new_figure(figsize=(7.0, 4.0))
+    colors = {"hanging": "k", "near hanging": "C0", "anywhere": "C1"}
+    seen = set()
+    for r, kind, t in zip(runs, kinds, t_ups):
+        a = np.abs(cp.wrap_angle(r.states[:, 0]))
+        ax.plot(plant.dt * np.arange(len(a)), np.maximum(a, 1e-4), color=colors[kind],
+                lw=1.8 if kind == "hanging" else 1.0, alpha=0.9,
+                label=None if kind in seen else kind)
+        seen.add(kind)
+        if np.isfinite(t):
+            ax.plot(t, TOL, "|", color=colors[kind], ms=10, mew=2)
+    ax.axhline(TOL, color="C3", ls=":", lw=1, label=f"tolerance {TOL} rad")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4, 4.0)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("|theta| from upright (rad)")
+    n_ok = sum(np.isfinite(t) for t in t_ups)
+    ax.set_title(f"Distance from upright, every start ({n_ok}/{len(runs)} end upright; "
+                 f"ticks: time to upright)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    cp.plot.save_figure(fig, path)
+
+
+def plot_model(plant, model, history, res, horizon_rms, path):
+    """Training curves; first plan predicted vs true; open-loop angle error vs steps ahead."""
+    fig, axes = cp.plot.new_figure(1, 3, figsize=(14.0, 3.9))
+    ax = axes[0]
+    if history is not None:
+        it = np.asarray(history["iteration"])
+        ax.plot(it, history["train_loss"], label="training")
+        if history.get("val_loss") is not None:
+            ax.plot(it, history["val_loss"], label="validation")
+        ax.set_yscale("log")
+        ax.set_xlabel("L-BFGS-B iteration")
+        ax.set_ylabel("mean squared error per output")
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "cached model without saved history\n(run with --retrain)",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Training the dynamics model")
+    ax = axes[1]
+    t = plant.dt * np.arange(res.plans.shape[1] + 1)
+    for k, c in zip((0, 20, 40), ("C0", "C1", "C2")):
+        if k >= len(res.plans):
+            continue
+        x0, U = res.states[k], res.plans[k]
+        ax.plot(plant.dt * k + t, model.rollout(x0, U)[:, 0], "--", color=c)
+        ax.plot(plant.dt * k + t, plant.rollout(x0, U)[:, 0], color=c,
+                label=f"plan at t = {plant.dt * k:.0f} s")
+    ax.plot([], [], "k--", label="model")
+    ax.plot([], [], "k-", label="true plant")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("theta (rad, unwrapped)")
+    ax.set_title("Plans: predicted vs true, same torques")
+    ax.legend(fontsize="x-small")
+    ax = axes[2]
+    ax.plot(np.arange(len(horizon_rms)), horizon_rms, "o-", ms=3)
+    ax.set_xlabel("steps ahead (open loop)")
+    ax.set_ylabel("RMS angle error (rad)")
+    ax.set_title("Open-loop prediction, random torques")
+    for a in axes:
+        a.grid(alpha=0.3)
+    cp.plot.save_figure(fig, path)
+
+
+# ---- main ---------------------------------------------------------------------------------
+def _success(t_up, cfg, dt):
+    """Upright with at least HOLD seconds of balancing left."""
+    return bool(np.isfinite(t_up) and t_up <= cfg["steps"] * dt - HOLD)
+
+
+def main(argv=None):
+    args = parse_args(NAME, __doc__.splitlines()[0], argv)
+    cfg = QUICK if args.quick else FULL
+    plant = cp.Pendulum(wrap=False)
+
+    net, info, history = load_or_train(args, plant, cfg)
+    model = cp.Dynamics(net, plant.n_states, residual=True)
+    rmse, horizon_rms = model_accuracy(model, plant, cfg, args.seed)
+
+    res = swing_up(model, plant, plant.hanging, cfg)
+    t_up = round(plant.time_to_upright(res.states, TOL), 3)
+    ref = swing_up(cp.Dynamics(exact_network(plant, cfg["hidden"]), 2, residual=True),
+                   plant, plant.hanging, cfg)
+    t_ref = round(plant.time_to_upright(ref.states, TOL), 3)
+
+    starts, kinds = extra_starts(plant, cfg["n_extra"], args.seed)
+    extra = [swing_up(model, plant, x0, cfg) for x0 in starts]
+    t_extra = [round(plant.time_to_upright(r.states, TOL), 3) for r in extra]
+    ok = [_success(t, cfg, plant.dt) for t in t_extra]
+    print(f"\nextra starts ({sum(ok)}/{len(ok)} succeed)")
+    print("   theta  theta_dot  kind           time to upright  ms/step")
+    for x0, kind, t, r in zip(starts, kinds, t_extra, extra):
+        print(f"{x0[0]:8.3f}  {x0[1]:9.3f}  {kind:13s}  {t:15.2f}  "
+              f"{1e3 * r.time_per_step.mean():7.1f}")
+
+    runs = [res] + extra
+    plot_swingup(plant, res, t_up, os.path.join(args.out, "swingup.png"))
+    plot_phase(plant, runs, ["from hanging"] + [f"start {i + 1} ({k})"
+                                                for i, k in enumerate(kinds)],
+               os.path.join(args.out, "phase.png"))
+    plot_starts(plant, runs, ["hanging"] + kinds, [t_up] + t_extra,
+                os.path.join(args.out, "starts.png"))
+    plot_model(plant, model, history, res, horizon_rms, os.path.join(args.out, "model.png"))
+
+    step_ms = 1e3 * np.concatenate([r.time_per_step for r in runs])
+    pred_err = np.concatenate([r.prediction_error for r in runs])
+    metrics = {
+        "time_to_upright": t_up,
+        "success": _success(t_up, cfg, plant.dt),
+        "success_rate_extra": float(np.mean(ok)),
+        "n_extra": len(ok),
+        "time_to_upright_extra": t_extra,
+        "median_time_to_upright_extra": float(np.median(t_extra)),
+        "success_rate_near_hanging": float(np.mean([o for o, k in zip(ok, kinds)
+                                                    if k == "near hanging"])),
+        "reference_time_to_upright": t_ref,
+        "final_abs_theta": float(abs(cp.wrap_angle(res.states[-1, 0]))),
+        "model_rmse_dtheta": float(rmse[0]),
+        "model_rmse_dtheta_dot": float(rmse[1]),
+        "model_open_loop_rms_theta": float(horizon_rms[-1]),
+        "prediction_error_median": float(np.median(pred_err)),
+        "prediction_error_max": float(pred_err.max()),
+        "mpc_ms_per_step": float(step_ms.mean()),
+        "mpc_ms_per_step_p95": float(np.percentile(step_ms, 95)),
+        "mpc_iterations_median": float(np.median(np.concatenate([r.nit for r in runs]))),
+        "horizon": cfg["horizon"],
+        "horizon_seconds": cfg["horizon"] * plant.dt,
+        "steps": cfg["steps"],
+        "n_train": cfg["n_train"],
+        "hidden": cfg["hidden"],
+        "train_iterations": None if history is None else int(history["iteration"][-1]),
+        "model_cached": info["cached"],
+        "train_seconds": info["train_seconds"],
+    }
+    write_metrics(args, NAME, metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
