@@ -31,27 +31,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
-from .engine import _check_indices
+from ._checks import as_float, check_finite, check_indices
 
 __all__ = ["ControlObjective"]
 
 
 # ---------------------------------------------------------------- validation
-def _array(a, name):
-    """a as a float64 ndarray, or a TypeError naming ``name``."""
-    try:
-        return np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
-
-
-def _finite(a, name):
-    """Raise a ValueError naming ``name`` and the first bad rows if a has NaN or inf."""
-    bad = ~np.isfinite(a)
-    if bad.any():
-        where = np.argwhere(bad)[:3].tolist()
-        raise ValueError(f"{name} contains NaN or inf (at index {where})")
-    return a
 
 
 class _Metric:
@@ -61,7 +46,7 @@ class _Metric:
     """
 
     def __init__(self, value, n, name):
-        a = _finite(_array(value, name), name)
+        a = check_finite(as_float(value, name), name)
         if a.ndim == 0:
             a = np.full(n, float(a))
         if a.ndim == 1:
@@ -99,8 +84,8 @@ def _output_bounds(spec, n_out):
     if spec is None:
         return np.zeros(0, np.intp), np.zeros(0), np.zeros(0)
     if hasattr(spec, "lb") and hasattr(spec, "ub"):
-        lo = np.broadcast_to(_array(spec.lb, "output_bounds.lb"), (n_out,))
-        hi = np.broadcast_to(_array(spec.ub, "output_bounds.ub"), (n_out,))
+        lo = np.broadcast_to(as_float(spec.lb, "output_bounds.lb"), (n_out,))
+        hi = np.broadcast_to(as_float(spec.ub, "output_bounds.ub"), (n_out,))
         pairs = dict(enumerate(zip(lo, hi)))
     elif isinstance(spec, dict):
         pairs = dict(spec)
@@ -207,13 +192,13 @@ class ControlObjective:
                  hessian="exact"):
         n_in, n_out = net.n_inputs, net.n_outputs
         self.net_n_inputs, self.n_outputs = n_in, n_out
-        ctl = np.arange(n_in) if control is None else _check_indices(control, n_in, "control")
+        ctl = np.arange(n_in) if control is None else check_indices(control, n_in, "control")
         self.control = ctl
         self.m = m = len(ctl)
         oth = np.setdiff1d(np.arange(n_in), ctl)
         self._oth = oth
 
-        T = _finite(_array(target, "target"), "target")
+        T = check_finite(as_float(target, "target"), "target")
         if T.ndim not in (1, 2) or T.shape[-1] != n_out:
             raise ValueError(f"target must have shape ({n_out},) or (K, {n_out}) for a network "
                              f"with {n_out} outputs, got {T.shape}")
@@ -232,7 +217,7 @@ class ControlObjective:
         self.W = _Metric(1.0 if output_weights is None else output_weights, n_out,
                          "output_weights")
         self.R = _Metric(control_cost, m, "control_cost")
-        ur = np.zeros(m) if u_rest is None else _finite(_array(u_rest, "u_rest"), "u_rest")
+        ur = np.zeros(m) if u_rest is None else check_finite(as_float(u_rest, "u_rest"), "u_rest")
         if ur.shape not in ((m,), (K, m)):
             raise ValueError(f"u_rest must have shape ({m},) or ({K}, {m}), got {ur.shape}")
         self._ur = np.ascontiguousarray(np.broadcast_to(ur, (K, m)).T)         # (m, K)
@@ -274,7 +259,7 @@ class ControlObjective:
                 raise ValueError(f"inputs is required: the network has {n_in} inputs and "
                                  f"control lists {len(ctl)}; give the other {n_oth}")
             return np.zeros(0)
-        X = _array(inputs, "inputs")
+        X = as_float(inputs, "inputs")
         if X.ndim not in (1, 2) or X.shape[-1] not in (n_oth, n_in):
             raise ValueError(f"inputs must have shape ({n_oth},) or ({n_in},) (or 2-D with one "
                              f"row per problem), got {X.shape}")
@@ -282,7 +267,7 @@ class ControlObjective:
             X = X[..., oth]
         if X.ndim == 2 and X.shape[0] == 0:
             raise ValueError("inputs is empty (0 problems)")
-        return _finite(X, "inputs")
+        return check_finite(X, "inputs")
 
     # ------------------------------------------------------------ engine plumbing
     def _ws(self, n):
@@ -405,7 +390,7 @@ class ControlObjective:
 
     def _as_U(self, u, name="u"):
         """u (flat K*m, or (K, m) / (m,)) as a (K, m) array, checked."""
-        a = _array(u, name)
+        a = as_float(u, name)
         K, m = self.K, self.m
         if a.size != K * m or a.ndim > 2 or (a.ndim == 2 and a.shape != (K, m)):
             want = f"({K * m},) or ({K}, {m})" if self.batched else f"({m},)"

@@ -24,7 +24,8 @@ import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
 from .network import Network
-from .trajectory import Dynamics, _check_model, _float, check_horizon, check_int
+from ._checks import as_float, check_int
+from .trajectory import Dynamics, _check_model, check_horizon
 from .unroll import Unroll, affine_ops, fast_products, ident, prune
 from .trajcost import as_cost
 from .trajopt import _blas1
@@ -55,7 +56,7 @@ def _goals(goal, n, B, needed):
             raise ValueError(f"the controller reads the goal ({2 * n} inputs): pass goal= "
                              f"as ({n},) or ({B}, {n})")
         return None
-    g = _float(goal, "goal")
+    g = as_float(goal, "goal")
     if g.shape == (n,):
         g = np.broadcast_to(g, (B, n))
     if g.shape != (B, n):
@@ -221,7 +222,7 @@ class ControllerObjective:
         """v as a flat float vector of the controller's weights."""
         if v is None:
             return self.controller.weights
-        v = _float(v, "v").reshape(-1)
+        v = as_float(v, "v").reshape(-1)
         if v.size != self.controller.n_weights:
             raise ValueError(f"v must have {self.controller.n_weights} entries (the "
                              f"controller's weights), got {v.size}")
@@ -350,7 +351,7 @@ def closed_loop(controller, system, x0, steps, goal=None, exo=None):
     else:
         raise TypeError(f"system must be a Dynamics model or a callable plant(x, u), got "
                         f"{type(system).__name__}")
-    X = _float(x0, "x0")
+    X = as_float(x0, "x0")
     batched = X.ndim == 2
     X = np.atleast_2d(X)
     if n is None:

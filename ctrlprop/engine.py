@@ -47,6 +47,8 @@ callers work in raw units: ``x_int = (x - m_x) / s_x``, ``y = y_int s_y + m_y``.
 
 import numpy as np
 
+from ._checks import check_indices
+
 __all__ = ["Plan", "Trace", "Weights", "Buffers", "StaleTraceError"]
 
 
@@ -469,7 +471,7 @@ class Trace:
         """
         self._check()
         p, b = self.plan, self._bufs
-        idx = np.arange(p.n_inputs) if inputs is None else _check_indices(inputs, p.n_inputs,
+        idx = np.arange(p.n_inputs) if inputs is None else check_indices(inputs, p.n_inputs,
                                                                            "inputs")
         J = np.empty((self.K, p.n_out, len(idx)))
         e = np.zeros((p.n_out, self.K))
@@ -602,15 +604,3 @@ class Trace:
             return Hw, Hx
         return Hw if wrt == "weights" else Hx
 
-
-def _check_indices(idx, n, what):
-    """Validate a list of distinct indices in 0..n-1; return an int array."""
-    a = np.atleast_1d(np.asarray(idx))
-    if a.ndim != 1 or a.size == 0 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{what} must be a non-empty list of integer indices, got {idx!r}")
-    bad = a[(a < 0) | (a >= n)]
-    if bad.size:
-        raise ValueError(f"{what} index {bad.tolist()} out of range 0..{n - 1}")
-    if len(set(a.tolist())) != a.size:
-        raise ValueError(f"{what} repeats indices: {a.tolist()}")
-    return a.astype(np.intp)

@@ -12,7 +12,8 @@ import time
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from .trajectory import TrajectoryObjective, _check_model, _float, check_horizon, check_int
+from ._checks import as_float, check_int
+from .trajectory import TrajectoryObjective, _check_model, check_horizon
 from .trajcost import as_cost
 from .trajopt import _blas1, _methods, check_bounds, initial_controls, solve
 
@@ -140,7 +141,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
         _absolute(goal, need, "goal", n)
     exo_seq = None
     if exo is not None:
-        E = _float(exo, "exo")
+        E = as_float(exo, "exo")
         if E.ndim == 2:
             exo_seq = _absolute(E, need, "exo", model.n_exo)
     opts = dict(options or {})

@@ -16,17 +16,12 @@ frozen at their values when the objective was built).
 """
 
 import numpy as np
+from ._checks import as_float
 
 __all__ = ["WeightObjective"]
 
 
 # ---------------------------------------------------------------- validation
-def _as_array(A, name):
-    """A as a float64 ndarray, or a TypeError naming ``name``."""
-    try:
-        return np.asarray(A, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}") from None
 
 
 def _as_data(net, X, Y, names=("X", "Y")):
@@ -37,7 +32,7 @@ def _as_data(net, X, Y, names=("X", "Y")):
     out = []
     for A, name, n, side in ((X, names[0], net.n_inputs, "inputs"),
                              (Y, names[1], net.n_outputs, "outputs")):
-        A = _as_array(A, name)
+        A = as_float(A, name)
         if A.ndim == 1 and n == 1:
             A = A[:, None]
         if A.ndim != 2 or A.shape[1] != n:
@@ -61,7 +56,7 @@ def _as_sample_weight(sw, K):
     """Validate sample weights: None or K finite non-negative numbers, not all zero."""
     if sw is None:
         return None
-    sw = _as_array(sw, "sample_weight")
+    sw = as_float(sw, "sample_weight")
     if sw.shape != (K,):
         raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
                          f"got {sw.shape}")

@@ -30,6 +30,7 @@ Conventions shared by the dynamical plants (:class:`Plant` subclasses):
 from dataclasses import dataclass
 
 import numpy as np
+from ._checks import as_float
 
 __all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
            "sabs", "car_control_cost", "car_running_cost", "car_final_cost",
@@ -41,15 +42,6 @@ _TWO_PI = 2.0 * np.pi
 def wrap_angle(a):
     """Wrap angles (any shape) to ``[-pi, pi)``."""
     return (np.asarray(a, dtype=float) + np.pi) % _TWO_PI - np.pi
-
-
-def _float_array(a, name):
-    """``a`` as a float array, or a TypeError naming ``name``."""
-    try:
-        return np.asarray(a, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}: {a!r:.60}") \
-            from None
 
 
 def _generator(rng):
@@ -113,7 +105,7 @@ class Plant:
     # ---- validation -------------------------------------------------------------------------
     def _check_states(self, x, name="x"):
         """Validate states of shape (n,) or (B, n)."""
-        x = _float_array(x, name)
+        x = as_float(x, name)
         if x.ndim not in (1, 2) or x.shape[-1] != self.n_states:
             raise ValueError(f"{type(self).__name__}: {name} must have shape ({self.n_states},) "
                              f"or (B, {self.n_states}), got {x.shape}")
@@ -123,7 +115,7 @@ class Plant:
 
     def _check_controls(self, u, name="u"):
         """Validate controls of shape (m,) or (B, m) against the limits (or saturate)."""
-        u = _float_array(u, name)
+        u = as_float(u, name)
         if u.ndim not in (1, 2) or u.shape[-1] != self.n_controls:
             raise ValueError(f"{type(self).__name__}: {name} must have shape ({self.n_controls},)"
                              f" or (B, {self.n_controls}), got {u.shape}")
@@ -198,7 +190,7 @@ class Plant:
 
     def state_difference(self, x, x_next):
         """``x_next - x`` with the angle entries wrapped to ``[-pi, pi)``; shapes broadcast."""
-        d = _float_array(x_next, "x_next") - _float_array(x, "x")
+        d = as_float(x_next, "x_next") - as_float(x, "x")
         if d.shape[-1:] != (self.n_states,):
             raise ValueError(f"{type(self).__name__}: states must end in {self.n_states} "
                              f"entries, got difference of shape {d.shape}")
@@ -280,7 +272,7 @@ class Plant:
             ``states[..., 0, :] = x0``.
         """
         x0 = self._check_states(x0, "x0")
-        U = _float_array(controls, "controls")
+        U = as_float(controls, "controls")
         if U.ndim not in (2, 3) or U.shape[-1] != self.n_controls:
             raise ValueError(f"{type(self).__name__}: controls must have shape (T, "
                              f"{self.n_controls}) or (B, T, {self.n_controls}), got {U.shape}")
@@ -341,7 +333,7 @@ class Plant:
             if not active.any():
                 S[:, t + 1:] = S[:, t:t + 1]
                 break
-            u = _float_array(policy(S[0, t] if single else S[:, t]), "policy output")
+            u = as_float(policy(S[0, t] if single else S[:, t]), "policy output")
             u = np.broadcast_to(u, (B, m)) if u.shape == (m,) else u
             if u.shape != (B, m):
                 raise ValueError(f"{type(self).__name__}: policy must return controls of shape "
@@ -389,7 +381,7 @@ class PlanarArm:
     """
 
     def __init__(self, lengths=(1.0, 0.8, 0.6), limits=None):
-        lengths = _float_array(lengths, "lengths")
+        lengths = as_float(lengths, "lengths")
         if lengths.ndim != 1 or lengths.size < 1 or not np.all(lengths > 0) \
                 or not np.all(np.isfinite(lengths)):
             raise ValueError(f"lengths must be a 1-d sequence of positive link lengths, "
@@ -399,7 +391,7 @@ class PlanarArm:
         if limits is None:
             limits = np.tile([-5 * np.pi / 6, 5 * np.pi / 6], (self.n_joints, 1))
             limits[0] = [-np.pi, np.pi]
-        limits = _float_array(limits, "limits")
+        limits = as_float(limits, "limits")
         if limits.shape != (self.n_joints, 2) or not np.all(limits[:, 0] < limits[:, 1]):
             raise ValueError(f"limits must have shape ({self.n_joints}, 2) with low < high, "
                              f"got {limits.tolist()}")
@@ -415,7 +407,7 @@ class PlanarArm:
 
     def _check(self, q):
         """Validate postures of shape (..., n_joints)."""
-        q = _float_array(q, "q")
+        q = as_float(q, "q")
         if q.ndim < 1 or q.shape[-1] != self.n_joints:
             raise ValueError(f"PlanarArm: q must have shape ({self.n_joints},) or "
                              f"(B, {self.n_joints}), got {q.shape}")
@@ -588,7 +580,7 @@ class TruckBackerUpper(Plant):
 
     def hitch(self, x):
         """Hitch position (cab rear axle), shape (..., 2), from states (..., 4)."""
-        x = _float_array(x, "x")
+        x = as_float(x, "x")
         return x[..., :2] + self.d1 * np.stack([np.cos(x[..., 3]), np.sin(x[..., 3])], -1)
 
     def _step(self, X, U):
@@ -738,7 +730,7 @@ class Pendulum(Plant):
 
     def upright(self, x, tol=0.1):
         """``|wrap(theta)| <= tol``, for states (..., 2); bool, shape ``x.shape[:-1]``."""
-        x = _float_array(x, "x")
+        x = as_float(x, "x")
         if x.shape[-1:] != (2,):
             raise ValueError(f"Pendulum: states must have shape (..., 2), got {x.shape}")
         return np.abs(wrap_angle(x[..., 0])) <= tol
@@ -759,7 +751,7 @@ class Pendulum(Plant):
             ``k * dt`` for the first ``k`` from which every state is upright; ``inf`` if the
             last state is not upright.
         """
-        states = _float_array(states, "states")
+        states = as_float(states, "states")
         if states.ndim not in (2, 3) or states.shape[-1] != 2:
             raise ValueError(f"Pendulum: states must have shape (T+1, 2) or (B, T+1, 2), "
                              f"got {states.shape}")
@@ -861,7 +853,7 @@ class Car(Plant):
 
     def distance_to_origin(self, x):
         """``hypot(x, y)`` of states (..., 4)."""
-        x = _float_array(x, "x")
+        x = as_float(x, "x")
         return np.hypot(x[..., 0], x[..., 1])
 
 
@@ -891,14 +883,14 @@ def sabs(x, p):
     -------
     value, derivative : ndarray, broadcast shape
     """
-    x, p = _float_array(x, "x"), _float_array(p, "p")
+    x, p = as_float(x, "x"), as_float(p, "p")
     r = np.sqrt(x * x + p * p)
     return r - p, x / r
 
 
 def _last(a, k, name):
     """Validate an array whose last axis has k entries."""
-    a = _float_array(a, name)
+    a = as_float(a, name)
     if a.ndim < 1 or a.shape[-1] != k:
         raise ValueError(f"{name} must have shape (..., {k}), got {a.shape}")
     return a

@@ -14,7 +14,8 @@ data set and converts arrays between raw and internal units.
 
 import numpy as np
 
-from .objectives import _as_array, _as_data
+from ._checks import as_float
+from .objectives import _as_data
 
 __all__ = ["data_scaling", "learn_scaling", "standardize"]
 
@@ -36,7 +37,7 @@ def data_scaling(A, name="A"):
     -------
     mean, scale : ndarray, shape (n,)
     """
-    A = _as_array(A, name)
+    A = as_float(A, name)
     if A.ndim != 2 or A.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array (K, n), got shape {A.shape}")
     if not np.all(np.isfinite(A)):
@@ -98,7 +99,7 @@ def standardize(net, X=None, Y=None):
     for A, sc, name in ((X, net.input_scaling, "X"), (Y, net.output_scaling, "Y")):
         if A is None:
             continue
-        A = _as_array(A, name)
+        A = as_float(A, name)
         n = net.n_inputs if name == "X" else net.n_outputs
         if A.ndim not in (1, 2) or A.shape[-1] != n:
             raise ValueError(f"{name} must have shape (K, {n}) or ({n},), got {A.shape}")

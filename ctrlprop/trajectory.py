@@ -28,37 +28,14 @@ import numpy as np
 from .network import Network
 from .trajcost import as_cost
 from .unroll import Unroll
+from ._checks import as_float, check_finite, check_int
 
 __all__ = ["Dynamics", "TrajectoryObjective", "bptt"]
-
-
-def check_int(v, name, lo):
-    """v as an int >= lo, or a TypeError/ValueError naming it."""
-    if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if int(v) < lo:
-        raise ValueError(f"{name} must be at least {lo}, got {int(v)}")
-    return int(v)
 
 
 def check_horizon(horizon):
     """The horizon as an int >= 1, or a clear error."""
     return check_int(horizon, "horizon (number of steps)", 1)
-
-
-def _float(a, name):
-    """a as a float64 array, or a TypeError naming it."""
-    try:
-        return np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
-
-
-def _finite(a, name):
-    """Raise if a contains NaN or inf."""
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
 
 
 class Dynamics:
@@ -109,7 +86,7 @@ class Dynamics:
     # ------------------------------------------------------------ validation
     def check_x0(self, x0, name="x0"):
         """Initial state(s) as (B, n) float array and whether a batch was given."""
-        X = _finite(_float(x0, name), name)
+        X = check_finite(as_float(x0, name), name)
         n = self.n_state
         if X.ndim == 1 and X.shape == (n,):
             return X[None, :].copy(), False
@@ -120,7 +97,7 @@ class Dynamics:
 
     def check_controls(self, U, T=None, name="controls"):
         """Controls as (B or 1, T, m) and whether a batch was given."""
-        U = _finite(_float(U, name), name)
+        U = check_finite(as_float(U, name), name)
         m = self.n_control
         if U.ndim in (2, 3) and U.shape[-1] == m and U.shape[-2] >= 1:
             if T is not None and U.shape[-2] != T:
@@ -140,7 +117,7 @@ class Dynamics:
         if exo is None:
             raise ValueError(f"the model has {e} exogenous inputs: pass exo= as ({e},), "
                              f"({T}, {e}) or (B, {T}, {e})")
-        E = _finite(_float(exo, "exo"), "exo")
+        E = check_finite(as_float(exo, "exo"), "exo")
         if E.shape == (e,):
             return E.reshape(1, e, 1)
         if E.shape == (T, e):
@@ -193,7 +170,7 @@ class Dynamics:
     def step(self, x, u, exo=None):
         """One step: the next state(s), shape of x ((n,) or (B, n))."""
         X, bx = self.check_x0(x, "x")
-        U = _finite(_float(u, "u"), "u")
+        U = check_finite(as_float(u, "u"), "u")
         m = self.n_control
         if U.shape != (m,) and not (U.ndim == 2 and U.shape[1] == m):
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {U.shape}")
@@ -215,7 +192,7 @@ class Dynamics:
         With a batch x (B, n) and/or u (B, m), A is (B, n, n) and B is (B, n, m).
         """
         X, bx = self.check_x0(x, "x")
-        U = np.atleast_2d(_finite(_float(u, "u"), "u"))
+        U = np.atleast_2d(check_finite(as_float(u, "u"), "u"))
         m, n = self.n_control, self.n_state
         if U.ndim != 2 or U.shape[1] != m:
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {np.shape(u)}")
@@ -273,7 +250,7 @@ class TrajectoryObjective:
         self.T = T = check_horizon(horizon)
         X0, self.batched = model.check_x0(x0)
         self.B = B = X0.shape[0]
-        n, m = model.n_state, model.n_control
+        m = model.n_control
         self.shape = (B, T, m) if self.batched else (T, m)
         self.n_vars = B * T * m
         self.max_jacobian_size = 2e7
@@ -312,7 +289,7 @@ class TrajectoryObjective:
     def _check_u(self, u):
         """u as a flat float vector of n_vars entries."""
         if not (type(u) is np.ndarray and u.dtype == np.float64):
-            u = _float(u, "u")
+            u = as_float(u, "u")
         if u.size != self.n_vars:
             raise ValueError(f"u must have {self.n_vars} entries (controls of shape "
                              f"{self.shape}), got {u.size}")
@@ -375,7 +352,7 @@ class TrajectoryObjective:
         dJ_dU : ndarray, shape ``self.shape``
         dJ_dx0 : ndarray, shape (n,) or (B, n)  (only with ``wrt_x0=True``)
         """
-        U = _float(U, "U")
+        U = as_float(U, "U")
         if U.shape != self.shape:
             raise ValueError(f"U must have shape {self.shape}, got {U.shape}")
         vals, GU, CX = self._value_grad(U.reshape(-1))

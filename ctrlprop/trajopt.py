@@ -12,7 +12,8 @@ optimizer sees the sum of their (independent) costs.
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
-from .trajectory import TrajectoryObjective, _check_model, _float, check_horizon, check_int
+from ._checks import as_float, check_int
+from .trajectory import TrajectoryObjective, _check_model, check_horizon
 from .trajcost import as_cost
 
 __all__ = ["optimize_trajectory", "TrajectoryResult"]
@@ -73,7 +74,7 @@ def check_bounds(bounds, T, m):
                             "and high are scalars, (m,) per control or (T, m) per step") from None
     out = []
     for name, v, default in (("low", lo, -np.inf), ("high", hi, np.inf)):
-        a = np.full((T, m), default) if v is None else _float(v, f"bounds {name}")
+        a = np.full((T, m), default) if v is None else as_float(v, f"bounds {name}")
         if np.any(np.isnan(a)):
             raise ValueError(f"bounds {name} contains NaN")
         if a.shape == (T * m,) and a.shape != (m,):
@@ -151,7 +152,7 @@ def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
     options = dict(options or {})
     shape = obj.shape if shape is None else shape
     hist = [obj.value(u)]
-    B, T, m = obj.B, obj.T, obj.model.n_control
+    B = obj.B
     flat_lohi = None
     if lohi is not None:
         flat_lohi = (np.tile(lohi[0].ravel(), B), np.tile(lohi[1].ravel(), B))

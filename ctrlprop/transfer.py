@@ -199,11 +199,10 @@ def _wrap_user(name, h, dh, d2h):
     def df(z, o, out):
         out[...] = dh(z)
 
-    d2f = None
-    if d2h is not None:
-        def d2f(z, o, out):
-            out[...] = d2h(z)
-    return Transfer(name, f, df, d2f, needs_z=True, source=(h, dh, d2h))
+    def d2f(z, o, out):
+        out[...] = d2h(z)
+    return Transfer(name, f, df, None if d2h is None else d2f, needs_z=True,
+                    source=(h, dh, d2h))
 
 
 def register_transfer(name, h, dh, d2h=None, overwrite=False):

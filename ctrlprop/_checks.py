@@ -1,0 +1,43 @@
+"""Input validation shared by the modules: each raises an error that names the argument."""
+
+import numpy as np
+
+
+def as_float(a, name):
+    """``a`` as a float64 ndarray, or a TypeError naming ``name``."""
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}: "
+                        f"{a!r:.60}") from None
+
+
+def check_finite(a, name):
+    """Return ``a``, or raise a ValueError naming ``name`` and the first non-finite entries."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = np.argwhere(bad)[:3].tolist()
+        raise ValueError(f"{name} contains NaN or inf (at index {where})")
+    return a
+
+
+def check_int(v, name, lo):
+    """``v`` as an int >= lo, or a TypeError/ValueError naming it."""
+    if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {v!r}")
+    if int(v) < lo:
+        raise ValueError(f"{name} must be at least {lo}, got {int(v)}")
+    return int(v)
+
+
+def check_indices(idx, n, what):
+    """Validate a non-empty list of distinct integer indices in 0..n-1; return an intp array."""
+    a = np.atleast_1d(np.asarray(idx))
+    if a.ndim != 1 or a.size == 0 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{what} must be a non-empty list of integer indices, got {idx!r}")
+    bad = a[(a < 0) | (a >= n)]
+    if bad.size:
+        raise ValueError(f"{what} index {bad.tolist()} out of range 0..{n - 1}")
+    if len(set(a.tolist())) != a.size:
+        raise ValueError(f"{what} repeats indices: {a.tolist()}")
+    return a.astype(np.intp)
