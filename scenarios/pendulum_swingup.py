@@ -1,6 +1,6 @@
 """Swinging up a torque-limited pendulum with MPC through a learned dynamics model.
 
-    python scenarios/pendulum_swingup.py            # full size, about two minutes (model cached)
+    python scenarios/pendulum_swingup.py            # full size, under a minute (model cached)
     python scenarios/pendulum_swingup.py --quick    # small sizes, under 30 s
 
 Problem.  ``cp.Pendulum``: gym's ``Pendulum-v1`` physics (a rod, g = 10, m = 1, l = 1,
@@ -18,12 +18,18 @@ and theta's input scaling kept at mean 0, scale 1 so that they see radians): the
 exactly 2 pi-periodic in theta.  That is what lets the planner roll the model out on the
 *unwrapped* angle -- a plan that swings through the top (theta > pi) still sees a valid
 model -- whereas a network fed the raw angle only knows [-pi, pi) and would extrapolate
-beyond it.  After the two sine units, a tanh hidden layer and skip connections from
-``[sin, cos, theta_dot, u]`` to the two linear outputs (a DAG, not a layer stack): the skip
-part can carry the (linear-in-features) physics, the tanh layer the rest, chiefly the 8 rad/s
-speed limit.  (With the hidden-to-output weights zero and the skip weights set to the physics
-coefficients, the same network is the exact model without the speed limit; the script builds
-it as a reference, see below.)
+beyond it.  After the two sine units, one hidden layer of relu units and skip connections
+from ``[sin, cos, theta_dot, u]`` to the two linear outputs (a DAG, not a layer stack).  Why
+this shape: the true step is linear in those four features except for the 8 rad/s speed
+limit, a saturation -- a kink.  The skip connections carry the linear part, and a clip is the
+difference of two relus, so a relu layer can represent the speed limit exactly; the fit
+finds it (one-step errors of order 1e-4 and below).  With tanh hidden units instead, the same
+DAG smooths the kink and spreads the error over the whole state space (one-step errors of a
+few percent of the increments, and a model that is biased where the pendulum must be
+balanced).  The script trains that variant too and swings up with it from hanging, for
+comparison (metrics ``tanh_*``).  With the hidden-to-output weights zero and the skip weights
+set to the physics coefficients, the same network is the exact model without the speed limit:
+the script builds it as a reference (see below).
 2. Swing up with model-predictive control (``cp.mpc``): at every step the next ``horizon``
 torques are optimized through the frozen model (BPTT gradient, L-BFGS-B, torque bounds,
 warm-started from the previous plan), the first is applied to the true plant.  The cost over
@@ -36,18 +42,19 @@ the horizon, with the angle unwrapped (the plant is run with ``wrap=False``)::
 the wrapped angle would jump at the hanging position and one on the unwrapped angle would
 favour one of the two ways up; it is a custom running/terminal term of
 ``cp.TrajectoryCost`` (value and gradient, batched).  Exactly at rest hanging down its gradient
-vanishes (the hanging state is the cost's maximum), so the first plan starts from a small
-constant torque (0.5 N m) rather than zero; later plans are warm-started as usual.
+vanishes (the hanging state is the cost's maximum: with the exact model, a first plan of
+zeros never moves), so the first plan is a small constant torque (0.5 N m); later plans are
+warm-started as usual.
 3. Judge on the true plant: the time to upright is the time from which the pendulum stays
 within 0.1 rad of upright to the end of the run (``Pendulum.time_to_upright``); a run succeeds
 when that happens with at least 2 s of balancing left.  Besides the start hanging at rest,
 extra starts test that it is not a fluke: half near hanging (``Pendulum.sample_starts``: within
 0.1 rad and 0.1 rad/s), half anywhere in the state space (``sample_states``, up to 8 rad/s).
 The same MPC with the exact-physics network, from hanging, is the reference swing-up time.
-Once up, the pendulum is held still about 0.01 rad off upright: the learned model is slightly
-biased there (at rest upright it predicts a drift of about 0.01 rad/s per step), and MPC, which
-has no integral action, settles where the model's balance torque balances the true pendulum --
-well inside the tolerance, and it shrinks as the model improves (quick vs full size).
+With the tanh model the pendulum is caught too, but held a little off upright: the model is
+biased there (at rest upright it predicts a drift of order 0.01 rad/s per step), and MPC,
+having no integral action, settles where the model's balance torque balances the true
+pendulum (``tanh_final_abs_theta``).
 
 Model accuracy is reported three ways: one-step RMSE of the increments on fresh random
 transitions, RMS angle error after ``horizon`` steps of open-loop prediction under random
@@ -56,14 +63,14 @@ torques (what the planner relies on), and the one-step prediction error along th
 Outputs (in --out, default out/pendulum_swingup): swingup.png (angle, velocity and torque
 against time from hanging, the model's one-step predictions dashed), phase.png (phase portrait
 of every run over the zero-torque vector field), starts.png (distance from upright against
-time for every start), model.png (training curves; the first plan's predicted angle against the
-true plant under the same torques; open-loop error against prediction length), metrics.json.
+time for every start), model.png (training curves of both models; plans along the swing-up as
+the models predict them and as the true plant runs them; open-loop error against prediction
+length), metrics.json.
 """
 
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -79,15 +86,15 @@ W_VEL, W_U, W_FINAL = 0.01, 0.01, 5.0
 FIRST_PLAN = 0.5                # constant torque of the first plan (breaks the symmetry)
 SIN, COS = 3, 4                 # the fixed feature units (inputs are 0 theta, 1 theta_dot, 2 u)
 
-FULL = {"n_train": 20000, "episode": 20, "hidden": 32, "maxiter": 3000, "steps": 200,
+FULL = {"n_train": 20000, "episode": 20, "hidden": 24, "maxiter": 3000, "steps": 200,
         "horizon": 30, "mpc_iter": 30, "n_extra": 10, "n_test": 20000}
-QUICK = {"n_train": 4000, "episode": 20, "hidden": 24, "maxiter": 1500, "steps": 120,
+QUICK = {"n_train": 4000, "episode": 20, "hidden": 16, "maxiter": 1500, "steps": 120,
          "horizon": 25, "mpc_iter": 20, "n_extra": 4, "n_test": 5000}
 
 
 # ---- the model ----------------------------------------------------------------------------
-def build_network(hidden, seed):
-    """The DAG [theta, theta_dot, u] -> [sin, cos](fixed) -> tanh layer -> 2 increments,
+def build_network(hidden, seed, transfer="relu"):
+    """The DAG [theta, theta_dot, u] -> [sin, cos](fixed) -> hidden layer -> 2 increments,
     with skip connections from the features to the outputs."""
     hid = list(range(5, 5 + hidden))
     out = [5 + hidden, 6 + hidden]
@@ -96,7 +103,7 @@ def build_network(hidden, seed):
     edges += [(i, h) for i in feats for h in hid]
     edges += [(h, o) for h in hid for o in out]
     edges += [(i, o) for i in feats for o in out]
-    net = cp.Network.from_edges(3, edges, ["sin", "sin"] + ["tanh"] * hidden + ["linear"] * 2,
+    net = cp.Network.from_edges(3, edges, ["sin", "sin"] + [transfer] * hidden + ["linear"] * 2,
                                 out, seed=seed)
     # sin(1 * theta + 0) and sin(1 * theta + pi/2) = cos(theta)
     fixed = {(0, SIN): 1.0, ("bias", SIN): 0.0, (0, COS): 1.0, ("bias", COS): np.pi / 2}
@@ -131,12 +138,12 @@ def increments(plant, X, Xn):
     return Xn - X[:, :plant.n_states]
 
 
-def train_model(plant, cfg, seed):
+def train_model(plant, cfg, seed, transfer):
     """Fit the network to random interaction with the true plant; returns (net, history)."""
     X, Xn = plant.training_data(cfg["n_train"], np.random.default_rng([seed, 0]),
                                 episode_length=cfg["episode"])
     Y = increments(plant, X, Xn)
-    net = build_network(cfg["hidden"], seed)
+    net = build_network(cfg["hidden"], seed, transfer)
     # standardise theta_dot, u and the outputs; theta stays in radians for the sine units
     xm, xs = cp.data_scaling(X, "X")
     ym, ys = cp.data_scaling(Y, "Y")
@@ -149,17 +156,18 @@ def train_model(plant, cfg, seed):
     return net, hist
 
 
-def load_or_train(args, plant, cfg):
+def load_or_train(args, plant, cfg, transfer):
     """The cached model and its training history, or a freshly trained pair."""
     settings = {"plant": repr(plant), "seed": args.seed, "features": "sin,cos fixed",
+                "transfer": transfer,
                 **{k: cfg[k] for k in ("n_train", "episode", "hidden", "maxiter")}}
     box = {}
 
     def train():
-        net, box["history"] = train_model(plant, cfg, args.seed)
+        net, box["history"] = train_model(plant, cfg, args.seed, transfer)
         return net
 
-    net, info = cached_model(args, "pendulum-dyn", settings, train)
+    net, info = cached_model(args, f"pendulum-dyn-{transfer}", settings, train)
     hist_path = info["path"][:-len(".npz")] + "-history.json"
     if "history" in box:
         with open(hist_path, "w") as f:
@@ -190,6 +198,7 @@ def model_accuracy(model, plant, cfg, seed):
 # ---- the cost and the controller ----------------------------------------------------------
 # l(x, u) = 1 - cos(theta) + W_VEL theta_dot^2 + W_U u^2,   dl/dtheta = sin(theta)
 def running_cost(X, U):
+    """The running term of the swing-up cost, batched: X (B, T, 2), U (B, T, 1)."""
     th, v = X[..., 0], X[..., 1]
     val = 1.0 - np.cos(th) + W_VEL * v ** 2 + W_U * U[..., 0] ** 2
     return val, np.stack([np.sin(th), 2.0 * W_VEL * v], axis=-1), 2.0 * W_U * U
@@ -197,6 +206,7 @@ def running_cost(X, U):
 
 # l_T(x) = W_FINAL (1 - cos(theta) + W_VEL/2 theta_dot^2)
 def terminal_cost(x):
+    """The terminal term of the swing-up cost, batched: x (B, 2)."""
     th, v = x[:, 0], x[:, 1]
     val = W_FINAL * (1.0 - np.cos(th) + 0.5 * W_VEL * v ** 2)
     return val, W_FINAL * np.stack([np.sin(th), W_VEL * v], axis=-1)
@@ -272,10 +282,11 @@ def plot_starts(plant, runs, kinds, t_ups, path):
     """|wrapped theta| against time for every start, log scale, the tolerance dotted."""
     fig, ax = cp.plot.new_figure(figsize=(7.0, 4.0))
     colors = {"hanging": "k", "near hanging": "C0", "anywhere": "C1"}
+    floor = 1e-5                                   # angles below it are drawn at it
     seen = set()
     for r, kind, t in zip(runs, kinds, t_ups):
         a = np.abs(cp.wrap_angle(r.states[:, 0]))
-        ax.plot(plant.dt * np.arange(len(a)), np.maximum(a, 1e-4), color=colors[kind],
+        ax.plot(plant.dt * np.arange(len(a)), np.maximum(a, floor), color=colors[kind],
                 lw=1.8 if kind == "hanging" else 1.0, alpha=0.9,
                 label=None if kind in seen else kind)
         seen.add(kind)
@@ -283,9 +294,9 @@ def plot_starts(plant, runs, kinds, t_ups, path):
             ax.plot(t, TOL, "|", color=colors[kind], ms=10, mew=2)
     ax.axhline(TOL, color="C3", ls=":", lw=1, label=f"tolerance {TOL} rad")
     ax.set_yscale("log")
-    ax.set_ylim(1e-4, 4.0)
+    ax.set_ylim(0.5 * floor, 5.0)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("|theta| from upright (rad)")
+    ax.set_ylabel(f"|theta| from upright (rad; floor {floor:g})")
     n_ok = sum(np.isfinite(t) for t in t_ups)
     ax.set_title(f"Distance from upright, every start ({n_ok}/{len(runs)} end upright; "
                  f"ticks: time to upright)")
@@ -294,43 +305,54 @@ def plot_starts(plant, runs, kinds, t_ups, path):
     cp.plot.save_figure(fig, path)
 
 
-def plot_model(plant, model, history, res, horizon_rms, path):
-    """Training curves; first plan predicted vs true; open-loop angle error vs steps ahead."""
-    fig, axes = cp.plot.new_figure(1, 3, figsize=(14.0, 3.9))
+def plot_model(plant, models, histories, res, horizon_rms, path):
+    """Training curves; plans predicted vs run on the true plant; open-loop error."""
+    fig, axes = cp.plot.new_figure(1, 3, figsize=(14.0, 4.0))
+    styles = {"relu": ("C0", "--"), "tanh": ("C1", ":")}
     ax = axes[0]
-    if history is not None:
-        it = np.asarray(history["iteration"])
-        ax.plot(it, history["train_loss"], label="training")
-        if history.get("val_loss") is not None:
-            ax.plot(it, history["val_loss"], label="validation")
-        ax.set_yscale("log")
-        ax.set_xlabel("L-BFGS-B iteration")
-        ax.set_ylabel("mean squared error per output")
-        ax.legend(fontsize="small")
-    else:
-        ax.text(0.5, 0.5, "cached model without saved history\n(run with --retrain)",
-                ha="center", va="center", transform=ax.transAxes)
-    ax.set_title("Training the dynamics model")
+    for name, hist in histories.items():
+        if hist is None:
+            continue
+        c = styles[name][0]
+        it = np.asarray(hist["iteration"])
+        ax.plot(it, hist["train_loss"], color=c, label=f"{name}: training")
+        if hist.get("val_loss") is not None:
+            ax.plot(it, hist["val_loss"], color=c, ls="--", label=f"{name}: validation")
+    if any(h is None for h in histories.values()):
+        ax.text(0.5, 0.5, "(a cached model has no saved history:\nrun with --retrain)",
+                ha="center", va="center", transform=ax.transAxes, fontsize="small")
+    ax.set_yscale("log")
+    ax.set_xlabel("L-BFGS-B iteration")
+    ax.set_ylabel("mean squared error per output")
+    ax.set_title("Training the dynamics models")
+    ax.legend(fontsize="small")
     ax = axes[1]
     t = plant.dt * np.arange(res.plans.shape[1] + 1)
-    for k, c in zip((0, 20, 40), ("C0", "C1", "C2")):
+    shown = False
+    for k in (0, 20, 40):
         if k >= len(res.plans):
             continue
-        x0, U = res.states[k], res.plans[k]
-        ax.plot(plant.dt * k + t, model.rollout(x0, U)[:, 0], "--", color=c)
-        ax.plot(plant.dt * k + t, plant.rollout(x0, U)[:, 0], color=c,
-                label=f"plan at t = {plant.dt * k:.0f} s")
-    ax.plot([], [], "k--", label="model")
-    ax.plot([], [], "k-", label="true plant")
+        x0, U, tk = res.states[k], res.plans[k], plant.dt * k + t
+        ax.plot(tk, plant.rollout(x0, U)[:, 0], color="k", lw=2.5, alpha=0.35,
+                label=None if shown else "true plant")
+        for name, model in models.items():
+            c, ls = styles[name]
+            ax.plot(tk, model.rollout(x0, U)[:, 0], color=c, ls=ls, lw=1.5,
+                    label=None if shown else f"{name} model")
+        shown = True
     ax.set_xlabel("time (s)")
     ax.set_ylabel("theta (rad, unwrapped)")
-    ax.set_title("Plans: predicted vs true, same torques")
-    ax.legend(fontsize="x-small")
+    ax.set_title("Plans at t = 0, 1, 2 s: predicted vs true")
+    ax.legend(fontsize="small")
     ax = axes[2]
-    ax.plot(np.arange(len(horizon_rms)), horizon_rms, "o-", ms=3)
+    for name, rms in horizon_rms.items():
+        ax.plot(np.arange(1, len(rms)), rms[1:], "o-", ms=3, color=styles[name][0],
+                label=f"{name} model")
+    ax.set_yscale("log")
     ax.set_xlabel("steps ahead (open loop)")
     ax.set_ylabel("RMS angle error (rad)")
-    ax.set_title("Open-loop prediction, random torques")
+    ax.set_title("Open-loop prediction error, random torques")
+    ax.legend(fontsize="small")
     for a in axes:
         a.grid(alpha=0.3)
     cp.plot.save_figure(fig, path)
@@ -347,15 +369,20 @@ def main(argv=None):
     cfg = QUICK if args.quick else FULL
     plant = cp.Pendulum(wrap=False)
 
-    net, info, history = load_or_train(args, plant, cfg)
-    model = cp.Dynamics(net, plant.n_states, residual=True)
-    rmse, horizon_rms = model_accuracy(model, plant, cfg, args.seed)
+    models, histories, infos, acc = {}, {}, {}, {}
+    for transfer in ("relu", "tanh"):
+        net, infos[transfer], histories[transfer] = load_or_train(args, plant, cfg, transfer)
+        models[transfer] = cp.Dynamics(net, plant.n_states, residual=True)
+        acc[transfer] = model_accuracy(models[transfer], plant, cfg, args.seed)
+    model = models["relu"]
 
     res = swing_up(model, plant, plant.hanging, cfg)
     t_up = round(plant.time_to_upright(res.states, TOL), 3)
     ref = swing_up(cp.Dynamics(exact_network(plant, cfg["hidden"]), 2, residual=True),
                    plant, plant.hanging, cfg)
     t_ref = round(plant.time_to_upright(ref.states, TOL), 3)
+    tanh = swing_up(models["tanh"], plant, plant.hanging, cfg)
+    t_tanh = round(plant.time_to_upright(tanh.states, TOL), 3)
 
     starts, kinds = extra_starts(plant, cfg["n_extra"], args.seed)
     extra = [swing_up(model, plant, x0, cfg) for x0 in starts]
@@ -374,10 +401,13 @@ def main(argv=None):
                os.path.join(args.out, "phase.png"))
     plot_starts(plant, runs, ["hanging"] + kinds, [t_up] + t_extra,
                 os.path.join(args.out, "starts.png"))
-    plot_model(plant, model, history, res, horizon_rms, os.path.join(args.out, "model.png"))
+    plot_model(plant, models, histories, res, {k: v[1] for k, v in acc.items()},
+               os.path.join(args.out, "model.png"))
 
     step_ms = 1e3 * np.concatenate([r.time_per_step for r in runs])
     pred_err = np.concatenate([r.prediction_error for r in runs])
+    rmse, horizon_rms = acc["relu"]
+    history = histories["relu"]
     metrics = {
         "time_to_upright": t_up,
         "success": _success(t_up, cfg, plant.dt),
@@ -397,14 +427,19 @@ def main(argv=None):
         "mpc_ms_per_step": float(step_ms.mean()),
         "mpc_ms_per_step_p95": float(np.percentile(step_ms, 95)),
         "mpc_iterations_median": float(np.median(np.concatenate([r.nit for r in runs]))),
+        "tanh_time_to_upright": t_tanh,
+        "tanh_final_abs_theta": float(abs(cp.wrap_angle(tanh.states[-1, 0]))),
+        "tanh_model_rmse_dtheta_dot": float(acc["tanh"][0][1]),
+        "tanh_model_open_loop_rms_theta": float(acc["tanh"][1][-1]),
         "horizon": cfg["horizon"],
         "horizon_seconds": cfg["horizon"] * plant.dt,
         "steps": cfg["steps"],
         "n_train": cfg["n_train"],
         "hidden": cfg["hidden"],
         "train_iterations": None if history is None else int(history["iteration"][-1]),
-        "model_cached": info["cached"],
-        "train_seconds": info["train_seconds"],
+        "model_cached": infos["relu"]["cached"],
+        "train_seconds": round(infos["relu"]["train_seconds"] + infos["tanh"]["train_seconds"],
+                               2),
     }
     write_metrics(args, NAME, metrics)
     return metrics
