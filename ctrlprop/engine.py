@@ -519,7 +519,11 @@ class Trace:
             Vs = [None] + [[blk.view(v_w) for blk in p.blocks[L]] for L in range(1, p.n_levels)]
         RO = [np.zeros((s + 1, K)) for s in p.sizes]
         if v_x is not None:
-            v_x = np.asarray(v_x, float).reshape(K, p.n_inputs)
+            v_x = np.asarray(v_x, float)
+            want = (p.n_inputs,) if self.single else (K, p.n_inputs)
+            if v_x.shape != want:
+                raise ValueError(f"v_x must have the shape of X {want}, got {v_x.shape}")
+            v_x = v_x.reshape(K, p.n_inputs)
             RO[0][:-1] = (v_x if self.in_scale is None else v_x / self.in_scale[1]).T
         RZ = [None]
         for L in range(1, p.n_levels):
@@ -561,6 +565,8 @@ class Trace:
         (Hv_w (n_weights,), Hv_x (shape of X)): the weight and input parts of
         ``H [v_w; v_x]`` where H is the joint Hessian of E; or the one requested.
         """
+        if wrt not in ("both", "weights", "inputs"):
+            raise ValueError(f"wrt must be 'both', 'weights' or 'inputs', got {wrt!r}")
         self._check()
         p, b = self.plan, self._bufs
         if not p.d2_ok:
@@ -570,7 +576,11 @@ class Trace:
         K, W = self.K, b.weights.W
         dYT = self._cotangent(dY)
         RY, (RZ, RO, Vs) = self._tangent(v_w, v_x)
-        RdYT = np.asarray(RdY(RY[0] if self.single else RY), float).reshape(K, p.n_out).T
+        RdYv = np.asarray(RdY(RY[0] if self.single else RY), float)
+        want = RY.shape[1:] if self.single else RY.shape
+        if RdYv.shape != want:
+            raise ValueError(f"RdY must return the shape of the outputs, got {RdYv.shape}")
+        RdYT = RdYv.reshape(K, p.n_out).T
         sy = None if self.out_scale is None else self.out_scale[1][:, None]
         G = [np.zeros((s, K)) for s in p.sizes]
         RG = [np.zeros((s, K)) for s in p.sizes]

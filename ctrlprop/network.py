@@ -367,8 +367,9 @@ class Network:
             if np.any(s <= 0):
                 raise ValueError(f"{side}_scale must be positive, got {s}")
             return m.copy(), s.copy()
-        self.input_scaling = pair(x_mean, x_scale, self.n_inputs, "x")
-        self.output_scaling = pair(y_mean, y_scale, self.n_outputs, "y")
+        x_side = pair(x_mean, x_scale, self.n_inputs, "x")     # validate both sides ...
+        y_side = pair(y_mean, y_scale, self.n_outputs, "y")
+        self.input_scaling, self.output_scaling = x_side, y_side   # ... then assign both
 
     def copy(self):
         """A new Network with the same structure, weights and scaling."""

@@ -302,9 +302,12 @@ class TrajectoryObjective:
             return
         self.last_costs = None
         U = u.reshape(self.B, self.T, self.model.n_control).transpose(1, 2, 0)
-        ur.set_controls(U)
+        if getattr(self, "_Ubuf", None) is None:
+            self._Ubuf = np.empty(U.shape)
+        np.copyto(self._Ubuf, U)          # own copy: the caller may reuse its array
+        ur.set_controls(self._Ubuf)
         ur.forward()
-        self._S, self._U = ur.states(), U
+        self._S, self._U = ur.states(), self._Ubuf
         np.copyto(self._key, u)
 
     def _value_grad(self, u):

@@ -156,3 +156,16 @@ def test_hvp_without_second_derivative_raises():
     tr = net.trace(np.ones((1, 1)))
     with pytest.raises(ValueError, match=r"\['test_nod2'\].*d2h"):
         tr.hvp(np.ones((1, 1)), lambda r: r, v_w=np.ones(2))
+
+
+def test_second_order_products_check_their_arguments(rng):
+    net = random_dag(rng, n_in=3, n_comp=4)
+    X = rng.standard_normal((2, 3))
+    tr = net.trace(X, keep=True)
+    dY = np.zeros((2, net.n_outputs))
+    with pytest.raises(ValueError, match=r"v_x must have the shape of X \(2, 3\), got \(3, 2\)"):
+        tr.jvp(v_x=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="wrt must be"):
+        tr.hvp(dY, lambda r: r, v_w=np.ones(net.n_weights), wrt="input")
+    with pytest.raises(ValueError, match="RdY must return the shape of the outputs"):
+        tr.hvp(dY, lambda r: r[:, :1].repeat(net.n_outputs + 1, 1), v_w=np.ones(net.n_weights))

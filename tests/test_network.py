@@ -185,3 +185,10 @@ def test_units_weights_rejects_non_computing_units():
     net = cp.Network.mlp([2, 3, 1])
     with pytest.raises(ValueError, match=r"unit\(s\) \[0, 9\] are not computing units"):
         net.units_weights([0, 9, 3])
+
+
+def test_failed_set_scaling_changes_nothing():
+    net = cp.Network.mlp([2, 3, 1])
+    with pytest.raises(ValueError, match="y_scale must be positive"):
+        net.set_scaling([1, 2], [3, 4], [0], [-1])
+    assert net.input_scaling is None and net.output_scaling is None

@@ -392,3 +392,13 @@ def test_bad_custom_cost_outputs(rng):
             obj(np.zeros(3))
     with pytest.raises(TypeError, match="cost must be a TrajectoryCost"):
         cp.TrajectoryObjective(model, np.zeros(2), 3, cost=[1, 2])
+
+
+def test_objective_does_not_keep_a_view_of_the_callers_controls():
+    model = cp.Dynamics(cp.Network.mlp([2, 4, 1], seed=0), 1)
+    obj = cp.TrajectoryObjective(model, [0.5], 3, dict(R=1.0))
+    u = np.zeros(obj.n_vars)
+    first = obj(u)[0]
+    keep = u.copy()
+    u[:] = 5.0                       # the caller reuses its array, as scipy's line searches do
+    assert obj(keep)[0] == pytest.approx(first, rel=1e-12)
