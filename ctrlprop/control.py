@@ -42,10 +42,11 @@ __all__ = ["ControlObjective"]
 class _Metric:
     """A positive semi-definite weight: scalar, diagonal ``(n,)`` or full ``(n, n)``.
 
-    ``S`` (``rows`` x n) is a square root, ``S^T S = M``; a zero metric has no rows.
+    ``S`` (``rows`` x n) is a square root, ``S^T S = M``; a zero metric has no rows
+    when ``drop_zero`` (the control cost: no residual rows), else n zero rows.
     """
 
-    def __init__(self, value, n, name):
+    def __init__(self, value, n, name, drop_zero=True):
         a = check_finite(as_float(value, name), name)
         if a.ndim == 0:
             a = np.full(n, float(a))
@@ -71,7 +72,7 @@ class _Metric:
             raise ValueError(f"{name} must be a scalar, shape ({n},) or ({n}, {n}), "
                              f"got shape {a.shape}")
         self.zero = not np.any(self.mat)
-        self.S = S[:0] if self.zero else S
+        self.S = S[:0] if (self.zero and drop_zero) else S
         self.rows = self.S.shape[0]
 
     def apply(self, V):
@@ -215,7 +216,7 @@ class ControlObjective:
         self._Xo = np.ascontiguousarray(np.broadcast_to(Xo, (K, len(oth))).T)  # (n_oth, K)
 
         self.W = _Metric(1.0 if output_weights is None else output_weights, n_out,
-                         "output_weights")
+                         "output_weights", drop_zero=False)
         self.R = _Metric(control_cost, m, "control_cost")
         ur = np.zeros(m) if u_rest is None else check_finite(as_float(u_rest, "u_rest"), "u_rest")
         if ur.shape not in ((m,), (K, m)):

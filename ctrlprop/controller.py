@@ -293,7 +293,7 @@ def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=N
     options : dict, optional
         ``minimize`` options (maxiter, gtol, ...).
     callback : callable, optional
-        ``callback(weights, F)`` after every iteration.
+        ``callback(weights, F)`` after every iteration; returning True stops training.
 
     Returns
     -------
@@ -306,8 +306,8 @@ def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=N
     def cb(vk, *args):
         f = obj.value(vk)
         hist.append(f)
-        if callback is not None:
-            callback(vk, f)
+        if callback is not None and callback(vk, f) is True:
+            raise StopIteration            # scipy ends the run and reports it in the message
     with _blas1():
         res = minimize(obj, controller.weights.copy(), jac=True, method=method,
                        options=options, callback=cb)

@@ -146,6 +146,9 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
             exo_seq = _absolute(E, need, "exo", model.n_exo)
     opts = dict(options or {})
     cap = {"lm": "max_nfev", "trf": "max_nfev", "dogbox": "max_nfev", "TNC": "maxfun"}
+    if cap.get(method, "maxiter") in opts:
+        raise ValueError(f"options[{cap.get(method, 'maxiter')!r}] conflicts with mpc's "
+                         "per-step cap: pass maxiter=... instead")
     opts[cap.get(method, "maxiter")] = maxiter
 
     obj = TrajectoryObjective(model, X0[0], H,

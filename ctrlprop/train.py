@@ -190,8 +190,6 @@ def _run_least_squares(method, obj, mon, options):
         mon.njev += 1
         return make_jac(x)
 
-    if "maxiter" in opts:
-        opts.setdefault("max_nfev", opts.pop("maxiter"))
     return least_squares(res, obj.x0, jac=jac, method=method, **opts)
 
 
@@ -464,6 +462,10 @@ def _solve(kind, method, obj, mon, options, maxiter, rng):
         if method == "L-BFGS-B":
             options.setdefault("maxcor", 50)
     elif kind == "least_squares":
+        if "maxiter" in options:                 # scipy's name for least_squares' limit
+            if "max_nfev" in options:
+                raise ValueError("give options['max_nfev'] or options['maxiter'], not both")
+            options["max_nfev"] = options.pop("maxiter")
         options.setdefault("max_nfev", max(maxiter, 1))
     try:
         if kind == "minimize":

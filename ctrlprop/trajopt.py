@@ -147,7 +147,8 @@ def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
     """Run one scipy solver on a TrajectoryObjective from the flat start u.
 
     ``callback(controls, total_cost)`` sees the controls reshaped to ``shape`` (default
-    the objective's).  Returns (scipy result, history list, final flat u).
+    the objective's); with a minimize method, returning True stops the run.  Returns
+    (scipy result, history list, final flat u).
     """
     options = dict(options or {})
     shape = obj.shape if shape is None else shape
@@ -182,8 +183,8 @@ def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
         f = obj.cached_total(xk)
         f = obj.value(xk) if f is None else f
         hist.append(f)
-        if callback is not None:
-            callback(np.reshape(xk, shape), f)
+        if callback is not None and callback(np.reshape(xk, shape), f) is True:
+            raise StopIteration        # scipy ends the run and reports it in the message
     if lohi is not None and method not in BOUNDED:
         raise ValueError(f"method {method!r} does not support bounds; use one of {list(BOUNDED)}")
     b = None if flat_lohi is None else Bounds(*flat_lohi)
@@ -231,6 +232,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         ``callback(controls, total_cost)`` after every iteration (every residual
         evaluation for least squares); controls are (T, m), (B, T, m) for a batch, with
         an axis of starts before T with ``restarts``: (R, T, m) or (B, R, T, m).
+        With a minimize method, returning True stops the optimisation.
 
     Returns
     -------

@@ -244,3 +244,18 @@ def test_output_bounds_forms_agree(net3):
     vals = [ControlObjective(net3, [2.0, 2.0], [0.5], [0, 2], output_bounds=f)(u)[0]
             for f in forms]
     assert vals[0] == vals[1] == vals[2]
+
+
+def test_zero_output_weights_leave_the_control_cost_alone():
+    # with W = 0 the optimum is u_rest, whatever the target; every solver must cope
+    net = cp.Network.mlp([2, 3, 2], seed=1)
+    obj = cp.ControlObjective(net, [1.0, 1.0], control=[0, 1], output_weights=0.0,
+                              control_cost=1.0, u_rest=[0.3, -0.2])
+    r = obj.residuals([0.1, 0.2])
+    assert r.shape == (obj.n_residuals,)
+    np.testing.assert_allclose(0.5 * r @ r, obj([0.1, 0.2])[0], rtol=1e-12)
+    for method in ("batch-lm", "trf", "L-BFGS-B"):
+        res = cp.optimize_controls(net, [[1.0, 1.0], [0.0, 0.0]], control=[0, 1],
+                                   output_weights=0.0, control_cost=1.0, u_rest=[0.3, -0.2],
+                                   method=method)
+        np.testing.assert_allclose(res.u, [[0.3, -0.2], [0.3, -0.2]], atol=1e-6)

@@ -288,3 +288,14 @@ def test_fit_on_random_dags_with_weights_and_validation(method):
         s = sw[:20, None]
         val_mse = np.sum(s * (net.forward(X[:20]) - Y[:20]) ** 2) / (s.sum() * net.n_outputs)
         assert val_mse == pytest.approx(h["val_loss"].min(), rel=1e-10)
+
+
+def test_least_squares_honours_options_maxiter():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 2))
+    Y = np.sin(X[:, :1]) + X[:, 1:] ** 2
+    net = cp.Network.mlp([2, 5, 1], seed=0)
+    res = cp.fit(net, X, Y, method="trf", options={"maxiter": 3})
+    assert res.solver_result.nfev <= 3
+    with pytest.raises(ValueError, match="not both"):
+        cp.fit(net, X, Y, method="trf", options={"maxiter": 3, "max_nfev": 4})
