@@ -320,6 +320,22 @@ def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=N
                             nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev))
 
 
+def _plant_step(plant, X, U, batched, k):
+    """plant(x, u) for the (B, n) states X, checked: a finite array of X's shape, else ValueError."""
+    want = X.shape if batched else X.shape[1:]
+    try:
+        Xn = np.array(plant(X if batched else X[0], U if batched else U[0]), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"step {k}: the plant did not return a numeric state of shape "
+                         f"{want}") from None
+    if Xn.shape != want:
+        raise ValueError(f"step {k}: the plant returned a state of shape {Xn.shape}, "
+                         f"expected {want}")
+    if not np.all(np.isfinite(Xn)):
+        raise ValueError(f"step {k}: the plant returned NaN or inf")
+    return Xn.reshape(X.shape)
+
+
 def closed_loop(controller, system, x0, steps, goal=None, exo=None):
     """Run a controller in closed loop on a model or a plant.
 
@@ -373,8 +389,7 @@ def closed_loop(controller, system, x0, steps, goal=None, exo=None):
         if model is not None:
             X = model.step(X, U, None if E is None else E[min(k, E.shape[0] - 1), :, 0])
         else:
-            Xn = np.asarray(step(X if batched else X[0], U if batched else U[0]), float)
-            X = np.atleast_2d(Xn).reshape(X.shape)
+            X = _plant_step(step, X, U, batched, k)
         states.append(np.array(X))
         controls.append(U)
     S, U = np.stack(states, axis=1), np.stack(controls, axis=1)

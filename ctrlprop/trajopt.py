@@ -15,6 +15,7 @@ from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 from ._checks import as_float, check_int
 from .trajectory import TrajectoryObjective, _check_model, check_horizon
 from .trajcost import as_cost
+from .threads import blas_threads
 
 __all__ = ["optimize_trajectory", "TrajectoryResult"]
 
@@ -134,13 +135,9 @@ def _starts(U, R, lohi, init_scale, seed):
 
 
 def _blas1():
-    """Context manager running BLAS on one thread (small matrices: threads only cost)."""
-    try:
-        from .threads import blas_threads
-        return blas_threads(1)
-    except ImportError:                                  # pragma: no cover
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(1, user_api="blas")
+    """Context manager running BLAS on one thread (trajectory products are small matrices,
+    where a second thread only adds contention)."""
+    return blas_threads(1)
 
 
 def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):

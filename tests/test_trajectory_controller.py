@@ -146,3 +146,14 @@ def test_controller_bad_input(rng):
         obj(np.zeros(5))
     with pytest.raises(TypeError, match="Dynamics model or a callable"):
         cp.closed_loop(cp.Network.mlp([2, 1]), 3, X0[0], 5)
+
+
+def test_closed_loop_checks_what_the_plant_returns():
+    ctrl = cp.Network.mlp([2, 3, 1], seed=0)
+    with pytest.raises(ValueError, match=r"step 0: the plant returned a state of shape \(3,\)"):
+        cp.closed_loop(ctrl, lambda x, u: np.zeros(3), [0.1, 0.2], 5)
+    with pytest.raises(ValueError, match="step 1: the plant returned NaN or inf"):
+        cp.closed_loop(ctrl, lambda x, u: x / 10 if abs(x[0]) > 0.05 else x * np.nan,
+                       [0.1, 0.2], 5)
+    S, U = cp.closed_loop(ctrl, lambda x, u: 0.5 * x, [[0.1, 0.2], [1.0, 2.0]], 3)
+    np.testing.assert_allclose(S[:, -1], 0.125 * np.array([[0.1, 0.2], [1.0, 2.0]]))
