@@ -466,6 +466,11 @@ class WeightObjective:
             Gradient of ``E_data + (B / K) * penalty``.
         """
         x = self._check_x(x)
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) \
+                or idx.min() < 0 or idx.max() >= self.K:
+            raise ValueError(f"idx must be a non-empty 1-D array of sample indices in "
+                             f"0..{self.K - 1}, got {idx!r:.80}")
         B = len(idx)
         w = self._batches.get(B)
         if w is None:

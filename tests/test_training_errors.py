@@ -106,3 +106,11 @@ def test_thread_rule_by_problem_size():
     assert resolve_threads(None, 10, 10) == 1 and resolve_threads(3, 10, 10) == 3
     with pytest.raises(TypeError):
         resolve_threads(True, 10, 10)
+
+
+def test_minibatch_rejects_bad_indices():
+    net = cp.Network.mlp([2, 3, 1], seed=0)
+    obj = cp.WeightObjective(net, np.zeros((5, 2)), np.zeros((5, 1)))
+    for bad in ([], [0, 5], [-1], [[0, 1]], [0.5]):
+        with pytest.raises(ValueError, match=r"sample indices in 0..4"):
+            obj.minibatch(obj.x0, bad)
