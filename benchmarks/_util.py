@@ -28,6 +28,35 @@ def timeit(fn, min_time=0.3, repeat=5):
     return best
 
 
+def timeit_many(fns, min_time=0.5, repeat=7):
+    """Best-of-``repeat`` seconds per call for each of ``fns``, their rounds interleaved.
+
+    Alternating the candidates round by round exposes them to the same machine
+    conditions, so their ratios stay stable when the load drifts.
+    """
+    counts = []
+    for fn in fns:                                # calibrate each inner count
+        fn()
+        n = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            t = time.perf_counter() - t0
+            if t > min_time / repeat / len(fns) / 4:
+                break
+            n *= 4
+        counts.append(max(1, int(n * (min_time / repeat / len(fns)) / max(t, 1e-9))))
+    best = [np.inf] * len(fns)
+    for _ in range(repeat):
+        for i, (fn, n) in enumerate(zip(fns, counts)):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - t0) / n)
+    return best
+
+
 def fmt_time(s):
     """Seconds as a short human string."""
     if s < 1e-3:

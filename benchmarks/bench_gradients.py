@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 import ctrlprop as cp
-from _util import fmt_time, machine_note, table, timeit
+from _util import fmt_time, machine_note, table, timeit, timeit_many
 
 QUICK = "--quick" in sys.argv
 MIN_T = 0.1 if QUICK else 0.5
@@ -183,16 +183,19 @@ def compare(name, sizes, K, wrt, rows):
         raise SystemExit(f"{name}: loss mismatch {E0} vs {E1}")
     if wrt == "inputs" and not np.allclose(g0, g1, rtol=1e-10, atol=1e-12):
         raise SystemExit(f"{name}: input gradient mismatch")
-    t_hand = timeit(lambda: hand_fresh(layers, X, T), MIN_T) if wrt == "weights" else None
-    t_pre = timeit(lambda: pre.value_grad(X, T, want_w=(wrt == "weights")), MIN_T)
-    t_cp = timeit(lambda: ctrl_value_grad(net, X, T, wrt), MIN_T)
+    # ctrlprop and the hand-written references are timed in interleaved rounds
+    fns = [lambda: pre.value_grad(X, T, want_w=(wrt == "weights")),
+           lambda: ctrl_value_grad(net, X, T, wrt)]
     t_obj = None
     if wrt == "weights":                     # the scipy-facing objective that cp.fit uses
         obj = cp.WeightObjective(net, X, T)
         E2, g2 = obj(net.weights)
         if not (np.isclose(E2, E1, rtol=1e-12) and np.allclose(g2, g0, rtol=1e-10, atol=1e-12)):
             raise SystemExit(f"{name}: WeightObjective disagrees with the trace API")
-        t_obj = timeit(lambda: obj(net.weights), MIN_T)
+        fns += [lambda: obj(net.weights), lambda: hand_fresh(layers, X, T)]
+    times = timeit_many(fns, 4 * MIN_T)
+    t_pre, t_cp = times[:2]
+    t_obj, t_hand = (times[2], times[3]) if wrt == "weights" else (None, None)
     t_torch = torch_case(sizes, X, T, wrt)
     t_jax = jax_case(sizes, X, T, wrt)
     rows.append([name, fmt_time(t_cp), fmt_time(t_obj) if t_obj else "-",
@@ -232,8 +235,8 @@ def main():
     dag = skip_dag(10, h, 8)
     rng = np.random.default_rng(0)
     X, T = rng.standard_normal((4096, 10)), rng.standard_normal((4096, 8))
-    t_mlp = timeit(lambda: ctrl_value_grad(mlp, X, T), MIN_T)
-    t_dag = timeit(lambda: ctrl_value_grad(dag, X, T), MIN_T)
+    t_mlp, t_dag = timeit_many([lambda: ctrl_value_grad(mlp, X, T),
+                                lambda: ctrl_value_grad(dag, X, T)], 4 * MIN_T)
     print()
     table([[f"MLP 10-128-128-8 ({mlp.n_weights} w)", fmt_time(t_mlp), "1.00x"],
            [f"skip DAG h={h} ({dag.n_weights} w)", fmt_time(t_dag), f"{t_dag / t_mlp:.2f}x"]],
