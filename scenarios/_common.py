@@ -33,22 +33,34 @@ def cached_model(args, tag, settings, train):
     """Load the model for ``settings`` from the cache, or call ``train()`` and save its result.
 
     ``settings`` is a JSON-serialisable dict of everything the model depends on;
-    ``train()`` returns a Network.  Returns ``(net, info)`` where info says
-    whether it was loaded and how long training took.
+    ``train()`` returns ``(net, history)``: the Network and a JSON-serialisable
+    training history (or None), kept in a side file next to the model.
+    Returns ``(net, info, history)``; info says whether the model was loaded,
+    how long training took and where the model file is.
     """
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(args.cache, f"{tag}-{key}.npz")
+    hist_path = path[:-len(".npz")] + "-history.json"
     if os.path.exists(path) and not args.retrain:
         try:
-            return cp.load(path), {"cached": True, "train_seconds": 0.0, "path": path}
+            net = cp.load(path)
         except ValueError as e:                      # a corrupt cache entry: retrain, say so
             print(f"note: ignoring unreadable cached model ({e})")
+        else:
+            history = None
+            if os.path.exists(hist_path):
+                with open(hist_path) as f:
+                    history = json.load(f)
+            return net, {"cached": True, "train_seconds": 0.0, "path": path}, history
     t0 = time.perf_counter()
-    net = train()
+    net, history = train()
     seconds = time.perf_counter() - t0
     os.makedirs(args.cache, exist_ok=True)
     net.save(path)
-    return net, {"cached": False, "train_seconds": round(seconds, 2), "path": path}
+    if history is not None:
+        with open(hist_path, "w") as f:
+            json.dump(_plain(history), f)
+    return net, {"cached": False, "train_seconds": round(seconds, 2), "path": path}, history
 
 
 def _plain(v):

@@ -60,7 +60,6 @@ marked), training.png (forward-model training curve), tradeoff.png (the lam swee
 metrics.json.
 """
 
-import json
 import os
 import sys
 import time
@@ -104,25 +103,7 @@ def load_or_train(args, arm, cfg):
     settings = {"lengths": LENGTHS, "limits": [arm.q_low.tolist(), arm.q_high.tolist()],
                 "seed": args.seed, "transfer": "tanh", "validation": VALIDATION,
                 "method": "L-BFGS-B", **{k: cfg[k] for k in ("n_train", "hidden", "maxiter")}}
-    box = {}
-
-    def train():
-        net, box["history"] = train_model(arm, cfg, args.seed)
-        return net
-
-    net, info = cached_model(args, "arm-fk", settings, train)
-    # cached_model stores only the network: keep the training history next to it
-    hist_path = info["path"][:-len(".npz")] + "-history.json"
-    if "history" in box:
-        with open(hist_path, "w") as f:
-            json.dump(box["history"], f)
-        history = box["history"]
-    elif os.path.exists(hist_path):
-        with open(hist_path) as f:
-            history = json.load(f)
-    else:
-        history = None
-    return net, info, history
+    return cached_model(args, "arm-fk", settings, lambda: train_model(arm, cfg, args.seed))
 
 
 def workspace_grid(arm, n):

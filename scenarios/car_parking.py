@@ -78,7 +78,6 @@ start, through the model and on the true dynamics), training.png (the model's tr
 curve), and metrics.json.
 """
 
-import json
 import os
 import sys
 import time
@@ -148,25 +147,8 @@ def load_or_train(args, car, cfg):
     settings = {"box": [BOX_LOW.tolist(), BOX_HIGH.tolist()], "seed": args.seed,
                 "structure": "translation-invariant residual, skip edges",
                 **{k: cfg[k] for k in ("n_train", "hidden", "fit_iter")}}
-    box = {}
-
-    def train():
-        net, box["history"] = train_model(car, cfg, args.seed)
-        return net
-
-    net, info = cached_model(args, "car-dynamics", settings, train)
-    # cached_model stores only the network: keep the training history next to it
-    hist_path = info["path"][:-len(".npz")] + "-history.json"
-    if "history" in box:
-        with open(hist_path, "w") as f:
-            json.dump(box["history"], f)
-        history = box["history"]
-    elif os.path.exists(hist_path):
-        with open(hist_path) as f:
-            history = json.load(f)
-    else:
-        history = None
-    return net, info, history
+    return cached_model(args, "car-dynamics", settings,
+                        lambda: train_model(car, cfg, args.seed))
 
 
 # ---- optimisation -------------------------------------------------------------------------

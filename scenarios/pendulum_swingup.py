@@ -68,7 +68,6 @@ the models predict them and as the true plant runs them; open-loop error against
 length), metrics.json.
 """
 
-import json
 import os
 import sys
 
@@ -161,24 +160,8 @@ def load_or_train(args, plant, cfg, transfer):
     settings = {"plant": repr(plant), "seed": args.seed, "features": "sin,cos fixed",
                 "transfer": transfer,
                 **{k: cfg[k] for k in ("n_train", "episode", "hidden", "maxiter")}}
-    box = {}
-
-    def train():
-        net, box["history"] = train_model(plant, cfg, args.seed, transfer)
-        return net
-
-    net, info = cached_model(args, f"pendulum-dyn-{transfer}", settings, train)
-    hist_path = info["path"][:-len(".npz")] + "-history.json"
-    if "history" in box:
-        with open(hist_path, "w") as f:
-            json.dump(box["history"], f)
-        history = box["history"]
-    elif os.path.exists(hist_path):
-        with open(hist_path) as f:
-            history = json.load(f)
-    else:
-        history = None
-    return net, info, history
+    return cached_model(args, f"pendulum-dyn-{transfer}", settings,
+                        lambda: train_model(plant, cfg, args.seed, transfer))
 
 
 def model_accuracy(model, plant, cfg, seed):

@@ -122,7 +122,6 @@ emulator_training.png (training and validation loss), comparison.png (both metho
 starts, the gallery image), metrics.json.
 """
 
-import json
 import os
 import sys
 import time
@@ -345,26 +344,6 @@ def train_emulator(plant, cfg, seed):
     hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
     hist["message"] = res.message
     return net, hist
-
-
-def cached(args, tag, settings, train):
-    """cached_model plus a JSON side file for the training history."""
-    box = {}
-
-    def run():
-        net, box["history"] = train()
-        return net
-
-    net, info = cached_model(args, tag, settings, run)
-    path = info["path"][:-len(".npz")] + "-history.json"
-    if "history" in box:
-        with open(path, "w") as f:
-            json.dump(box["history"], f)
-        return net, info, box["history"]
-    if os.path.exists(path):
-        with open(path) as f:
-            return net, info, json.load(f)
-    return net, info, None
 
 
 def emulator_accuracy(net, plant, seed):
@@ -645,7 +624,7 @@ def main(argv=None):
 
     emu_settings = {"v": 1, "seed": args.seed,
                     **{k: cfg[k] for k in ("n_train", "emu_hidden", "emu_maxiter")}}
-    net, emu_info, emu_hist = cached(args, "truck-emulator", emu_settings,
+    net, emu_info, emu_hist = cached_model(args, "truck-emulator", emu_settings,
                                      lambda: train_emulator(plant, cfg, args.seed))
     model = cp.Dynamics(net, 4, residual=True)
     rmse, rel = emulator_accuracy(net, plant, args.seed)
@@ -653,7 +632,7 @@ def main(argv=None):
     ctrl_settings = {"v": 2, "emulator": emu_settings, "seed": args.seed,
                      **{k: cfg[k] for k in ("ctrl_hidden", "lr", "clip", "resample")},
                      "stages": [list(map(float, np.hstack(s))) for s in cfg["stages"]]}
-    ctrl, ctrl_info, ctrl_hist = cached(args, "truck-controller", ctrl_settings,
+    ctrl, ctrl_info, ctrl_hist = cached_model(args, "truck-controller", ctrl_settings,
                                         lambda: train_controller(model, cfg, args.seed))
 
     starts = plant.sample_starts(cfg["n_starts"], np.random.default_rng([args.seed, 3]),
