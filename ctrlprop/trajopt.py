@@ -189,9 +189,31 @@ def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
     return res, hist, res.x
 
 
+def _solve_each(obj, X0, starts, cost, exo, method, lohi, options):
+    """Solve each trajectory of the batched objective obj (initial states X0 (N, n), starts
+    (N, T, m)) with its own solver run; return (aggregate result, history, flat u) as solve."""
+    model, T, N = obj.model, obj.T, starts.shape[0]
+    per_goal = cost.goal is not None and cost.goal.ndim == 3
+    per_exo = exo is not None and np.ndim(exo) == 3
+    runs = []
+    for i in range(N):
+        cost_i = cost.with_goal(cost.goal[i:i + 1]) if per_goal else cost
+        obj_i = TrajectoryObjective(model, X0[i], T, cost_i,
+                                    np.asarray(exo)[i] if per_exo else exo)
+        runs.append(solve(obj_i, starts[i].reshape(-1), method, lohi, options)[0])
+    u = np.concatenate([np.asarray(r.x, dtype=np.float64) for r in runs])
+    ok = sum(bool(r.success) for r in runs)
+    res = OptimizeResult(success=ok == N, status=max(int(r.status) for r in runs),
+                         message=f"{ok} of {N} independent runs converged",
+                         nit=sum(int(getattr(r, "nit", 0)) for r in runs),
+                         nfev=sum(int(r.nfev) for r in runs),
+                         njev=sum(int(getattr(r, "njev", 0) or 0) for r in runs))
+    return res, [obj.value(starts.reshape(-1)), obj.value(u)], u
+
+
 def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
                         method="L-BFGS-B", exo=None, restarts=0, seed=0, init_scale=1.0,
-                        options=None, callback=None):
+                        options=None, callback=None, independent=False):
     """Optimal control sequence(s) through a learned dynamics model.
 
     Parameters
@@ -230,6 +252,13 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         evaluation for least squares); controls are (T, m), (B, T, m) for a batch, with
         an axis of starts before T with ``restarts``: (R, T, m) or (B, R, T, m).
         With a minimize method, returning True stops the optimisation.
+    independent : bool
+        False (default): all trajectories (initial states x starts) form one summed
+        problem, one vectorized rollout per evaluation, one solver run -- they share its
+        line search and curvature memory.  True: each trajectory gets its own solver run
+        (its own line search and memory), one after another; slower per evaluation but
+        each problem converges on its own, which matters for hard non-convex costs.
+        ``history`` is then the total cost before and after; no callback.
 
     Returns
     -------
@@ -250,10 +279,17 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         if exo is not None and np.ndim(exo) == 3:
             exo = np.repeat(np.asarray(exo, float), R, axis=0)
     starts = _starts(U0, R, lohi, float(init_scale), seed)
-    obj = TrajectoryObjective(model, np.repeat(X0, R, axis=0), T, cost, exo)
+    X0 = np.repeat(X0, R, axis=0)
+    obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
     with _blas1():
-        res, hist, u = solve(obj, starts.reshape(-1), method, lohi, options, callback, shape)
+        if independent:
+            if callback is not None:
+                raise ValueError("callback is not supported with independent=True")
+            res, hist, u = _solve_each(obj, X0, starts, cost, exo, method, lohi, options)
+        else:
+            res, hist, u = solve(obj, starts.reshape(-1), method, lohi, options, callback,
+                                 shape)
     u = np.asarray(u, dtype=np.float64)
     S = obj.states(u).reshape(B, R, T + 1, model.n_state)
     U = u.reshape(B, R, T, m)

@@ -317,3 +317,32 @@ def test_mpc_refuses_a_conflicting_iteration_cap():
     with pytest.raises(ValueError, match="conflicts with mpc's per-step cap"):
         cp.mpc(model, lambda x, u: x, [0.0], steps=2, horizon=3, cost=dict(Q=1.0),
                options={"maxiter": 5})
+
+
+def test_independent_runs_equal_separate_solves_with_per_trajectory_goals():
+    model = cp.Dynamics(cp.Network.mlp([3, 8, 2], seed=4), 2)
+    X0 = np.array([[0.2, -0.1], [0.5, 0.3], [-0.4, 0.1]])
+    goals = np.array([[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.5]]])          # (B, 1, n)
+    cost = cp.TrajectoryCost(goal=goals, Q=1.0, R=0.05, S=0.1)
+    opts = {"maxiter": 200, "gtol": 1e-10}
+    res = cp.optimize_trajectory(model, X0, 6, cost, bounds=(-2, 2), independent=True,
+                                 options=opts)
+    assert res.controls.shape == (3, 6, 1) and res.message == "3 of 3 independent runs converged"
+    for b in range(3):
+        one = cp.optimize_trajectory(model, X0[b], 6, cost.with_goal(goals[b, 0]), bounds=(-2, 2),
+                                     options=opts)
+        np.testing.assert_allclose(res.controls[b], one.controls, atol=1e-12)
+        assert res.cost[b] == pytest.approx(one.cost, rel=1e-12)
+    with pytest.raises(ValueError, match="callback is not supported"):
+        cp.optimize_trajectory(model, X0, 6, cost, independent=True, callback=print)
+
+
+def test_independent_restarts_keep_every_start_and_return_the_best():
+    model = cp.Dynamics(cp.Network.mlp([2, 8, 1], seed=7), 1)
+    res = cp.optimize_trajectory(model, [0.3], 5, dict(Q=1.0, R=0.01, goal=[0.8]),
+                                 bounds=(-3, 3), restarts=4, independent=True, seed=1)
+    assert res.all_costs.shape == (5,) and res.cost == pytest.approx(res.all_costs.min())
+    for k in range(5):                      # every start was optimized to its own optimum
+        one = cp.optimize_trajectory(model, [0.3], 5, dict(Q=1.0, R=0.01, goal=[0.8]),
+                                     u0=res.all_controls[k], bounds=(-3, 3))
+        assert one.cost == pytest.approx(res.all_costs[k], rel=1e-6, abs=1e-9)
