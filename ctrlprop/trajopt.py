@@ -6,7 +6,9 @@ with ``least_squares`` -- Gauss-Newton / Levenberg-Marquardt on the exact residu
 of the quadratic cost, with the exact (T n x T m) Jacobian of the states by the controls.
 A batch of initial states and multi-start from random control sequences run as one
 vectorized problem: every trajectory is a column of the same engine buffers, and the
-optimizer sees the sum of their (independent) costs.
+optimizer sees the sum of their (independent) costs -- or, with ``method="batch-lbfgs"``
+(:mod:`ctrlprop.batchlbfgs`), every trajectory keeps its own L-BFGS memory, line search and
+convergence test while still sharing each vectorized rollout.
 """
 
 import numpy as np
@@ -15,13 +17,17 @@ from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 from ._checks import as_float, check_int
 from .trajectory import TrajectoryObjective, _check_model, check_horizon
 from .trajcost import as_cost
+from .batchlbfgs import batch_lbfgs
 from .threads import blas_threads
 
 __all__ = ["optimize_trajectory", "TrajectoryResult"]
 
 MINIMIZE_METHODS = ("L-BFGS-B", "BFGS", "CG", "Newton-CG", "TNC", "SLSQP", "trust-constr")
 LSQ_METHODS = ("lm", "trf", "dogbox")
-BOUNDED = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr", "trf", "dogbox")
+BATCH_METHODS = ("batch-lbfgs",)
+BOUNDED = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr", "trf", "dogbox", "batch-lbfgs")
+BATCH_OPTIONS = {"maxiter": "maxiter", "maxcor": "m", "m": "m", "gtol": "gtol",
+                 "ftol": "ftol", "maxls": "maxls"}
 
 
 class TrajectoryResult(OptimizeResult):
@@ -53,12 +59,13 @@ def _methods(method):
     """Canonical method name, or a ValueError listing the supported ones."""
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
-    for m in MINIMIZE_METHODS + LSQ_METHODS:
+    for m in MINIMIZE_METHODS + LSQ_METHODS + BATCH_METHODS:
         if method.lower() == m.lower():
             return m
     raise ValueError(f"unknown method {method!r}; trajectory optimization supports the "
-                     f"gradient methods {list(MINIMIZE_METHODS)} of scipy.optimize.minimize "
-                     f"and the least-squares methods {list(LSQ_METHODS)}")
+                     f"gradient methods {list(MINIMIZE_METHODS)} of scipy.optimize.minimize, "
+                     f"the least-squares methods {list(LSQ_METHODS)} and the batched "
+                     f"solver {list(BATCH_METHODS)}")
 
 
 def check_bounds(bounds, T, m):
@@ -211,6 +218,37 @@ def _solve_each(obj, X0, starts, cost, exo, method, lohi, options):
     return res, [obj.value(starts.reshape(-1)), obj.value(u)], u
 
 
+def _batch_options(options):
+    """batch_lbfgs keyword arguments from the options dict; unknown keys are an error."""
+    out = {}
+    for k, v in dict(options or {}).items():
+        if k not in BATCH_OPTIONS:
+            raise ValueError(f"unknown option {k!r} for method 'batch-lbfgs'; it takes "
+                             f"{sorted(BATCH_OPTIONS)}")
+        if BATCH_OPTIONS[k] in out:
+            raise ValueError("give the memory size once, as 'maxcor' or as 'm'")
+        out[BATCH_OPTIONS[k]] = v
+    return out
+
+
+def _solve_batch(obj, starts, lohi, options, callback, shape):
+    """Solve every trajectory of obj with batch_lbfgs (own memory, line search and test per
+    trajectory, one vectorized rollout per evaluation); return (result, history, flat u)."""
+    N = starts.shape[0]
+    nb = starts[0].size
+
+    def fun(X):
+        _, g = obj(X.reshape(-1))
+        return obj.last_costs.copy(), g.reshape(N, nb)
+    lo, hi = (None, None) if lohi is None else (lohi[0].ravel(), lohi[1].ravel())
+    cb = None if callback is None else (
+        lambda X, v: callback(X.reshape(shape), float(v.sum())))
+    r = batch_lbfgs(fun, starts.reshape(N, nb), lo, hi, callback=cb, **_batch_options(options))
+    res = OptimizeResult(success=r.success, status=r.status, message=r.message,
+                         nit=int(r.nit.max()), nfev=r.nfev, njev=r.nfev)
+    return res, list(r.history), r.x.reshape(-1)
+
+
 def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
                         method="L-BFGS-B", exo=None, restarts=0, seed=0, init_scale=1.0,
                         options=None, callback=None, independent=False):
@@ -234,7 +272,12 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         A gradient method of ``scipy.optimize.minimize`` ("L-BFGS-B", "BFGS", "CG",
         "Newton-CG", "TNC", "SLSQP", "trust-constr") or a least-squares (Gauss-Newton)
         method of ``scipy.optimize.least_squares`` ("lm", "trf", "dogbox") using the exact
-        Jacobian; the latter need a quadratic cost (no custom terms).
+        Jacobian; the latter need a quadratic cost (no custom terms).  Or "batch-lbfgs":
+        projected L-BFGS run on every trajectory (initial state x start) at once, each
+        with its own curvature memory, backtracking line search and convergence test,
+        every evaluation one vectorized rollout of the whole batch
+        (:func:`ctrlprop.batchlbfgs.batch_lbfgs`); bounds by projection.  It behaves like
+        ``independent=True`` at the cost per evaluation of the joint problem.
     exo : array_like, optional
         Exogenous inputs (see :class:`Dynamics`).
     restarts : int
@@ -246,7 +289,10 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         Standard deviation of random starts for controls without finite bounds.
     options : dict, optional
         ``minimize`` options (e.g. maxiter, gtol), or ``least_squares`` keyword
-        arguments (e.g. max_nfev, ftol) for the least-squares methods.
+        arguments (e.g. max_nfev, ftol) for the least-squares methods.  "batch-lbfgs"
+        takes maxiter (per trajectory, default 500), maxcor or m (pairs kept, 10), gtol
+        (projected-gradient inf-norm, 1e-6), ftol (relative decrease per iteration,
+        1e-10) and maxls (trials per line search, 20).
     callback : callable, optional
         ``callback(controls, total_cost)`` after every iteration (every residual
         evaluation for least squares); controls are (T, m), (B, T, m) for a batch, with
@@ -258,11 +304,17 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         line search and curvature memory.  True: each trajectory gets its own solver run
         (its own line search and memory), one after another; slower per evaluation but
         each problem converges on its own, which matters for hard non-convex costs.
-        ``history`` is then the total cost before and after; no callback.
+        ``history`` is then the total cost before and after; no callback.  With
+        "batch-lbfgs" every trajectory is already solved on its own and this flag
+        changes nothing.
 
     Returns
     -------
     TrajectoryResult
+        With "batch-lbfgs": ``success`` when every trajectory converged, ``message``
+        counts them, ``nit`` is the largest iteration count of a trajectory, ``nfev``
+        the number of vectorized evaluations, ``history`` the total cost before and
+        after every iteration.
     """
     _check_model(model)
     T = check_horizon(horizon)
@@ -283,7 +335,9 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
     obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
     with _blas1():
-        if independent:
+        if method in BATCH_METHODS:
+            res, hist, u = _solve_batch(obj, starts, lohi, options, callback, shape)
+        elif independent:
             if callback is not None:
                 raise ValueError("callback is not supported with independent=True")
             res, hist, u = _solve_each(obj, X0, starts, cost, exo, method, lohi, options)
