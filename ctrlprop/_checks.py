@@ -41,3 +41,28 @@ def check_indices(idx, n, what):
     if len(set(a.tolist())) != a.size:
         raise ValueError(f"{what} repeats indices: {a.tolist()}")
     return a.astype(np.intp)
+
+
+def check_nonneg(v, name):
+    """``v`` as a finite float >= 0, or a TypeError/ValueError naming it."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a non-negative number, got {v!r}") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+    return x
+
+
+def canonical_method(method, families, what="method"):
+    """The canonical spelling of ``method`` (matched case-insensitively) among ``families``,
+    a list of ``(names, description)``; a TypeError for a non-string, else a ValueError that
+    lists every supported name."""
+    if not isinstance(method, str):
+        raise TypeError(f"{what} must be a string, got {type(method).__name__}")
+    for names, _ in families:
+        for m in names:
+            if method.lower() == m.lower():
+                return m
+    choices = "; ".join(f"{list(names)} ({desc})" for names, desc in families)
+    raise ValueError(f"unknown {what} {method!r}; choose one of {choices}")

@@ -10,6 +10,7 @@ each evaluation still costs one vectorized call for the whole batch.
 
 import numpy as np
 from scipy.optimize import OptimizeResult
+from ._checks import check_nonneg
 
 __all__ = ["batch_lbfgs"]
 
@@ -28,15 +29,6 @@ def _as_int(v, name, least):
     return int(v)
 
 
-def _as_tol(v, name):
-    """v as a finite float >= 0, or a clear error."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    return v
 
 
 def _bound(v, default, B, n, name):
@@ -144,7 +136,7 @@ def batch_lbfgs(fun, X0, lo=None, hi=None, maxiter=500, m=10, gtol=1e-6, ftol=1e
     B, n = X.shape
     maxiter, M, maxls = (_as_int(maxiter, "maxiter", 1), _as_int(m, "m (maxcor)", 1),
                          _as_int(maxls, "maxls", 1))
-    gtol, ftol = _as_tol(gtol, "gtol"), _as_tol(ftol, "ftol")
+    gtol, ftol = check_nonneg(gtol, "gtol"), check_nonneg(ftol, "ftol")
     lo, hi = _bound(lo, -np.inf, B, n, "lo"), _bound(hi, np.inf, B, n, "hi")
     bad = np.argwhere(lo > hi)
     if len(bad):

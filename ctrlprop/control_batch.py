@@ -40,6 +40,7 @@ from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
 from .control import ControlObjective, _Single
 from .threads import auto_threads, blas_threads
+from ._checks import canonical_method
 
 __all__ = ["optimize_controls", "ControlResult", "solve_lm", "LM_MESSAGES"]
 
@@ -322,14 +323,10 @@ class ControlResult(OptimizeResult):
 
 def _canonical(method):
     """Lower-case method name, checked."""
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__}")
-    m = method.lower()
-    if m not in _MINIMIZE and m not in _LSQ and m not in _BATCH:
-        raise ValueError(f"unknown method {method!r}; expected 'batch-lm', one of the gradient "
-                         f"methods of scipy.optimize.minimize {sorted(_MINIMIZE.values())}, or "
-                         "a least_squares method 'trf', 'dogbox', 'lm'")
-    return m
+    return canonical_method(method, [
+        (sorted(_BATCH), "batched Levenberg-Marquardt"),
+        (sorted(_MINIMIZE.values()), "gradient methods of scipy.optimize.minimize"),
+        (sorted(_LSQ), "scipy.optimize.least_squares")]).lower()
 
 
 def _scipy_run(obj, u0, lo, hi, method, options):

@@ -16,7 +16,7 @@ frozen at their values when the objective was built).
 """
 
 import numpy as np
-from ._checks import as_float
+from ._checks import as_float, check_nonneg
 
 __all__ = ["WeightObjective"]
 
@@ -67,15 +67,6 @@ def _as_sample_weight(sw, K):
     return sw
 
 
-def _as_l2(l2):
-    """Validate the L2 coefficient: a finite float >= 0."""
-    try:
-        v = float(l2)
-    except (TypeError, ValueError):
-        raise TypeError(f"l2 must be a non-negative number, got {l2!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"l2 must be a finite non-negative number, got {l2!r}")
-    return v
 
 
 def as_mask(net, trainable):
@@ -327,7 +318,7 @@ class WeightObjective:
         X, Y = _as_data(net, X, Y)
         K = X.shape[0]
         self.net, self.K = net, K
-        self.l2 = _as_l2(l2)
+        self.l2 = check_nonneg(l2, "l2")
         sw = _as_sample_weight(sample_weight, K)
         self.sample_weight = sw
         self.mask = as_mask(net, trainable)

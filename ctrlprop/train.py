@@ -21,6 +21,7 @@ from scipy.optimize import OptimizeResult, least_squares, minimize
 from .objectives import WeightObjective, _as_data, _as_sample_weight, as_mask
 from .scaling import data_scaling
 from .threads import blas_threads, resolve_threads
+from ._checks import canonical_method
 
 __all__ = ["fit", "MINIMIZE_METHODS", "LEAST_SQUARES_METHODS", "STOCHASTIC_METHODS"]
 
@@ -243,16 +244,6 @@ def _run_adam(obj, mon, options, maxiter, rng):
 
 
 # ---------------------------------------------------------------- fit
-def _canonical_method(method):
-    """The method's canonical spelling, or a ValueError listing the supported ones."""
-    if isinstance(method, str):
-        for m in MINIMIZE_METHODS + LEAST_SQUARES_METHODS + STOCHASTIC_METHODS:
-            if method.lower() == m.lower():
-                return m
-    raise ValueError(f"unknown training method {method!r}; choose one of "
-                     f"{list(MINIMIZE_METHODS)} (scipy.optimize.minimize), "
-                     f"{list(LEAST_SQUARES_METHODS)} (scipy.optimize.least_squares) "
-                     f"or {list(STOCHASTIC_METHODS)} (minibatch)")
 
 
 def _split(X, Y, sw, validation, rng):
@@ -393,7 +384,10 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
     finite.  Bad data (row counts that differ, NaN or inf, empty arrays) and
     unknown methods raise ValueError before anything changes.
     """
-    method = _canonical_method(method)
+    method = canonical_method(method, [
+        (MINIMIZE_METHODS, "scipy.optimize.minimize"),
+        (LEAST_SQUARES_METHODS, "scipy.optimize.least_squares"),
+        (STOCHASTIC_METHODS, "minibatch")], "training method")
     kind = ("minimize" if method in MINIMIZE_METHODS else
             "least_squares" if method in LEAST_SQUARES_METHODS else "adam")
     X, Y = _as_data(net, X, Y)

@@ -14,7 +14,7 @@ convergence test while still sharing each vectorized rollout.
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
-from ._checks import as_float, check_int
+from ._checks import as_float, canonical_method, check_int
 from .trajectory import TrajectoryObjective, _check_model, check_horizon
 from .trajcost import as_cost
 from .batchlbfgs import batch_lbfgs
@@ -56,16 +56,10 @@ class TrajectoryResult(OptimizeResult):
 
 
 def _methods(method):
-    """Canonical method name, or a ValueError listing the supported ones."""
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__}")
-    for m in MINIMIZE_METHODS + LSQ_METHODS + BATCH_METHODS:
-        if method.lower() == m.lower():
-            return m
-    raise ValueError(f"unknown method {method!r}; trajectory optimization supports the "
-                     f"gradient methods {list(MINIMIZE_METHODS)} of scipy.optimize.minimize, "
-                     f"the least-squares methods {list(LSQ_METHODS)} and the batched "
-                     f"solver {list(BATCH_METHODS)}")
+    """Canonical method name, or an error listing the supported ones."""
+    return canonical_method(method, [
+        (MINIMIZE_METHODS, "gradient methods of scipy.optimize.minimize"),
+        (LSQ_METHODS, "least-squares methods"), (BATCH_METHODS, "the batched solver")])
 
 
 def check_bounds(bounds, T, m):

@@ -20,7 +20,7 @@ Y = X[:, :2] ** 2
     ((X[:, :2], Y), {}, ValueError, r"X must have shape \(K, 3\)"),
     ((X, Y), dict(method="sgd"), ValueError, "unknown training method 'sgd'.*L-BFGS-B.*adam"),
     ((X, Y), dict(method="Nelder-Mead"), ValueError, "unknown training method"),
-    ((X, Y), dict(method=None), ValueError, "unknown training method None"),
+    ((X, Y), dict(method=None), TypeError, "training method must be a string, got NoneType"),
     ((X, Y), dict(validation=1.5), ValueError, "validation fraction 1.5"),
     ((X, Y), dict(validation=0.01), ValueError, "leaves an empty"),
     ((X, Y), dict(validation="20%"), TypeError, "validation must be"),
