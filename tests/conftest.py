@@ -1,4 +1,9 @@
-"""Shared helpers for the tests: random DAG networks and a naive reference forward pass."""
+"""Shared helpers for the tests: random DAG networks, a naive reference forward pass, and
+checks of the scenario scripts' output files."""
+
+import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -50,3 +55,24 @@ def reference_forward(net, X):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# ---------------------------------------------------------------- scenario scripts
+SCENARIOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios")
+if SCENARIOS not in sys.path:
+    sys.path.insert(0, SCENARIOS)            # the scenario tests import the scripts as modules
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def check_outputs(out, pngs, scenario, metrics, keys):
+    """The scenario's PNGs carry the PNG signature and its metrics.json is valid JSON that
+    names the scenario, says quick mode, and agrees with the returned metrics on ``keys``."""
+    for name in pngs:
+        with open(out / name, "rb") as f:
+            assert f.read(8) == PNG, name
+    with open(out / "metrics.json") as f:
+        data = json.load(f)
+    assert data["scenario"] == scenario and data["quick"] is True
+    for k in keys:
+        assert data[k] == pytest.approx(metrics[k]), k

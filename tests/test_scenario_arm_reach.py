@@ -1,16 +1,9 @@
 """The arm-reaching scenario end to end in --quick mode: metrics, plots, metrics.json."""
 
-import json
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "scenarios"))
-import arm_reach  # noqa: E402
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from conftest import check_outputs
+import arm_reach  # on sys.path via conftest
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +48,7 @@ def test_control_cost_tradeoff(run):
 
 def test_files(run):
     out, m = run
-    for name in ("postures.png", "error_map.png", "training.png", "tradeoff.png"):
-        with open(out / name, "rb") as f:
-            assert f.read(8) == PNG, name
-    with open(out / "metrics.json") as f:
-        data = json.load(f)
-    assert data["scenario"] == "arm_reach" and data["quick"] is True
-    assert data["success_rate"] == pytest.approx(m["success_rate"])
+    check_outputs(out, ("postures.png", "error_map.png", "training.png", "tradeoff.png"), "arm_reach", m, ["success_rate"])
 
 
 def test_cached_model_is_reused(run, capsys):

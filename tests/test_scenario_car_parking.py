@@ -1,20 +1,13 @@
 """The car-parking scenario end to end in --quick mode: metrics, plots, metrics.json; its
 true-dynamics gradient and its translation-invariant network."""
 
-import json
-import os
-import sys
-
 import numpy as np
 import pytest
 
 import ctrlprop as cp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "scenarios"))
-import car_parking  # noqa: E402
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from conftest import check_outputs
+import car_parking  # on sys.path via conftest
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +59,7 @@ def test_model_is_accurate_where_it_is_used(run):
 
 def test_files(run):
     out, m = run
-    for name in ("paths.png", "time_series.png", "convergence.png", "training.png"):
-        with open(out / name, "rb") as f:
-            assert f.read(8) == PNG, name
-    with open(out / "metrics.json") as f:
-        data = json.load(f)
-    assert data["scenario"] == "car_parking" and data["quick"] is True
-    assert data["final_distance_replanned"] == pytest.approx(m["final_distance_replanned"])
-    assert data["cost_gap_replanned"] == pytest.approx(m["cost_gap_replanned"])
+    check_outputs(out, ("paths.png", "time_series.png", "convergence.png", "training.png"), "car_parking", m, ["final_distance_replanned", "cost_gap_replanned"])
 
 
 @pytest.mark.parametrize("x0", [car_parking.CAR_X0, np.array([0.5, -0.3, 1.0, 2.0])])

@@ -2,20 +2,15 @@
 and its model's construction (fixed sine features, exact-physics reference)."""
 
 import glob
-import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
 import ctrlprop as cp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "scenarios"))
-import pendulum_swingup as ps  # noqa: E402
+from conftest import check_outputs
+import pendulum_swingup as ps  # on sys.path via conftest
 
-PNG = b"\x89PNG\r\n\x1a\n"
 FILES = ("swingup.png", "phase.png", "starts.png", "model.png")
 
 
@@ -68,13 +63,7 @@ def test_tanh_variant_swings_up_but_balances_off_centre(run):
 
 def test_files(run):
     out, m = run
-    for name in FILES:
-        with open(out / name, "rb") as f:
-            assert f.read(8) == PNG, name
-    with open(out / "metrics.json") as f:
-        data = json.load(f)
-    assert data["scenario"] == "pendulum_swingup" and data["quick"] is True
-    assert data["time_to_upright"] == pytest.approx(m["time_to_upright"])
+    check_outputs(out, FILES, "pendulum_swingup", m, ["time_to_upright"])
 
 
 def test_trained_model_is_periodic_with_fixed_features(run):

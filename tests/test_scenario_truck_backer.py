@@ -1,20 +1,14 @@
 """The truck backer-upper scenario: its cost's gradient, its emulator's structure, and the whole
 run in --quick mode (metrics on the true plant, plots, metrics.json, model cache)."""
 
-import json
-import os
-import sys
-
 import numpy as np
 import pytest
 
 import ctrlprop as cp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "scenarios"))
-import truck_backer as tb  # noqa: E402
+from conftest import check_outputs
+import truck_backer as tb  # on sys.path via conftest
 
-PNG = b"\x89PNG\r\n\x1a\n"
 FILES = ("paths_mpc.png", "paths_controller.png", "dock_errors.png", "controller_training.png",
          "emulator_training.png", "comparison.png")
 
@@ -192,13 +186,7 @@ def test_outcomes_add_up(run):
 
 def test_files(run):
     out, m = run
-    for name in FILES:
-        with open(out / name, "rb") as f:
-            assert f.read(8) == PNG, name
-    with open(out / "metrics.json") as f:
-        data = json.load(f)
-    assert data["scenario"] == "truck_backer" and data["quick"] is True
-    assert data["mpc_success_rate"] == pytest.approx(m["mpc_success_rate"])
+    check_outputs(out, FILES, "truck_backer", m, ["mpc_success_rate"])
 
 
 def test_cached_models_are_reused(run):
