@@ -57,6 +57,16 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def sin_model():
+    """x_1 = sin(u_0): J = (sin u - 0.5)^2 + 0.01 u^2 has local minima near pi/6 + 2 pi k."""
+    net = cp.Network.from_edges(2, [(1, 2), (2, 3)], ["sin", "linear"], outputs=[3])
+    w = np.zeros(net.n_weights)
+    w[net.weight_index(1, 2)] = 1.0
+    w[net.weight_index(2, 3)] = 1.0
+    net.weights = w
+    return cp.Dynamics(net, 1)
+
+
 # ---------------------------------------------------------------- scenario scripts
 SCENARIOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios")
 if SCENARIOS not in sys.path:

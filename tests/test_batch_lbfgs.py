@@ -6,6 +6,7 @@ from scipy.optimize import minimize
 
 import ctrlprop as cp
 from ctrlprop.batchlbfgs import batch_lbfgs
+from conftest import sin_model
 
 
 def quadratics(rng, B, n, cond=None):
@@ -36,16 +37,6 @@ def linear_model(A, B):
         w[k] = 0.0 if s == "bias" else W[d - n - m, s]
     net.weights = w
     return cp.Dynamics(net, n)
-
-
-def sin_model():
-    """x_1 = sin(u_0): J = (sin u - 0.5)^2 + 0.01 u^2 has local minima near pi/6 + 2 pi k."""
-    net = cp.Network.from_edges(2, [(1, 2), (2, 3)], ["sin", "linear"], outputs=[3])
-    w = np.zeros(net.n_weights)
-    w[net.weight_index(1, 2)] = 1.0
-    w[net.weight_index(2, 3)] = 1.0
-    net.weights = w
-    return cp.Dynamics(net, 1)
 
 
 def test_convex_quadratics_reach_their_minimizers(rng):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ctrlprop as cp
-from conftest import random_dag
+from conftest import random_dag, sin_model
 
 
 def linear_model(A, B, residual=False):
@@ -160,13 +160,7 @@ def test_bounds_are_never_violated(rng, method):
 
 
 def test_restarts_find_the_global_minimum_a_single_start_misses():
-    # x_1 = sin(u_0): J = (sin u - 0.5)^2 + 0.01 u^2 has local minima near pi/6 + 2 pi k
-    net = cp.Network.from_edges(2, [(1, 2), (2, 3)], ["sin", "linear"], outputs=[3])
-    w = np.zeros(net.n_weights)
-    w[net.weight_index(1, 2)] = 1.0
-    w[net.weight_index(2, 3)] = 1.0
-    net.weights = w
-    model = cp.Dynamics(net, 1)
+    model = sin_model()          # x_1 = sin(u_0): local minima near pi/6 + 2 pi k
     cost = dict(goal=[0.5], Qf=1.0, R=0.01)
     grid = np.linspace(-7, 7, 200001)
     best = np.min((np.sin(grid) - 0.5) ** 2 + 0.01 * grid ** 2)
