@@ -1,22 +1,25 @@
-"""ctrlprop: back-propagation through a learned model, to the weights and to the controls."""
+"""ctrlprop: back-propagation through a learned model, to the weights and to the controls.
 
-from .transfer import Transfer, register_transfer, get_transfer, transfer_names
-from .network import Network
-from .engine import StaleTraceError
+Layers (imports run downward only)::
 
-__version__ = "0.1.0"
-from .io import save, load
-from .gradcheck import check_gradients, check_objective, numerical_gradient
+    planning     fit, optimize_controls, optimize_trajectory, mpc, train_controller
+    solvers      batched Levenberg-Marquardt, batched L-BFGS
+    objectives   WeightObjective, ControlObjective, TrajectoryCost, Dynamics, ...
+    core         Network, engine, transfer table, persistence, scaling, checks
+
+    beside:      plants (simulators), plot (matplotlib, imported lazily)
+"""
+
+__version__ = "0.2.0"
+
+from .core import (Transfer, register_transfer, get_transfer, transfer_names, Network,
+                   StaleTraceError, save, load, check_gradients, check_objective,
+                   numerical_gradient, learn_scaling, data_scaling, standardize,
+                   blas_threads, auto_threads)
+from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
+                         TrajectoryObjective, bptt, ControllerObjective)
+from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,
+                       TrajectoryResult, mpc, MPCResult, MPCError, train_controller,
+                       closed_loop, ControllerResult)
 from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, wrap_angle
 from . import plants, plot   # plot imports matplotlib lazily, inside its functions
-from .objectives import WeightObjective
-from .train import fit
-from .scaling import learn_scaling, data_scaling, standardize
-from .threads import blas_threads, auto_threads
-from .control import ControlObjective
-from .control_batch import ControlResult, optimize_controls
-from .trajcost import TrajectoryCost
-from .trajectory import Dynamics, TrajectoryObjective, bptt
-from .trajopt import optimize_trajectory, TrajectoryResult
-from .mpc import mpc, MPCResult, MPCError
-from .controller import ControllerObjective, ControllerResult, train_controller, closed_loop

@@ -30,7 +30,7 @@ Conventions shared by the dynamical plants (:class:`Plant` subclasses):
 from dataclasses import dataclass
 
 import numpy as np
-from ._checks import as_float
+from .core.checks import as_float
 
 __all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
            "sabs", "car_control_cost", "car_running_cost", "car_final_cost",

@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import minimize
 
 import ctrlprop as cp
-from ctrlprop.batchlbfgs import batch_lbfgs
+from ctrlprop.solvers.batch_lbfgs import batch_lbfgs
 from conftest import sin_model
 
 

@@ -5,8 +5,8 @@ import pytest
 from scipy.optimize import Bounds
 
 import ctrlprop as cp
-from ctrlprop.control import ControlObjective
-from ctrlprop.gradcheck import numerical_gradient
+from ctrlprop.objectives.control import ControlObjective
+from ctrlprop.core.gradcheck import numerical_gradient
 
 from conftest import random_dag
 

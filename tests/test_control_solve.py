@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 from scipy.optimize import Bounds
 
 import ctrlprop as cp
-from ctrlprop.control import ControlObjective
-from ctrlprop.gradcheck import numerical_gradient
+from ctrlprop.objectives.control import ControlObjective
+from ctrlprop.core.gradcheck import numerical_gradient
 
 from conftest import random_dag
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import ctrlprop as cp
 from conftest import random_dag
-from ctrlprop.gradcheck import numerical_gradient
+from ctrlprop.core.gradcheck import numerical_gradient
 
 dags = st.integers(0, 2 ** 32 - 1).map(lambda s: np.random.default_rng(s))
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctrlprop.gradcheck import check_objective, numerical_gradient
+from ctrlprop.core.gradcheck import check_objective, numerical_gradient
 from ctrlprop.plants import (CAR_T, CAR_X0, Car, Pendulum, PlanarArm, Rollout,
                              TruckBackerUpper, car_control_cost, car_final_cost,
                              car_running_cost, car_trajectory_cost, sabs, wrap_angle)

@@ -6,7 +6,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import ctrlprop as cp
-from ctrlprop.threads import SMALL_WORK, resolve_threads
+from ctrlprop.core.threads import SMALL_WORK, resolve_threads
 
 X = np.random.default_rng(0).standard_normal((20, 3))
 Y = X[:, :2] ** 2

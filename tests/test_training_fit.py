@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ctrlprop as cp
-from ctrlprop.train import LEAST_SQUARES_METHODS, MINIMIZE_METHODS
+from ctrlprop.planning.fit import LEAST_SQUARES_METHODS, MINIMIZE_METHODS
 
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = np.array([0.0, 1.0, 1.0, 0.0])

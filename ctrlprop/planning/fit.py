@@ -18,10 +18,10 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult, least_squares, minimize
 
-from .objectives import WeightObjective, _as_data, _as_sample_weight, as_mask
-from .scaling import data_scaling
-from .threads import blas_threads, resolve_threads
-from ._checks import canonical_method
+from ..core.checks import canonical_method, check_data, check_sample_weight
+from ..core.scaling import data_scaling
+from ..core.threads import blas_threads, resolve_threads
+from ..objectives.weights import WeightObjective, as_mask
 
 __all__ = ["fit", "MINIMIZE_METHODS", "LEAST_SQUARES_METHODS", "STOCHASTIC_METHODS"]
 
@@ -390,8 +390,8 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
         (STOCHASTIC_METHODS, "minibatch")], "training method")
     kind = ("minimize" if method in MINIMIZE_METHODS else
             "least_squares" if method in LEAST_SQUARES_METHODS else "adam")
-    X, Y = _as_data(net, X, Y)
-    sw = _as_sample_weight(sample_weight, X.shape[0])
+    X, Y = check_data(net, X, Y)
+    sw = check_sample_weight(sample_weight, X.shape[0])
     mask = as_mask(net, trainable)
     if maxiter is None:
         maxiter = _DEFAULT_MAXITER[kind]
@@ -406,8 +406,8 @@ def fit(net, X, Y, method="L-BFGS-B", *, l2=0.0, sample_weight=None, trainable=N
     rng = np.random.default_rng(seed)
     (Xt, Yt, swt), val = _split(X, Y, sw, validation, rng)
     if val is not None:
-        Xv, Yv = _as_data(net, val[0], val[1], names=("X_val", "Y_val"))
-        swv = _as_sample_weight(val[2], Xv.shape[0])
+        Xv, Yv = check_data(net, val[0], val[1], names=("X_val", "Y_val"))
+        swv = check_sample_weight(val[2], Xv.shape[0])
     n_threads = resolve_threads(threads, int(mask.sum()),
                                 min(int(options.get("batch_size", _ADAM["batch_size"])),
                                     Xt.shape[0]) if kind == "adam" else Xt.shape[0])

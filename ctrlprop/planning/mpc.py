@@ -12,10 +12,11 @@ import time
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._checks import as_float, check_int
-from .trajectory import TrajectoryObjective, _check_model, check_horizon
-from .trajcost import as_cost
-from .trajopt import _blas1, _methods, check_bounds, initial_controls, solve
+from ..core.checks import as_float, check_int
+from ..core.threads import blas_threads
+from ..objectives.cost import as_cost
+from ..objectives.trajectory import TrajectoryObjective, check_model, check_horizon
+from .trajectory import canonical, check_bounds, initial_controls, solve
 
 __all__ = ["mpc", "MPCResult", "MPCError"]
 
@@ -115,14 +116,14 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
         When the plant returns an array of the wrong shape or with NaN/inf; the error's
         ``result`` attribute holds the closed-loop record up to that step.
     """
-    _check_model(model)
+    check_model(model)
     if not callable(plant):
         raise TypeError(f"plant must be callable as plant(x, u) -> x_next, "
                         f"got {type(plant).__name__}")
     H = check_horizon(horizon)
     K = check_int(steps, "steps", 1)
     maxiter = check_int(maxiter, "maxiter", 1)
-    method = _methods(method)
+    method = canonical(method)
     X0, batched = model.check_x0(x0)
     if batched:
         raise ValueError(f"mpc controls one plant: x0 must have shape ({model.n_state},), "
@@ -158,7 +159,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
                time_per_step=[], nit=[], nfev=[])
     x = X0[0].copy()
     message, stopped = f"completed {K} steps", False
-    with _blas1():
+    with blas_threads(1):
         for k in range(K):
             t0 = time.perf_counter()
             if k:

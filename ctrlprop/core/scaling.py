@@ -14,8 +14,7 @@ data set and converts arrays between raw and internal units.
 
 import numpy as np
 
-from ._checks import as_float
-from .objectives import _as_data
+from .checks import as_float, check_data
 
 __all__ = ["data_scaling", "learn_scaling", "standardize"]
 
@@ -72,7 +71,7 @@ def learn_scaling(net, X, Y, inputs=True, outputs=True):
     computes a different function afterwards.  Learn the scaling *before*
     training (``ctrlprop.fit`` does it with ``scale=True``).
     """
-    X, Y = _as_data(net, X, Y)
+    X, Y = check_data(net, X, Y)
     xm, xs = data_scaling(X, "X") if inputs else (None, None)
     ym, ys = data_scaling(Y, "Y") if outputs else (None, None)
     net.set_scaling(xm, xs, ym, ys)

@@ -25,10 +25,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .network import Network
-from .trajcost import as_cost
+from ..core.checks import as_float, check_finite, check_int
+from ..core.network import Network
+from .cost import as_cost
 from .unroll import Unroll
-from ._checks import as_float, check_finite, check_int
 
 __all__ = ["Dynamics", "TrajectoryObjective", "bptt"]
 
@@ -215,7 +215,7 @@ def _batch_size(b1, b2):
     return max(b1, b2)
 
 
-def _check_model(model):
+def check_model(model):
     """Raise unless model is a Dynamics."""
     if not isinstance(model, Dynamics):
         raise TypeError(f"model must be a ctrlprop.Dynamics (wrap a network with "
@@ -245,7 +245,7 @@ class TrajectoryObjective:
     """
 
     def __init__(self, model, x0, horizon, cost=None, exo=None):
-        _check_model(model)
+        check_model(model)
         self.model = model
         self.T = T = check_horizon(horizon)
         X0, self.batched = model.check_x0(x0)
@@ -446,7 +446,7 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
         As :meth:`TrajectoryObjective.value_and_grad`.  For repeated calls build a
         TrajectoryObjective once: it keeps its buffers.
     """
-    _check_model(model)
+    check_model(model)
     X0, bx = model.check_x0(x0)
     U3, bu = model.check_controls(U)
     B = _batch_size(X0.shape[0], U3.shape[0])

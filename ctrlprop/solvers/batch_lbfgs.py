@@ -10,7 +10,7 @@ each evaluation still costs one vectorized call for the whole batch.
 
 import numpy as np
 from scipy.optimize import OptimizeResult
-from ._checks import check_nonneg
+from ..core.checks import check_nonneg
 
 __all__ = ["batch_lbfgs"]
 

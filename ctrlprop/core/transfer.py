@@ -56,6 +56,11 @@ class Transfer:
     fwd_builder: Optional[Callable] = None
     delta_builder: Optional[Callable] = None
 
+    def __reduce__(self):
+        # pickled by name: a built-in resolves anywhere; a user transfer must be registered
+        # under the same name in the process that unpickles it
+        return (_by_name, (self.name,))
+
     # The engine runs precompiled lists of ``(function, args)`` steps; these two
     # methods give the steps for this transfer on fixed buffers.
     def fwd_ops(self, z, o):
@@ -184,6 +189,16 @@ _add(Transfer("relu", _relu, _relu_d, _zero, needs_z=False, builtin=True))
 _add(Transfer("softplus", _softplus, _softplus_d, _softplus_d2, needs_z=True, builtin=True))
 _add(Transfer("sin", _sin, _sin_d, _sin_d2, needs_z=True, builtin=True))
 _BUILTIN = frozenset(_REGISTRY)
+
+
+def _by_name(name):
+    """The registered transfer ``name``, for unpickling."""
+    t = _REGISTRY.get(name)
+    if t is None:
+        raise ValueError(f"cannot unpickle: transfer function {name!r} is not registered in "
+                         f"this process; call ctrlprop.register_transfer({name!r}, h, dh[, d2h]) "
+                         "before loading (registered names: " + ", ".join(transfer_names()) + ")")
+    return t
 
 
 def transfer_names():

@@ -16,57 +16,12 @@ frozen at their values when the objective was built).
 """
 
 import numpy as np
-from ._checks import as_float, check_nonneg
+from ..core.checks import as_float, check_data, check_nonneg, check_sample_weight
 
 __all__ = ["WeightObjective"]
 
 
 # ---------------------------------------------------------------- validation
-
-
-def _as_data(net, X, Y, names=("X", "Y")):
-    """Validate a data set for ``net``; return 2-D float arrays ``(K, n_inputs), (K, n_outputs)``.
-
-    1-D X (Y) is accepted as K samples when the network has one input (output).
-    """
-    out = []
-    for A, name, n, side in ((X, names[0], net.n_inputs, "inputs"),
-                             (Y, names[1], net.n_outputs, "outputs")):
-        A = as_float(A, name)
-        if A.ndim == 1 and n == 1:
-            A = A[:, None]
-        if A.ndim != 2 or A.shape[1] != n:
-            raise ValueError(f"{name} must have shape (K, {n}) for a network with {n} {side}, "
-                             f"got {A.shape}")
-        if A.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 samples)")
-        bad = ~np.isfinite(A)
-        if bad.any():
-            rows = np.flatnonzero(bad.any(axis=1))
-            raise ValueError(f"{name} contains NaN or inf in {len(rows)} row(s), the first at "
-                             f"rows {rows[:5].tolist()}")
-        out.append(A)
-    if out[0].shape[0] != out[1].shape[0]:
-        raise ValueError(f"{names[0]} has {out[0].shape[0]} rows but {names[1]} has "
-                         f"{out[1].shape[0]}; they need one row per sample")
-    return out[0], out[1]
-
-
-def _as_sample_weight(sw, K):
-    """Validate sample weights: None or K finite non-negative numbers, not all zero."""
-    if sw is None:
-        return None
-    sw = as_float(sw, "sample_weight")
-    if sw.shape != (K,):
-        raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
-                         f"got {sw.shape}")
-    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-        raise ValueError("sample_weight must be finite and non-negative")
-    if not np.any(sw > 0):
-        raise ValueError("sample_weight is zero for every sample")
-    return sw
-
-
 
 
 def as_mask(net, trainable):
@@ -315,11 +270,11 @@ class WeightObjective:
     """
 
     def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None):
-        X, Y = _as_data(net, X, Y)
+        X, Y = check_data(net, X, Y)
         K = X.shape[0]
         self.net, self.K = net, K
         self.l2 = check_nonneg(l2, "l2")
-        sw = _as_sample_weight(sample_weight, K)
+        sw = check_sample_weight(sample_weight, K)
         self.sample_weight = sw
         self.mask = as_mask(net, trainable)
         self._free = np.flatnonzero(self.mask)

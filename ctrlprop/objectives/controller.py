@@ -23,12 +23,11 @@ for ``u = u_max * tanh(.)``.  The trained controller is an ordinary Network (sav
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-from .network import Network
-from ._checks import as_float, check_int
-from .trajectory import Dynamics, _check_model, check_horizon
+from ..core.checks import as_float
+from ..core.network import Network
+from .trajectory import check_model, check_horizon
 from .unroll import Unroll, affine_ops, fast_products, ident, prune
-from .trajcost import as_cost
-from .trajopt import _blas1
+from .cost import as_cost
 
 __all__ = ["ControllerObjective", "train_controller", "closed_loop", "ControllerResult"]
 
@@ -49,7 +48,7 @@ def _check_controller(model, controller):
     return controller.n_inputs == 2 * n
 
 
-def _goals(goal, n, B, needed):
+def check_goals(goal, n, B, needed):
     """Goal states as (B, n), or None; required when the controller reads the goal."""
     if goal is None:
         if needed:
@@ -104,14 +103,14 @@ class ControllerObjective:
 
     def __init__(self, model, controller, x0, horizon, cost=None, goal=None, exo=None,
                  l2=0.0):
-        _check_model(model)
+        check_model(model)
         reads_goal = _check_controller(model, controller)
         self.model, self.controller = model, controller
         self.T = T = check_horizon(horizon)
         X0, _ = model.check_x0(x0)
         self.B = B = X0.shape[0]
         n, m = model.n_state, model.n_control
-        self.goal = _goals(goal, n, B, reads_goal)
+        self.goal = check_goals(goal, n, B, reads_goal)
         cost = as_cost(cost)
         if self.goal is not None:
             if cost.goal is not None:
@@ -273,124 +272,3 @@ class ControllerObjective:
         return self(v)[0]
 
 
-class ControllerResult(OptimizeResult):
-    """Result of :func:`train_controller`: ``x`` (trained weights, also in
-    ``controller.weights``), ``fun``, ``cost`` (B,) per initial state, ``states`` (B, T+1, n),
-    ``controls`` (B, T, m), ``history`` (F before and after each iteration), ``controller``,
-    and scipy's ``success``, ``message``, ``nit``, ``nfev``."""
-
-
-def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=None,
-                     l2=0.0, method="L-BFGS-B", options=None, callback=None):
-    """Train a controller network through a frozen dynamics model (distal teacher).
-
-    Parameters
-    ----------
-    model, controller, x0, horizon, cost, goal, exo, l2
-        As :class:`ControllerObjective`.
-    method : str
-        A gradient method of ``scipy.optimize.minimize`` (default "L-BFGS-B").
-    options : dict, optional
-        ``minimize`` options (maxiter, gtol, ...).
-    callback : callable, optional
-        ``callback(weights, F)`` after every iteration; returning True stops training.
-
-    Returns
-    -------
-    ControllerResult
-        ``controller.weights`` holds the trained weights afterwards; the model is untouched.
-    """
-    obj = ControllerObjective(model, controller, x0, horizon, cost, goal, exo, l2)
-    hist = [obj(controller.weights)[0]]
-
-    def cb(vk, *args):
-        f = obj.value(vk)
-        hist.append(f)
-        if callback is not None and callback(vk, f) is True:
-            raise StopIteration            # scipy ends the run and reports it in the message
-    with _blas1():
-        res = minimize(obj, controller.weights.copy(), jac=True, method=method,
-                       options=options, callback=cb)
-    controller.weights = res.x
-    S, U = obj.rollout(res.x)
-    return ControllerResult(x=res.x.copy(), fun=obj.value(res.x), cost=obj.costs(res.x),
-                            states=S, controls=U, history=np.array(hist),
-                            controller=controller, success=bool(res.success),
-                            status=int(res.status), message=str(res.message),
-                            nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev))
-
-
-def _plant_step(plant, X, U, batched, k):
-    """plant(x, u) for the (B, n) states X, checked: a finite array of X's shape, else ValueError."""
-    want = X.shape if batched else X.shape[1:]
-    try:
-        Xn = np.array(plant(X if batched else X[0], U if batched else U[0]), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"step {k}: the plant did not return a numeric state of shape "
-                         f"{want}") from None
-    if Xn.shape != want:
-        raise ValueError(f"step {k}: the plant returned a state of shape {Xn.shape}, "
-                         f"expected {want}")
-    if not np.all(np.isfinite(Xn)):
-        raise ValueError(f"step {k}: the plant returned NaN or inf")
-    return Xn.reshape(X.shape)
-
-
-def closed_loop(controller, system, x0, steps, goal=None, exo=None):
-    """Run a controller in closed loop on a model or a plant.
-
-    Parameters
-    ----------
-    controller : Network
-        n inputs (u = c(x)) or 2n inputs (u = c(x, goal)).
-    system : Dynamics or callable
-        A Dynamics model, or a plant ``plant(x, u) -> x_next`` called with the shapes of
-        x0 ((n,) and (m,), or (B, n) and (B, m)).
-    x0 : array_like, shape (n,) or (B, n)
-    steps : int
-    goal : array_like, shape (n,) or (B, n), optional
-        Required when the controller reads the goal.
-    exo : array_like, optional
-        A Dynamics model's exogenous inputs, (e,) or (steps, e).
-
-    Returns
-    -------
-    states : ndarray, (steps+1, n) or (B, steps+1, n)
-    controls : ndarray, (steps, m) or (B, steps, m)
-    """
-    K = check_int(steps, "steps", 1)
-    if isinstance(system, Dynamics):
-        model, step = system, None
-        n = model.n_state
-    elif callable(system):
-        model, step, n = None, system, None
-    else:
-        raise TypeError(f"system must be a Dynamics model or a callable plant(x, u), got "
-                        f"{type(system).__name__}")
-    X = as_float(x0, "x0")
-    batched = X.ndim == 2
-    X = np.atleast_2d(X)
-    if n is None:
-        n = X.shape[1]
-    if X.ndim != 2 or X.shape[1] != n or not np.all(np.isfinite(X)):
-        raise ValueError(f"x0 must be a finite array of shape ({n},) or (B, {n}), "
-                         f"got {np.shape(x0)}")
-    if controller.n_inputs not in (n, 2 * n):
-        raise ValueError(f"the controller must have {n} or {2 * n} inputs for {n} states, "
-                         f"got {controller.n_inputs}")
-    G = _goals(goal, n, X.shape[0], controller.n_inputs == 2 * n)
-    E = None
-    if model is not None and model.n_exo:
-        E = model.check_exo(exo, K, 1)
-    states, controls = [X.copy()], []
-    for k in range(K):
-        inp = X if controller.n_inputs == n else np.hstack([X, G])
-        U = controller.forward(inp)
-        if model is not None:
-            X = model.step(X, U, None if E is None else E[min(k, E.shape[0] - 1), :, 0])
-        else:
-            X = _plant_step(step, X, U, batched, k)
-        states.append(np.array(X))
-        controls.append(U)
-    S, U = np.stack(states, axis=1), np.stack(controls, axis=1)
-    return (S, U) if batched else (S[0], U[0])

@@ -14,11 +14,11 @@ convergence test while still sharing each vectorized rollout.
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
-from ._checks import as_float, canonical_method, check_int
-from .trajectory import TrajectoryObjective, _check_model, check_horizon
-from .trajcost import as_cost
-from .batchlbfgs import batch_lbfgs
-from .threads import blas_threads
+from ..core.checks import as_float, canonical_method, check_int
+from ..core.threads import blas_threads
+from ..objectives.cost import as_cost
+from ..objectives.trajectory import TrajectoryObjective, check_model, check_horizon
+from ..solvers.batch_lbfgs import batch_lbfgs
 
 __all__ = ["optimize_trajectory", "TrajectoryResult"]
 
@@ -55,7 +55,7 @@ class TrajectoryResult(OptimizeResult):
     """
 
 
-def _methods(method):
+def canonical(method):
     """Canonical method name, or an error listing the supported ones."""
     return canonical_method(method, [
         (MINIMIZE_METHODS, "gradient methods of scipy.optimize.minimize"),
@@ -133,12 +133,6 @@ def _starts(U, R, lohi, init_scale, seed):
         noise = np.where(fin, uni, np.clip(noise, lo, hi))
     S[:, 1:] = noise
     return S.reshape(B * R, T, m)
-
-
-def _blas1():
-    """Context manager running BLAS on one thread (trajectory products are small matrices,
-    where a second thread only adds contention)."""
-    return blas_threads(1)
 
 
 def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
@@ -310,9 +304,9 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
         the number of vectorized evaluations, ``history`` the total cost before and
         after every iteration.
     """
-    _check_model(model)
+    check_model(model)
     T = check_horizon(horizon)
-    method = _methods(method)
+    method = canonical(method)
     X0, batched = model.check_x0(x0)
     B, m = X0.shape[0], model.n_control
     R = check_int(restarts, "restarts", 0) + 1
@@ -328,7 +322,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
     X0 = np.repeat(X0, R, axis=0)
     obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
-    with _blas1():
+    with blas_threads(1):
         if method in BATCH_METHODS:
             res, hist, u = _solve_batch(obj, starts, lohi, options, callback, shape)
         elif independent:

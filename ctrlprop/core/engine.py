@@ -47,7 +47,7 @@ callers work in raw units: ``x_int = (x - m_x) / s_x``, ``y = y_int s_y + m_y``.
 
 import numpy as np
 
-from ._checks import check_indices
+from .checks import check_indices
 
 __all__ = ["Plan", "Trace", "Weights", "Buffers", "StaleTraceError"]
 

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
-from ._checks import as_float, check_finite, check_indices
+from ..core.checks import as_float, check_finite, check_indices
 
 __all__ = ["ControlObjective"]
 
@@ -575,6 +575,11 @@ class ControlObjective:
             return NonlinearConstraint(fun, self._clo, self._chi, jac=jac)
         return NonlinearConstraint(fun, self._clo, self._chi, jac=jac, hess=hess)
 
+    def single(self):
+        """A single-problem objective sharing this one's frozen model; its ``select(k)``
+        makes it problem k of this batch (no copies of the model are made)."""
+        return _Single(self)
+
     def output_violation(self, Y):
         """Largest violation of the output bounds per problem: Y (K, n_out) -> (K,)."""
         Y = np.atleast_2d(Y)
@@ -609,7 +614,7 @@ class _Single(ControlObjective):
         self.K, self.batched, self._work = 1, False, {}
 
     def select(self, k):
-        """Make this the objective of problem k of the base."""
+        """Make this the objective of problem k of the base (returns itself)."""
         b = self._base
         self._T, self._Xo, self._ur = b._T[:, k:k + 1], b._Xo[:, k:k + 1], b._ur[:, k:k + 1]
         for w in self._work.values():

@@ -66,3 +66,46 @@ def canonical_method(method, families, what="method"):
                 return m
     choices = "; ".join(f"{list(names)} ({desc})" for names, desc in families)
     raise ValueError(f"unknown {what} {method!r}; choose one of {choices}")
+
+
+def check_data(net, X, Y, names=("X", "Y")):
+    """Validate a data set for ``net``; return 2-D float arrays ``(K, n_inputs), (K, n_outputs)``.
+
+    1-D X (Y) is accepted as K samples when the network has one input (output).
+    """
+    out = []
+    for A, name, n, side in ((X, names[0], net.n_inputs, "inputs"),
+                             (Y, names[1], net.n_outputs, "outputs")):
+        A = as_float(A, name)
+        if A.ndim == 1 and n == 1:
+            A = A[:, None]
+        if A.ndim != 2 or A.shape[1] != n:
+            raise ValueError(f"{name} must have shape (K, {n}) for a network with {n} {side}, "
+                             f"got {A.shape}")
+        if A.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        bad = ~np.isfinite(A)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
+            raise ValueError(f"{name} contains NaN or inf in {len(rows)} row(s), the first at "
+                             f"rows {rows[:5].tolist()}")
+        out.append(A)
+    if out[0].shape[0] != out[1].shape[0]:
+        raise ValueError(f"{names[0]} has {out[0].shape[0]} rows but {names[1]} has "
+                         f"{out[1].shape[0]}; they need one row per sample")
+    return out[0], out[1]
+
+
+def check_sample_weight(sw, K):
+    """Validate sample weights: None or K finite non-negative numbers, not all zero."""
+    if sw is None:
+        return None
+    sw = as_float(sw, "sample_weight")
+    if sw.shape != (K,):
+        raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
+                         f"got {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    if not np.any(sw > 0):
+        raise ValueError("sample_weight is zero for every sample")
+    return sw

@@ -27,12 +27,15 @@ Initialisation (seeded by ``seed``): each weight into unit ``j`` is drawn from
 He scaling); bias weights start at 0.
 """
 
+import copy
 import heapq
 from collections import deque
 
 import numpy as np
 
-from .transfer import get_transfer
+from .engine import Plan
+from .io import read_arrays, write_arrays
+from .transfer import get_transfer, transfer_names
 
 __all__ = ["Network"]
 
@@ -373,18 +376,24 @@ class Network:
 
     def copy(self):
         """A new Network with the same structure, weights and scaling."""
-        import copy as _copy
-        c = _copy.copy(self)
+        c = copy.copy(self)
         c._weights = self._weights.copy()
         c._plan = None
         return c
+
+    # ------------------------------------------------------------ pickling
+    # The compiled plan (buffers and op lists) is rebuilt on first use after unpickling;
+    # transfer functions pickle by their registered name (see ctrlprop.core.transfer).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_plan"] = None
+        return state
 
     # ------------------------------------------------------------ computation
     @property
     def plan(self):
         """The compiled level plan (:class:`ctrlprop.engine.Plan`), built on first use."""
         if self._plan is None:
-            from .engine import Plan
             self._plan = Plan(self)
         return self._plan
 
@@ -444,6 +453,77 @@ class Network:
         return self.trace(X, weights).jacobian_weights()
 
     def save(self, path):
-        """Save structure, transfer names, weights and scaling to ``path`` (npz)."""
-        from .io import save
+        """Save structure, transfer names, weights and scaling to ``path`` (npz; see
+        :func:`save` for the format)."""
         save(self, path)
+
+
+# ---------------------------------------------------------------- files
+# File format (``.npz``, read with ``allow_pickle=False``), format version 1:
+#
+#   key              dtype, shape                meaning
+#   format           str "ctrlprop.Network"      identifies the file
+#   format_version   int64 scalar                1
+#   n_inputs         int64 scalar                number of input units
+#   edges            int64 (E, 2)                (source, destination) pairs
+#   transfers        str (n_units - n_inputs,)   transfer names, in unit order
+#   outputs          int64 (n_outputs,)          output units, in order
+#   bias             bool scalar                 bias unit connected
+#   weights          float64 (n_weights,)        the flat weight vector
+#   x_mean, x_scale  float64 (n_inputs,)         optional input standardisation
+#   y_mean, y_scale  float64 (n_outputs,)        optional output standardisation
+#
+# Custom transfer functions are stored by name only: register them (same name) before
+# loading.
+FORMAT_VERSION = 1
+_KIND = "ctrlprop.Network"
+_REQUIRED = ("n_inputs", "edges", "transfers", "outputs", "bias", "weights")
+
+
+def save(net, path):
+    """Write ``net`` to ``path`` (the path is used as given).
+
+    Parameters
+    ----------
+    net : Network
+    path : str or path-like
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"save writes a ctrlprop Network, got {type(net).__name__}")
+    data = dict(n_inputs=np.array(net.n_inputs),
+                edges=np.array(net.edges, dtype=np.int64).reshape(-1, 2),
+                transfers=np.array([t.name for t in net.transfers]),
+                outputs=np.array(net.outputs, dtype=np.int64), bias=np.array(net.bias),
+                weights=net.weights)
+    if net.input_scaling is not None:
+        data["x_mean"], data["x_scale"] = net.input_scaling
+    if net.output_scaling is not None:
+        data["y_mean"], data["y_scale"] = net.output_scaling
+    write_arrays(path, _KIND, FORMAT_VERSION, data)
+
+
+def load(path):
+    """Read a network written by :func:`save` / :meth:`Network.save`.
+
+    Raises
+    ------
+    ValueError
+        If the file is truncated or corrupt, is not a ctrlprop network, has an
+        unsupported format version, names an unregistered transfer function,
+        or holds inconsistent arrays.  The message names the file.
+    """
+    d = read_arrays(path, _KIND, FORMAT_VERSION, _REQUIRED)
+    names = [str(t) for t in d["transfers"]]
+    unknown = sorted(set(names) - set(transfer_names()))
+    if unknown:
+        raise ValueError(f"{path}: transfer function(s) {unknown} are not registered; register "
+                         "them with ctrlprop.register_transfer(name, h, dh) before loading")
+    try:
+        net = Network.from_edges(int(d["n_inputs"]), [tuple(e) for e in d["edges"].tolist()],
+                                 names, d["outputs"].tolist(), bias=bool(d["bias"]))
+        net.weights = d["weights"]
+        if "x_mean" in d or "y_mean" in d:
+            net.set_scaling(d.get("x_mean"), d.get("x_scale"), d.get("y_mean"), d.get("y_scale"))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: inconsistent model file: {e}") from None
+    return net

@@ -1,0 +1,12 @@
+"""Objectives: a frozen or trainable network turned into what solvers ask for (value and
+gradient, residuals, Jacobians, Hessian products), for weights, controls, trajectories and
+controllers.  Imports the core only."""
+
+from .weights import WeightObjective
+from .control import ControlObjective
+from .cost import TrajectoryCost
+from .trajectory import Dynamics, TrajectoryObjective, bptt
+from .controller import ControllerObjective
+
+__all__ = ["WeightObjective", "ControlObjective", "TrajectoryCost", "Dynamics",
+           "TrajectoryObjective", "bptt", "ControllerObjective"]
