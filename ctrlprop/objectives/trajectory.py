@@ -326,6 +326,49 @@ class TrajectoryObjective:
         vals, GU, _ = self._value_grad(u)
         return float(vals.sum()), GU.transpose(2, 0, 1).reshape(-1)
 
+    def hessp(self, u, p):
+        """Hessian of J at u times p, for Newton-CG / trust-ncg / trust-krylov / trust-constr.
+
+        Forward-over-reverse through time (the second-order adjoint of
+        :mod:`ctrlprop.objectives.second_order`): one tangent rollout and one backward
+        sweep of the adjoint and its R-derivative through the network's R-operator.
+
+        Parameters
+        ----------
+        u : array_like, shape (n_vars,)
+            Flat controls, ordered (trajectory, step, control) like ``obj(u)``.
+        p : array_like, shape (n_vars,)
+            The direction, same layout.
+
+        Returns
+        -------
+        ndarray, shape (n_vars,)
+            ``H(u) p`` with H the Hessian of the total cost (summed over the batch).
+            Exact for the quadratic terms (Q, Qf, R, S); the custom callables' part is
+            the central difference of their gradients along the tangent (see
+            :func:`~ctrlprop.objectives.second_order.trajectory_hessp`).
+
+        Raises
+        ------
+        ValueError
+            When u or p has not n_vars entries.
+        TypeError
+            When u or p is not numeric.
+        """
+        from .second_order import trajectory_hessp
+
+        u = self._check_u(u)
+        if not (type(p) is np.ndarray and p.dtype == np.float64):
+            p = as_float(p, "p")
+        if p.size != self.n_vars:
+            raise ValueError(f"p must have {self.n_vars} entries (controls of shape "
+                             f"{self.shape}), got {p.size}")
+        self._forward(u)
+        T, m = self.T, self.shape[-1]
+        P = p.reshape(self.B, T, m).transpose(1, 2, 0)
+        HP = trajectory_hessp(self.model, self._cost, self._S, self._U, self._ur._exo, P)
+        return HP.transpose(2, 0, 1).reshape(-1)
+
     def cached_total(self, u):
         """Total cost at u if the last evaluation was there, else None (no work)."""
         if self.last_costs is not None and np.array_equal(u, self._key):
