@@ -226,7 +226,7 @@ class Plan:
         self.sizes = [len(lv) for lv in net.levels]
         self.n_levels = len(self.sizes)
         self.blocks = [[] for _ in range(self.n_levels)]
-        for d in net._blocks:
+        for d in net.blocks:
             self.blocks[d["dst"]].append(_Block(d))
         self.groups = [None]
         self.keep_z = [False]

@@ -30,6 +30,7 @@ He scaling); bias weights start at 0.
 import copy
 import heapq
 from collections import deque
+from types import MappingProxyType
 
 import numpy as np
 
@@ -222,6 +223,7 @@ class Network:
                     continue
                 ent.sort(key=lambda t: t[0])
                 flat = np.array([t[0] for t in ent], np.intp)
+                flat.flags.writeable = False
                 blocks.append(dict(dst=L, src=l, off=off, rows=rows, cols=cols,
                                    has_bias=has_bias, flat=flat, dense=len(ent) == rows * cols))
                 labels += [(t[1] if t[1] == BIAS else int(t[1]), int(t[2])) for t in ent]
@@ -305,6 +307,15 @@ class Network:
     def n_outputs(self):
         """Number of network outputs."""
         return len(self.outputs)
+
+    @property
+    def blocks(self):
+        """The weight layout, read-only: one dict per block ``W_Ll`` (see the module
+        docstring) with keys ``dst`` (L), ``src`` (l), ``off`` (offset in ``weights``),
+        ``rows``, ``cols`` (the block's shape, bias column included), ``has_bias``,
+        ``flat`` (positions of the existing entries in the row-major block) and
+        ``dense`` (every entry exists); a tuple in the order of ``weights``."""
+        return tuple(MappingProxyType(d) for d in self._blocks)
 
     @property
     def weight_labels(self):
