@@ -31,7 +31,10 @@ Second order (Pearlmutter's R-operator, ``R{.} = d/dr (.)(w + r v_w, x + r v_x)`
     R{dE/dW_Ll} = D_L RO~_l^T + RD_L O~_l^T
     RG_l += W_Ll^T RD_L + V_Ll^T D_L,        RG at the outputs = R{dE/dY}
 
-gives exact Hessian-vector products with respect to weights and inputs.
+gives exact Hessian-vector products with respect to weights and inputs
+(:class:`SecondOrder`, preallocated, behind :meth:`Trace.jvp` / :meth:`Trace.hvp` and
+``WeightObjective.hessp``).  Every backward pass -- first order, per-sample Jacobian,
+second order -- is compiled by one function, :func:`backward_steps`.
 
 Everything in the hot path is precompiled: a :class:`Buffers` object holds the
 work arrays of one batch size and the lists of ``(function, args)`` steps that
@@ -49,7 +52,8 @@ import numpy as np
 
 from .checks import check_indices
 
-__all__ = ["Plan", "Trace", "Weights", "Buffers", "StaleTraceError"]
+__all__ = ["Plan", "Trace", "Weights", "Buffers", "SecondOrder", "StaleTraceError",
+           "backward_steps"]
 
 
 class StaleTraceError(RuntimeError):
@@ -142,6 +146,7 @@ class Buffers:
                               for b in plan.blocks[L]] for L in range(1, nl)]
         self.fwd_ops = self._compile_forward()
         self._bwd_ops = {}
+        self._second = None
 
     def _compile_forward(self):
         """Steps of the forward pass after the inputs are in O[0]."""
@@ -161,44 +166,125 @@ class Buffers:
                 ops.append((_gather_rows, (self.Ov[L], cols, self.Y, ys)))
         return ops
 
+    def delta_steps(self, L):
+        """Steps computing the deltas ``D_L = h'(Z_L) * G_L`` of level L (none if D is G)."""
+        D, G = self.D[L], self.G[L]
+        if D is G:
+            return []
+        ops = []
+        for t, a, c in self.plan.groups[L]:
+            ops += t.delta_ops(self.Z[L][a:c], self.Ov[L][a:c], G[a:c], D[a:c])
+        return ops
+
     def bwd_ops(self, want_w, want_x):
         """Steps of the delta recursion after G is seeded at the outputs (cached per mode)."""
         key = (want_w, want_x)
         ops = self._bwd_ops.get(key)
-        if ops is not None:
-            return ops
-        p, WnT, ops = self.plan, self.weights.WnT, []
-        live = [L in p.out_by_level for L in range(p.n_levels)]
-        for L in range(p.n_levels - 1, 0, -1):
-            blocks = p.blocks[L]
-            if not live[L]:                           # nothing downstream: zero deltas
-                if want_w:
-                    ops += [(_fill0, (self.grad[b.off:b.off + b.size],)) for b in blocks]
-                continue
-            D, G = self.D[L], self.G[L]
-            if D is not G:                            # D_L = h'(Z_L) * G_L
-                for t, a, c in p.groups[L]:
-                    ops += t.delta_ops(self.Z[L][a:c], self.Ov[L][a:c], G[a:c], D[a:c])
-            for i, (b, src) in enumerate(zip(blocks, self.src[L])):
-                if want_w:                            # dE/dW_Ll = D_L O~_l^T
-                    g = self.grad[b.off:b.off + b.size]
-                    if b.dense:
-                        ops.append((np.dot, (D, src.T, g.reshape(b.rows, b.cols))))
-                    else:
-                        tmp = np.empty((b.rows, b.cols))
-                        ops += [(np.dot, (D, src.T, tmp)),
-                                (np.take, (tmp.ravel(), b.flat, None, g))]
-                l = b.src
-                if l == 0 and not want_x:
-                    continue
-                if live[l]:                           # G_l += W_Ll^T D_L
-                    ops += [(np.dot, (WnT[L][i], D, self.T[l])),
-                            (np.add, (self.G[l], self.T[l], self.G[l]))]
-                else:
-                    ops.append((np.dot, (WnT[L][i], D, self.G[l])))
-                    live[l] = True
-        self._bwd_ops[key] = ops
+        if ops is None:
+            wgrad = zero = None
+            if want_w:
+                wgrad = _summed_products(self.D, self.grad)
+                zero = _zero_blocks(self.grad)
+            ops = self._bwd_ops[key] = backward_steps(
+                self.plan, self.G, self.D, self.T, self.src, self.weights.WnT,
+                self.delta_steps, wgrad=wgrad, zero=zero, want_x=want_x)
         return ops
+
+    def second_order(self):
+        """The :class:`SecondOrder` products at this buffer's forward pass (created once)."""
+        if self._second is None:
+            self._second = SecondOrder(self)
+        return self._second
+
+
+# ---------------------------------------------------------------- the delta recursion
+# One compiler for every backward pass of the engine: the first-order pass of Buffers,
+# the per-sample weight Jacobian of Trace and both passes of SecondOrder differ only in
+# how a level's deltas are formed from its cotangent (``delta``), in what is done with
+# the deltas of a weight block (``wgrad``) and in extra terms added to a source level's
+# cotangent (``extra``).  For L = top, ..., 1 and every block W_Ll into level L::
+#
+#     D_L   = delta(G_L)                         (skipped for a level no output depends on)
+#     wgrad(D_L, O~_l)                           e.g. dE/dW_Ll = D_L O~_l^T
+#     G_l  (+)= W_Ll^T D_L  (+ extra)            the first block into l writes, later ones add
+def backward_steps(plan, G, D, T, src, WnT, delta, wgrad=None, zero=None, extra=None,
+                   want_x=True):
+    """Precompiled steps of one delta recursion over the given arrays (see the comment above).
+
+    Parameters
+    ----------
+    plan : Plan
+    G, D, T : list of ndarray
+        Per level: cotangents ``G[l]`` (n_l, K), deltas ``D[L]`` (n_L, K) (may be ``G[L]``),
+        scratch ``T[l]`` (n_l, K).  ``G`` must be seeded at the output units before the
+        steps run.
+    src : list of list of ndarray
+        ``src[L][i]``, the (cols, K) source activations of block i into level L.
+    WnT : list of list of ndarray
+        ``WnT[L][i]``, the (n_l, n_L) transposed block without its bias column.
+    delta : callable
+        ``delta(L) -> steps`` writing ``D[L]`` from ``G[L]``.
+    wgrad, zero, extra : callable, optional
+        ``wgrad(L, i, block, src) -> steps`` using ``D[L]`` for a block of a live level,
+        ``zero(block) -> steps`` for a block of a level no output depends on,
+        ``extra(L, i, block) -> steps`` adding more into ``G[block.src]`` after the product.
+    want_x : bool
+        Propagate down to the input units (``G[0]``).
+
+    Returns
+    -------
+    list of (function, args)
+    """
+    ops = []
+    live = [L in plan.out_by_level for L in range(plan.n_levels)]
+    for L in range(plan.n_levels - 1, 0, -1):
+        blocks = plan.blocks[L]
+        if not live[L]:                               # nothing downstream: zero deltas
+            if zero is not None:
+                for b in blocks:
+                    ops += zero(b)
+            continue
+        ops += delta(L)
+        for i, (b, s) in enumerate(zip(blocks, src[L])):
+            if wgrad is not None:
+                ops += wgrad(L, i, b, s)
+            l = b.src
+            if l == 0 and not want_x:
+                continue
+            if live[l]:                               # G_l += W_Ll^T D_L
+                ops += [(np.dot, (WnT[L][i], D[L], T[l])), (np.add, (G[l], T[l], G[l]))]
+            else:
+                ops.append((np.dot, (WnT[L][i], D[L], G[l])))
+                live[l] = True
+            if extra is not None:
+                ops += extra(L, i, b)
+    return ops
+
+
+def _summed_products(D, grad, add=None):
+    """``wgrad`` writing the batch-summed block gradient ``D_L O~_l^T`` into ``grad``;
+    ``add(L, i, block, out) -> steps`` adds more into the (rows, cols) block ``out``."""
+    def wgrad(L, i, b, s):
+        g = grad[b.off:b.off + b.size]
+        out = g.reshape(b.rows, b.cols) if b.dense else np.empty((b.rows, b.cols))
+        ops = [(np.dot, (D[L], s.T, out))]
+        if add is not None:
+            ops += add(L, i, b, out)
+        if not b.dense:
+            ops.append((np.take, (out.ravel(), b.flat, None, g)))
+        return ops
+    return wgrad
+
+
+def _zero_blocks(grad):
+    """``zero`` filling a block's entries of ``grad`` with 0."""
+    return lambda b: [(_fill0, (grad[b.off:b.off + b.size],))]
+
+
+def _outer_take(D, s, flat, seg):
+    """seg (K, size) = the existing entries of the per-sample outer products d_k o~_k^T."""
+    outer = D.T[:, :, None] * s.T[:, None, :]
+    seg[...] = outer.reshape(len(seg), -1)[:, flat]
 
 
 def _gather_rows(src, rows, dst, ys):
@@ -279,8 +365,11 @@ class Plan:
     def run_forward(self, bufs, XT, in_scale=None):
         """Forward pass of ``XT`` (n_inputs, K) -- note: unit-major -- into bufs.
 
-        Afterwards ``bufs.Y`` (n_out, K) holds the outputs in internal units.
+        Afterwards ``bufs.Y`` (n_out, K) holds the outputs in internal units, and
+        ``bufs.gen`` has counted the pass (traces and second-order products at an earlier
+        pass of these buffers then know they are stale).
         """
+        bufs.gen += 1
         if in_scale is None:
             np.copyto(bufs.Ov[0], XT)
         else:
@@ -290,18 +379,23 @@ class Plan:
             f(*a)
 
     def seed(self, bufs, dYT, out_scale=None):
-        """Write the cotangent ``dYT`` (n_out, K), raw units, into G at the output units."""
+        """Write the cotangent ``dYT`` (n_out, K), raw units, into bufs.G at the output units."""
+        self.seed_into(bufs.G, dYT, out_scale)
+
+    def seed_into(self, G, dYT, out_scale=None):
+        """Write ``dYT`` (n_out, K), raw units, into the per-level arrays G at the output units
+        (internal units: times the output scale); the other rows of output levels get 0."""
         if self.out_direct:
             if out_scale is None:
-                np.copyto(bufs.G[-1], dYT)
+                np.copyto(G[-1], dYT)
             else:
-                np.multiply(dYT, out_scale[1][:, None], out=bufs.G[-1])
+                np.multiply(dYT, out_scale[1][:, None], out=G[-1])
             return
         if out_scale is not None:
             dYT = dYT * out_scale[1][:, None]
         for L, (rows, ys) in self.out_by_level.items():
-            bufs.G[L].fill(0.0)
-            bufs.G[L][rows] = dYT[ys]
+            G[L].fill(0.0)
+            G[L][rows] = dYT[ys]
 
     def run_backward(self, bufs, dYT, out_scale=None, want_w=True, want_x=True):
         """Delta recursion from ``dYT`` (n_out, K): then bufs.grad = dE/dw, bufs.G[0] = dE/dX_int."""
@@ -338,42 +432,8 @@ class Plan:
         else:
             weights, bufs = self.weights, self.buffers(K)
         weights.load(w)
-        bufs.gen += 1
         self.run_forward(bufs, X2.T, in_scale)
         return Trace(self, bufs, single, in_scale, out_scale)
-
-    def _per_sample_backward(self, bufs, J, col):
-        """Delta recursion (after seeding) writing per-sample weight gradients into J[:, col]."""
-        Wn = bufs.weights.Wn
-        live = [L in self.out_by_level for L in range(self.n_levels)]
-        K = bufs.K
-        for L in range(self.n_levels - 1, 0, -1):
-            blocks = self.blocks[L]
-            if not live[L]:
-                for b in blocks:
-                    J[:, col, b.off:b.off + b.size] = 0.0
-                continue
-            D, G = bufs.D[L], bufs.G[L]
-            if D is not G:
-                for t, a, c in self.groups[L]:
-                    for f, args in t.delta_ops(bufs.Z[L][a:c], bufs.Ov[L][a:c], G[a:c], D[a:c]):
-                        f(*args)
-            for i, (b, src) in enumerate(zip(blocks, bufs.src[L])):
-                seg = J[:, col, b.off:b.off + b.size]            # d_k o~_k^T per sample
-                if b.dense:
-                    np.multiply(D.T[:, :, None], src.T[:, None, :],
-                                out=seg.reshape(K, b.rows, b.cols))
-                else:
-                    outer = D.T[:, :, None] * src.T[:, None, :]
-                    seg[...] = outer.reshape(K, -1)[:, b.flat]
-                l = b.src
-                if l == 0:
-                    continue
-                if live[l]:
-                    bufs.G[l] += Wn[L][i].T @ D
-                else:
-                    np.matmul(Wn[L][i].T, D, out=bufs.G[l])
-                    live[l] = True
 
 
 class Trace:
@@ -485,66 +545,67 @@ class Trace:
         return J[0] if self.single else J
 
     def jacobian_weights(self):
-        """Per-sample ``dY/dw``, rows ordered (sample, output): shape (K*n_outputs, n_weights)."""
+        """Per-sample ``dY/dw``, rows ordered (sample, output): shape (K*n_outputs, n_weights).
+
+        One delta recursion per output (the engine's, see :func:`backward_steps`) whose
+        weight step writes the per-sample products ``d_k o~_k^T`` instead of their sum.
+        """
         self._check()
         p, b = self.plan, self._bufs
-        J = np.empty((self.K, p.n_out, p.n_weights))
-        e = np.zeros((p.n_out, self.K))
+        K = self.K
+        J = np.empty((K, p.n_out, p.n_weights))
+        e = np.zeros((p.n_out, K))
         for j in range(p.n_out):
+            Jj = J[:, j, :]
+
+            def wgrad(L, i, blk, s, Jj=Jj):
+                seg = Jj[:, blk.off:blk.off + blk.size]
+                if blk.dense:
+                    return [(np.multiply, (b.D[L].T[:, :, None], s.T[:, None, :],
+                                           seg.reshape(K, blk.rows, blk.cols)))]
+                return [(_outer_take, (b.D[L], s, blk.flat, seg))]
+
+            def zero(blk, Jj=Jj):
+                return [(_fill0, (Jj[:, blk.off:blk.off + blk.size],))]
+            ops = backward_steps(p, b.G, b.D, b.T, b.src, b.weights.WnT, b.delta_steps,
+                                 wgrad=wgrad, zero=zero, want_x=False)
             e[j] = 1.0
             p.seed(b, e, self.out_scale)
-            p._per_sample_backward(b, J, j)
             e[j] = 0.0
-        return J.reshape(self.K * p.n_out, p.n_weights)
+            for f, args in ops:
+                f(*args)
+        return J.reshape(K * p.n_out, p.n_weights)
 
     # ------------------------------------------------------------ second order
-    def jvp(self, v_w=None, v_x=None):
-        """Jacobian-vector product ``dY/dw v_w + dY/dX v_x`` (forward mode), shape of the outputs.
-
-        ``v_w`` has shape (n_weights,); ``v_x`` the shape of X (zeros where omitted).
-        """
-        RY, _ = self._tangent(v_w, v_x)
-        return RY[0] if self.single else RY
-
-    def _tangent(self, v_w, v_x):
-        """Forward tangent: (RY (K, n_out) raw units, (RZ, RO~, V blocks) unit-major per level)."""
-        self._check()
-        p, b = self.plan, self._bufs
-        K, W = self.K, b.weights.W
-        Vs = None
+    def _directions(self, v_w, v_x):
+        """(v_w (n_weights,) or None, v_x unit-major (n_inputs, K) or None), checked."""
+        p = self.plan
         if v_w is not None:
             v_w = np.asarray(v_w, float)
             if v_w.shape != (p.n_weights,):
                 raise ValueError(f"v_w must have shape ({p.n_weights},), got {v_w.shape}")
-            Vs = [None] + [[blk.view(v_w) for blk in p.blocks[L]] for L in range(1, p.n_levels)]
-        RO = [np.zeros((s + 1, K)) for s in p.sizes]
         if v_x is not None:
             v_x = np.asarray(v_x, float)
-            want = (p.n_inputs,) if self.single else (K, p.n_inputs)
+            want = (p.n_inputs,) if self.single else (self.K, p.n_inputs)
             if v_x.shape != want:
                 raise ValueError(f"v_x must have the shape of X {want}, got {v_x.shape}")
-            v_x = v_x.reshape(K, p.n_inputs)
-            RO[0][:-1] = (v_x if self.in_scale is None else v_x / self.in_scale[1]).T
-        RZ = [None]
-        for L in range(1, p.n_levels):
-            rz = np.zeros((p.sizes[L], K))
-            for i, blk in enumerate(p.blocks[L]):
-                n_l = p.sizes[blk.src]
-                rz += W[L][i][:, :n_l] @ RO[blk.src][:n_l]
-                if Vs is not None:
-                    rz += Vs[L][i] @ b.src[L][i]
-            RZ.append(rz)
-            for t, a, c in p.groups[L]:
-                d = np.empty((c - a, K))
-                t.dh(b.Z[L][a:c], b.Ov[L][a:c], d)
-                RO[L][a:c] = d * rz[a:c]
-        RY = np.empty((p.n_out, K))
-        for L, (rows, ys) in p.out_by_level.items():
-            RY[ys] = RO[L][rows]
-        RY = RY.T
-        if self.out_scale is not None:
-            RY = RY * self.out_scale[1]
-        return RY, (RZ, RO, Vs)
+            v_x = v_x.reshape(self.K, p.n_inputs).T
+        return v_w, v_x
+
+    def _x_scale(self):
+        return None if self.in_scale is None else self.in_scale[1]
+
+    def jvp(self, v_w=None, v_x=None):
+        """Jacobian-vector product ``dY/dw v_w + dY/dX v_x`` (forward mode), shape of the outputs.
+
+        ``v_w`` has shape (n_weights,); ``v_x`` the shape of X (zeros where omitted).
+        One tangent pass (:meth:`SecondOrder.tangent`).
+        """
+        self._check()
+        v_w, v_x = self._directions(v_w, v_x)
+        RY = self._bufs.second_order().tangent(v_w, v_x, self._x_scale())
+        RY = RY.T * self.out_scale[1] if self.out_scale is not None else RY.T.copy()
+        return RY[0] if self.single else RY
 
     def hvp(self, dY, RdY, v_w=None, v_x=None, wrt="both"):
         """Exact second-order product of ``E(w, X)`` along ``(v_w, v_x)`` (R-operator).
@@ -553,12 +614,16 @@ class Trace:
         ----------
         dY : array_like, shape of the outputs
             ``dE/dY`` at this trace.
-        RdY : callable
+        RdY : callable or array_like
             ``RdY(RY) -> R{dE/dY}``: the loss's second derivative applied to the
-            output tangent ``RY`` (for ``E = 1/2 |W^(1/2) (y - t)|^2`` it is ``W * RY``).
+            output tangent ``RY`` (for ``E = 1/2 |W^(1/2) (y - t)|^2`` it is ``W * RY``);
+            both of the shape of the outputs, raw units.  An array is taken as
+            ``R{dE/dY}`` itself (a loss whose gradient does not depend on Y along the
+            direction, e.g. a fixed cotangent: pass zeros).
         v_w : array_like, shape (n_weights,), optional
         v_x : array_like, shape of X, optional
         wrt : {"both", "weights", "inputs"}
+            Which parts to compute; the other products are skipped.
 
         Returns
         -------
@@ -568,49 +633,296 @@ class Trace:
         if wrt not in ("both", "weights", "inputs"):
             raise ValueError(f"wrt must be 'both', 'weights' or 'inputs', got {wrt!r}")
         self._check()
-        p, b = self.plan, self._bufs
-        if not p.d2_ok:
-            names = sorted({t.name for g in p.groups[1:] for t, _, _ in g if t.d2h is None})
-            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
-                             "were registered without d2h (register them with d2h=...)")
-        K, W = self.K, b.weights.W
+        p = self.plan
         dYT = self._cotangent(dY)
-        RY, (RZ, RO, Vs) = self._tangent(v_w, v_x)
-        RdYv = np.asarray(RdY(RY[0] if self.single else RY), float)
-        want = RY.shape[1:] if self.single else RY.shape
-        if RdYv.shape != want:
-            raise ValueError(f"RdY must return the shape of the outputs, got {RdYv.shape}")
-        RdYT = RdYv.reshape(K, p.n_out).T
+        v_w, v_x = self._directions(v_w, v_x)
+        want = (p.n_out,) if self.single else (self.K, p.n_out)
         sy = None if self.out_scale is None else self.out_scale[1][:, None]
-        G = [np.zeros((s, K)) for s in p.sizes]
-        RG = [np.zeros((s, K)) for s in p.sizes]
-        for L, (rows, ys) in p.out_by_level.items():
-            G[L][rows] = dYT[ys] if sy is None else dYT[ys] * sy[ys]
-            RG[L][rows] = RdYT[ys] if sy is None else RdYT[ys] * sy[ys]
-        Hw = np.zeros(p.n_weights)
-        for L in range(p.n_levels - 1, 0, -1):
-            n = p.sizes[L]
-            D, RD = np.empty((n, K)), np.empty((n, K))
-            for t, a, c in p.groups[L]:
-                z, o = b.Z[L][a:c], b.Ov[L][a:c]
-                d1, d2 = np.empty((c - a, K)), np.empty((c - a, K))
-                t.dh(z, o, d1)
-                t.d2h(z, o, d2)
-                D[a:c] = d1 * G[L][a:c]
-                RD[a:c] = d2 * RZ[L][a:c] * G[L][a:c] + d1 * RG[L][a:c]
-            for i, blk in enumerate(p.blocks[L]):
-                l, n_l = blk.src, p.sizes[blk.src]
-                rsrc = RO[l] if blk.has_bias else RO[l][:n_l]
-                hw = D @ rsrc.T + RD @ b.src[L][i].T
-                Hw[blk.off:blk.off + blk.size] = hw.ravel()[blk.flat]
-                Wl = W[L][i][:, :n_l]
-                G[l] += Wl.T @ D
-                RG[l] += Wl.T @ RD
-                if Vs is not None:
-                    RG[l] += Vs[L][i][:, :n_l].T @ D
-        Hx = RG[0].T if self.in_scale is None else RG[0].T / self.in_scale[1]
-        Hx = Hx[0] if self.single else Hx
+
+        def curvature(RYT):               # internal (n_out, K) -> raw -> user -> internal
+            if callable(RdY):
+                RY = RYT.T.copy() if sy is None else (RYT * sy).T
+                R = np.asarray(RdY(RY[0] if self.single else RY), float)
+                what = "RdY must return the shape of the outputs"
+            else:
+                R = np.asarray(RdY, float)
+                what = "RdY must have the shape of the outputs"
+            if R.shape != want:
+                raise ValueError(f"{what} {want}, got {R.shape}")
+            RT = R.reshape(self.K, p.n_out).T
+            return RT if sy is None else RT * sy
+        Hw, Hx = self._bufs.second_order().hvp(
+            curvature, v_w, v_x, self._x_scale(), dY=dYT if sy is None else dYT * sy,
+            want_w=wrt != "inputs", want_x=wrt != "weights")
+        if Hw is not None:
+            Hw = Hw.copy()
+        if Hx is not None:
+            Hx = Hx.T / self.in_scale[1] if self.in_scale is not None else Hx.T.copy()
+            Hx = Hx[0] if self.single else Hx
         if wrt == "both":
             return Hw, Hx
         return Hw if wrt == "weights" else Hx
 
+
+class SecondOrder:
+    """Jacobian-vector and exact Hessian-vector products at one forward pass, preallocated.
+
+    Bound to one :class:`Buffers` (batch size K, their weights holder): the forward pass
+    held there is the point.  Every product is a precompiled list of numpy steps on work
+    arrays allocated here once, unit-major and in the network's internal units like the
+    rest of the engine.  Use: :meth:`at` (or a forward pass run by the caller, e.g. a
+    :class:`Trace`), then any number of :meth:`tangent` (one pass each); :meth:`seed` with
+    a cotangent ``dE/dY`` (one delta recursion, kept) and then any number of :meth:`hvp`
+    (one tangent pass and one second-order backward pass each, about two gradients).
+
+    Math (Pearlmutter's R-operator ``R{.} = d/dr (.)(w + r v_w, x + r v_x)``), with ``G_L =
+    dE/dO_L``, the deltas ``D_L = h'(Z_L) G_L`` and ``RO~_l`` = ``RO_l`` with a zero bias
+    row; forward, for L = 1, 2, ...::
+
+        RO_0 = v_x,   RZ_L = sum_l (W_Ll RO~_l + V_Ll O~_l),   RO_L = h'(Z_L) RZ_L
+
+    and backward, seeded at the outputs with ``RG = R{dE/dY}``, for L = top, ..., 1::
+
+        RD_L          = h''(Z_L) G_L RZ_L + h'(Z_L) RG_L
+        R{dE/dW_Ll}   = RD_L O~_l^T + D_L RO~_l^T
+        RG_l         += W_Ll^T RD_L + V_Ll^T D_L          (RG_0 = R{dE/dX})
+
+    which is the engine's delta recursion (:func:`backward_steps`) on ``RG, RD`` with the
+    delta step and two extra terms changed.  Linear levels alias ``RZ = RO`` and ``RD =
+    RG`` (h' = 1, h'' = 0).  The first-order ``G, D`` are kept in arrays of this object,
+    so backward passes run on the same buffers meanwhile do not disturb them.
+
+    Parameters
+    ----------
+    bufs : Buffers
+        The forward pass's buffers (``plan.new_buffers(K)`` or a trace's).
+    """
+
+    def __init__(self, bufs):
+        p, K = bufs.plan, bufs.K
+        self.plan, self.bufs, self.K = p, bufs, K
+        sz, nl, lin = p.sizes, p.n_levels, p.all_linear
+        z = np.zeros
+        per = lambda alias: [None] + [alias[L] if lin[L] else z((sz[L], K))  # noqa: E731
+                                      for L in range(1, nl)]
+        self.G = [z((s, K)) for s in sz]                       # first order (kept)
+        self.D = per(self.G)
+        self.d1 = [None] + [None if lin[L] else z((sz[L], K)) for L in range(1, nl)]
+        self.gd2 = [None] + [None if lin[L] else z((sz[L], K)) for L in range(1, nl)]
+        self.RO = [z((s + 1, K)) for s in sz]                  # RO~: zero bias row
+        self.ROv = [R[:-1] for R in self.RO]
+        self.RZ = per(self.ROv)
+        self.RG = [z((s, K)) for s in sz]
+        self.RD = per(self.RG)
+        self.T = [z((s, K)) for s in sz]
+        self.RY = self.ROv[-1] if p.out_direct else z((p.n_out, K))
+        self.Hw = z(p.n_weights)
+        self.rsrc = [None] + [[self.RO[b.src] if b.has_bias else self.ROv[b.src]
+                               for b in p.blocks[L]] for L in range(1, nl)]
+        self.btmp = [None] + [[z((b.rows, b.cols)) for b in p.blocks[L]] for L in range(1, nl)]
+        self.vw = None                         # the weight direction V (a Weights, on first use)
+        self._lin_ops, self._seed_ops = self._compile_linearize(), None
+        self._tan_ops, self._hvp_ops = {}, {}
+        self._point = self._seeded = None
+
+    # ------------------------------------------------------------ compiled steps
+    def _compile_linearize(self):
+        """h'(Z_L) of every non-linear level."""
+        p, b, ops = self.plan, self.bufs, []
+        for L in range(1, p.n_levels):
+            if self.d1[L] is not None:
+                for t, a, c in p.groups[L]:
+                    ops.append((t.dh, (b.Z[L][a:c], b.Ov[L][a:c], self.d1[L][a:c])))
+        return ops
+
+    def _compile_seed(self):
+        """First-order delta recursion into G, D (D_L = h' G_L), then h''(Z_L) G_L."""
+        p, b = self.plan, self.bufs
+
+        def delta(L):
+            return [] if self.D[L] is self.G[L] else [(np.multiply, (self.d1[L], self.G[L],
+                                                                     self.D[L]))]
+        ops = backward_steps(p, self.G, self.D, self.T, b.src, b.weights.WnT, delta,
+                             want_x=False)
+        if p.d2_ok:
+            for L in range(1, p.n_levels):
+                g = self.gd2[L]
+                if g is not None:
+                    for t, a, c in p.groups[L]:
+                        ops.append((t.d2h, (b.Z[L][a:c], b.Ov[L][a:c], g[a:c])))
+                    ops.append((np.multiply, (g, self.G[L], g)))
+        return ops
+
+    def _compile_tangent(self, has_w, has_x):
+        """RZ_L = sum_l (W_Ll RO~_l + V_Ll O~_l), RO_L = h'(Z_L) RZ_L; RY gathered."""
+        p, b, ops = self.plan, self.bufs, []
+        W, V = b.weights.W, (self.vw.W if has_w else None)
+        for L in range(1, p.n_levels):
+            RZ, T = self.RZ[L], self.T[L]
+            terms = []
+            for i, blk in enumerate(p.blocks[L]):
+                if has_w:
+                    terms.append((V[L][i], b.src[L][i]))
+                if blk.src > 0 or has_x:
+                    terms.append((W[L][i], self.rsrc[L][i]))
+            if not terms:
+                ops.append((_fill0, (RZ,)))
+            for k, (A, S) in enumerate(terms):
+                if k == 0:
+                    ops.append((np.dot, (A, S, RZ)))
+                else:
+                    ops += [(np.dot, (A, S, T)), (np.add, (RZ, T, RZ))]
+            if RZ is not self.ROv[L]:
+                ops.append((np.multiply, (self.d1[L], RZ, self.ROv[L])))
+        if not p.out_direct:
+            for L, (rows, ys) in p.out_by_level.items():
+                ops.append((_gather_rows, (self.ROv[L], rows, self.RY, ys)))
+        return ops
+
+    def _compile_hvp(self, has_w, has_x, want_w, want_x):
+        """The second-order backward pass (the class docstring's second block)."""
+        p, b = self.plan, self.bufs
+        VnT = self.vw.WnT if has_w else None
+
+        def delta(L):                     # RD_L = h''(Z_L) G_L RZ_L + h'(Z_L) RG_L
+            RD, T = self.RD[L], self.T[L]
+            if RD is self.RG[L]:
+                return []
+            return [(np.multiply, (self.gd2[L], self.RZ[L], RD)),
+                    (np.multiply, (self.d1[L], self.RG[L], T)), (np.add, (RD, T, RD))]
+
+        def add(L, i, blk, out):          # + D_L RO~_l^T (RO_0 = 0 without v_x)
+            if blk.src == 0 and not has_x:
+                return []
+            tmp = self.btmp[L][i]
+            return [(np.dot, (self.D[L], self.rsrc[L][i].T, tmp)), (np.add, (out, tmp, out))]
+
+        def extra(L, i, blk):             # + V_Ll^T D_L
+            l = blk.src
+            return [(np.dot, (VnT[L][i], self.D[L], self.T[l])),
+                    (np.add, (self.RG[l], self.T[l], self.RG[l]))]
+        return backward_steps(p, self.RG, self.RD, self.T, b.src, b.weights.WnT, delta,
+                              wgrad=_summed_products(self.RD, self.Hw, add) if want_w else None,
+                              zero=_zero_blocks(self.Hw) if want_w else None,
+                              extra=extra if has_w else None, want_x=want_x)
+
+    # ------------------------------------------------------------ use
+    def at(self, w, XT, in_scale=None):
+        """Make the point ``(w, XT)``: load the weights w (n_weights,) into the buffers'
+        holder, run the forward pass of XT (n_inputs, K), unit-major, and linearize."""
+        self.bufs.weights.load(w)
+        self.plan.run_forward(self.bufs, XT, in_scale)
+        self.linearize()
+
+    def _current(self):
+        return (self.bufs.gen, self.bufs.weights.gen)
+
+    def linearize(self):
+        """Compute h'(Z) at the buffers' current forward pass (no work if done already)."""
+        key = self._current()
+        if key != self._point:
+            for f, a in self._lin_ops:
+                f(*a)
+            self._point, self._seeded = key, None
+
+    def seed(self, dYT):
+        """Run the first-order delta recursion from the cotangent dYT = dE/dY (n_out, K),
+        internal units, and keep G, D and h''(Z) G for :meth:`hvp`."""
+        if np.shape(dYT) != (self.plan.n_out, self.K):
+            raise ValueError(f"dYT must have shape ({self.plan.n_out}, {self.K}), got "
+                             f"{np.shape(dYT)}")
+        self.linearize()
+        self.plan.seed_into(self.G, dYT)
+        if self._seed_ops is None:
+            self._seed_ops = self._compile_seed()
+        for f, a in self._seed_ops:
+            f(*a)
+        self._seeded = self._point
+
+    def tangent(self, v_w=None, v_x=None, x_scale=None):
+        """Output tangent ``RY = dY/dw v_w + dY/dX v_x`` (n_out, K), internal units.
+
+        Parameters
+        ----------
+        v_w : ndarray, shape (n_weights,), optional
+            Weight direction (as stored, i.e. internal units).
+        v_x : ndarray, shape (n_inputs, K), optional
+            Input direction, unit-major; raw units when ``x_scale`` is given (it is divided
+            by ``x_scale`` (n_inputs,)), else internal.
+
+        Returns
+        -------
+        ndarray, shape (n_out, K)
+            A view of a work array, overwritten by the next product.
+        """
+        p = self.plan
+        self.linearize()
+        if v_w is not None:
+            if np.shape(v_w) != (p.n_weights,):
+                raise ValueError(f"v_w must have shape ({p.n_weights},), got {np.shape(v_w)}")
+            if self.vw is None:
+                self.vw = p.new_weights()
+            self.vw.load(v_w)
+        if v_x is not None:
+            if np.shape(v_x) != (p.n_inputs, self.K):
+                raise ValueError(f"v_x must have shape ({p.n_inputs}, {self.K}), got "
+                                 f"{np.shape(v_x)}")
+            R0 = self.ROv[0]
+            np.copyto(R0, v_x)
+            if x_scale is not None:
+                R0 /= x_scale[:, None]
+        mode = (v_w is not None, v_x is not None)
+        ops = self._tan_ops.get(mode)
+        if ops is None:
+            ops = self._tan_ops[mode] = self._compile_tangent(*mode)
+        for f, a in ops:
+            f(*a)
+        return self.RY
+
+    def hvp(self, RdY, v_w=None, v_x=None, x_scale=None, dY=None, want_w=True, want_x=True):
+        """Exact Hessian-vector product along ``(v_w, v_x)`` (see the class docstring).
+
+        Parameters
+        ----------
+        RdY : callable or ndarray
+            ``RdY(RY) -> R{dE/dY}`` for the output tangent RY (n_out, K) (a work array the
+            callable may overwrite and return), or the (n_out, K) array R{dE/dY} itself;
+            internal units (``dE/dY_int = s_y dE/dY``, ``RY = RY_int``).
+        v_w, v_x, x_scale
+            The direction, as in :meth:`tangent`.
+        dY : ndarray, shape (n_out, K), optional
+            The cotangent dE/dY, internal units; seeds first (:meth:`seed`).  Without it
+            the last seed at this point is used.
+        want_w, want_x : bool
+            Which parts to compute.
+
+        Returns
+        -------
+        Hw : ndarray, shape (n_weights,), or None
+            ``R{dE/dw}``; a work array, overwritten by the next product.
+        Hx : ndarray, shape (n_inputs, K), or None
+            ``R{dE/dX}`` unit-major, internal units (divide by the input scale for raw);
+            a work array.
+        """
+        p = self.plan
+        if not p.d2_ok:
+            names = sorted({t.name for g in p.groups[1:] for t, _, _ in g if t.d2h is None})
+            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
+                             "were registered without d2h (register them with d2h=...)")
+        if dY is not None:
+            self.seed(dY)
+        elif self._seeded is None or self._seeded != self._current():
+            raise ValueError("no cotangent at this point: pass dY (or call seed first)")
+        RY = self.tangent(v_w, v_x, x_scale)
+        R = RdY(RY) if callable(RdY) else RdY
+        if np.shape(R) != (p.n_out, self.K):
+            raise ValueError(f"R{{dE/dY}} must have shape ({p.n_out}, {self.K}), got "
+                             f"{np.shape(R)}")
+        p.seed_into(self.RG, R)
+        mode = (v_w is not None, v_x is not None, bool(want_w), bool(want_x))
+        ops = self._hvp_ops.get(mode)
+        if ops is None:
+            ops = self._hvp_ops[mode] = self._compile_hvp(*mode)
+        for f, a in ops:
+            f(*a)
+        return (self.Hw if want_w else None), (self.RG[0] if want_x else None)

@@ -17,6 +17,7 @@ frozen at their values when the objective was built).
 
 import numpy as np
 from ..core.checks import as_float, check_data, check_nonneg, check_sample_weight
+from ..core.engine import SecondOrder
 
 __all__ = ["WeightObjective"]
 
@@ -88,139 +89,6 @@ class _Work:
         if C is not None:
             np.multiply(self.R, C, out=self.CR)
         return 0.5 * float(np.vdot(self.R, self.CR))
-
-
-class _Curvature:
-    """Second-order products at one point, on preallocated buffers.
-
-    At a new point (:meth:`at`) it runs the forward pass and the delta recursion
-    once and keeps ``h'(Z)``, ``h''(Z) * G`` and the deltas; then every
-    Hessian-vector product (:meth:`hvp`) costs one tangent pass and one
-    second-order backward pass (about two gradients), and Jacobian products
-    (:meth:`jvp`, :meth:`vjp`) one pass each.  All arrays are unit-major and in
-    the network's internal units, like the engine's.
-
-    With ``G_L = dE/dO_L``, ``D_L = h'(Z_L) G_L`` (the deltas) and the R-operator
-    ``R{.} = d/dr (.)(w + r v)`` (Pearlmutter), for L = 1, 2, ...::
-
-        RZ_L = sum_l (W_Ll RO_l + V_Ll O~_l),    RO_L = h'(Z_L) RZ_L,    RO_0 = 0
-
-    then, seeded at the outputs by ``RG = C RY`` (C = s_k s_y^2 is d2E/dY_int^2),
-    for L = top, ..., 1::
-
-        RD_L  = h''(Z_L) G_L RZ_L + h'(Z_L) RG_L
-        Hv_Ll = D_L RO~_l^T + RD_L O~_l^T           (RO~_l: RO_l with a zero bias row)
-        RG_l += W_Ll^T RD_L + V_Ll^T D_L
-    """
-
-    def __init__(self, obj):
-        plan, K = obj._plan, obj.K
-        self.obj, self.plan = obj, plan
-        self.wts = plan.new_weights()
-        self.bufs = plan.new_buffers(K, self.wts)
-        self.vw = plan.new_weights()
-        sz = plan.sizes
-        new = lambda: [None] + [np.empty((sz[L], K)) for L in range(1, plan.n_levels)]
-        self.d1, self.gd2, self.D, self.RZ, self.RO, self.RD, self.tmp = (new() for _ in range(7))
-        self.G = [np.zeros((s, K)) for s in sz]
-        self.RG = [np.zeros((s, K)) for s in sz]
-        self.T = [np.empty((s, K)) for s in sz]
-        self.Hw = np.empty(plan.n_weights)
-        self.key = None
-
-    def at(self, w):
-        """Prepare for products at full weights w (no work if w is the current point)."""
-        key = w.tobytes()
-        if key == self.key:
-            return
-        p, b, obj = self.plan, self.bufs, self.obj
-        self.wts.load(w)
-        p.run_forward(b, obj._XT, None)
-        CR = b.Y - obj._TT                                  # dE/dY_int = C (Y_int - T_int)
-        if obj._C is not None:
-            CR *= obj._C
-        for G in self.G:
-            G.fill(0.0)
-        for L, (rows, ys) in p.out_by_level.items():
-            self.G[L][rows] = CR[ys]
-        Wn = self.wts.Wn
-        for L in range(p.n_levels - 1, 0, -1):
-            for t, a, c in p.groups[L]:
-                t.dh(b.Z[L][a:c], b.Ov[L][a:c], self.d1[L][a:c])
-                if p.d2_ok:                                 # (only hvp needs h'')
-                    t.d2h(b.Z[L][a:c], b.Ov[L][a:c], self.gd2[L][a:c])
-            np.multiply(self.d1[L], self.G[L], out=self.D[L])
-            self.gd2[L] *= self.G[L]
-            for i, blk in enumerate(p.blocks[L]):
-                if blk.src > 0:
-                    np.matmul(Wn[L][i].T, self.D[L], out=self.T[blk.src])
-                    self.G[blk.src] += self.T[blk.src]
-        self.key = key
-
-    def _tangent(self, v):
-        """RZ, RO for direction v (full weights); returns RY_int (n_out, K), a new array."""
-        p, b = self.plan, self.bufs
-        self.vw.load(v)
-        V, Wn = self.vw.W, self.wts.Wn
-        for L in range(1, p.n_levels):
-            RZ, T = self.RZ[L], self.tmp[L]
-            for i, blk in enumerate(p.blocks[L]):
-                np.matmul(V[L][i], b.src[L][i], out=RZ if i == 0 else T)
-                if i:
-                    RZ += T
-                if blk.src > 0:
-                    np.matmul(Wn[L][i], self.RO[blk.src], out=T)
-                    RZ += T
-            np.multiply(self.d1[L], RZ, out=self.RO[L])
-        RY = np.empty((p.n_out, b.K))
-        for L, (rows, ys) in p.out_by_level.items():
-            RY[ys] = self.RO[L][rows]
-        return RY
-
-    def hvp(self, v):
-        """Hessian of the data term times the full direction v; a view of a reused buffer."""
-        p, b, C = self.plan, self.bufs, self.obj._C
-        if not p.d2_ok:
-            names = sorted({t.name for g in p.groups[1:] for t, _, _ in g if t.d2h is None})
-            raise ValueError(f"exact Hessian products need h'' for every transfer; {names} "
-                             "were registered without d2h (register them with d2h=...)")
-        RY = self._tangent(v)
-        if C is not None:
-            RY *= C
-        for RG in self.RG:
-            RG.fill(0.0)
-        for L, (rows, ys) in p.out_by_level.items():
-            self.RG[L][rows] = RY[ys]
-        Wn, Vn = self.wts.Wn, self.vw.Wn
-        for L in range(p.n_levels - 1, 0, -1):
-            RD, T = self.RD[L], self.tmp[L]
-            np.multiply(self.gd2[L], self.RZ[L], out=RD)
-            np.multiply(self.d1[L], self.RG[L], out=T)
-            RD += T
-            for i, blk in enumerate(p.blocks[L]):
-                l, src = blk.src, b.src[L][i]
-                seg = self.Hw[blk.off:blk.off + blk.size]
-                hb = seg.reshape(blk.rows, blk.cols) if blk.dense else np.empty((blk.rows,
-                                                                                blk.cols))
-                np.matmul(RD, src.T, out=hb)
-                if l > 0:
-                    hb[:, :p.sizes[l]] += self.D[L] @ self.RO[l].T
-                    np.matmul(Wn[L][i].T, RD, out=self.T[l])
-                    self.RG[l] += self.T[l]
-                    np.matmul(Vn[L][i].T, self.D[L], out=self.T[l])
-                    self.RG[l] += self.T[l]
-                if not blk.dense:
-                    np.take(hb.ravel(), blk.flat, out=seg)
-        return self.Hw
-
-    def jvp(self, v):
-        """Jacobian of the internal outputs times full direction v: (n_out, K), new array."""
-        return self._tangent(v)
-
-    def vjp(self, cT):
-        """Full weight gradient (reused buffer) of the cotangent cT (n_out, K), internal units."""
-        self.plan.run_backward(self.bufs, cT, None, want_w=True, want_x=False)
-        return self.bufs.grad
 
 
 class WeightObjective:
@@ -343,6 +211,10 @@ class WeightObjective:
             self._w[self._free] = x
             self._wts.load(self._w)
 
+    def penalty(self, x):
+        """The penalty term ``1/2 l2 |w_nb|^2`` over the free non-bias weights x (n,): a float."""
+        return self._penalty(x)
+
     def _penalty(self, x):
         """1/2 l2 |w_nb|^2 over the free non-bias weights."""
         if self._reg is None:
@@ -452,11 +324,32 @@ class WeightObjective:
         return self._trace_cache
 
     def _curv(self, x):
-        """The second-order workspace prepared at free weights x."""
-        if self._curvature is None:
-            self._curvature = _Curvature(self)
-        self._curvature.at(self.full(x))
-        return self._curvature
+        """The engine's second-order products (private buffers) at free weights x.
+
+        At a new point: the forward pass, ``dE/dY_int = C (Y_int - T_int)`` and the delta
+        recursion from it, kept while x does not change (Newton-CG's inner loop).
+        """
+        so = self._curvature
+        if so is None:
+            plan = self._plan
+            so = self._curvature = SecondOrder(plan.new_buffers(self.K, plan.new_weights()))
+            self._curv_x = np.full(self.n, np.nan)
+            self._curv_cot = np.empty((self.net.n_outputs, self.K))
+        if not np.array_equal(x, self._curv_x):
+            so.at(self.full(x), self._XT)
+            cot = self._curv_cot
+            np.subtract(so.bufs.Y, self._TT, out=cot)
+            if self._C is not None:
+                cot *= self._C
+            so.seed(cot)
+            np.copyto(self._curv_x, x)
+        return so
+
+    def _curvature_rdy(self, RY):
+        """R{dE/dY_int} = C RY_int (in place on the engine's work array)."""
+        if self._C is not None:
+            RY *= self._C
+        return RY
 
     def _direction(self, p, name="p"):
         """A free-weight direction as a full-length vector (zeros at frozen entries)."""
@@ -489,7 +382,7 @@ class WeightObjective:
         """
         x = self._check_x(x)
         v = self._direction(p)
-        Hv = self._curv(x).hvp(v)
+        Hv, _ = self._curv(x).hvp(self._curvature_rdy, v_w=v, want_x=False)
         Hv = Hv.copy() if self._all else Hv[self._free]
         if self._reg is not None:
             Hv += self._reg * v[self._free]
@@ -565,15 +458,17 @@ class WeightObjective:
 
         def matvec(p):
             p = np.ravel(p)
-            RY = self._curv(x).jvp(self._direction(p))
-            RY *= f
-            r = RY.T.ravel()
+            RY = self._curv(x).tangent(self._direction(p))
+            r = (RY * f).T.ravel()
             return r if nb is None else np.concatenate([r, sq * p[nb]])
 
         def rmatvec(u):
             u = np.ravel(u)
             cT = u[:K * n_out].reshape(K, n_out).T * f
-            g = self._curv(x).vjp(np.ascontiguousarray(cT))
+            bufs = self._curv(x).bufs
+            self._plan.run_backward(bufs, np.ascontiguousarray(cT), None, want_w=True,
+                                    want_x=False)
+            g = bufs.grad
             g = g.copy() if self._all else g[self._free]
             if nb is not None:
                 g[nb] += sq * u[K * n_out:]
