@@ -83,7 +83,7 @@ def lbfgs_joint(net, T):
 
 def via_optimize(net, T, **kw):
     """optimize_controls on the targets; returns the controls."""
-    return lambda: cp.optimize_controls(net, T, u0=Q0, bounds=BOUNDS, **kw).u
+    return lambda: cp.optimize_controls(net, T, u0=Q0, bounds=BOUNDS, **kw).controls
 
 
 def measure(rows, arm, T, min_time):

@@ -3,7 +3,8 @@
 Layers (imports run downward only)::
 
     planning     fit, optimize_controls, optimize_trajectory, mpc, train_controller
-    solvers      batched Levenberg-Marquardt, batched L-BFGS
+    solvers      method registry, Result / ConvergenceWarning / status codes, scipy
+                 dispatch, batched Levenberg-Marquardt, batched L-BFGS, Adam, starts
     objectives   WeightObjective, ControlObjective, TrajectoryCost, Dynamics, ...
     core         Network, engine, transfer table, persistence, scaling, checks
 
@@ -18,6 +19,7 @@ from .core import (Transfer, register_transfer, get_transfer, transfer_names, Ne
                    blas_threads, auto_threads)
 from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
                          TrajectoryObjective, bptt, ControllerObjective)
+from .solvers import Result, ConvergenceWarning, STATUS, METHODS
 from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,
                        TrajectoryResult, mpc, MPCResult, MPCError, train_controller,
                        closed_loop, ControllerResult)

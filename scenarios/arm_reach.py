@@ -125,7 +125,7 @@ def reach(net, arm, targets, lam, seed):
     """Optimise the postures for all targets at once through the frozen model."""
     return cp.optimize_controls(
         net, targets, u0=start_postures(net, targets), bounds=list(zip(arm.q_low, arm.q_high)),
-        control_cost=lam * JOINT_COST, u_rest=REST, method="batch-lm",
+        R=lam * JOINT_COST, u_rest=REST, method="batch-lm",
         screen=SCREEN, restarts=RESTARTS, seed=seed)
 
 
@@ -141,11 +141,11 @@ def lam_sweep(net, arm, targets, threshold, seed):
         t0 = time.perf_counter()
         res = reach(net, arm, targets, lam, seed)
         sec = time.perf_counter() - t0
-        err = np.linalg.norm(arm.fk(res.u) - targets, axis=1)
+        err = np.linalg.norm(arm.fk(res.controls) - targets, axis=1)
         rows.append({"lam": lam, "success_rate": float(np.mean(err < threshold)),
                      "median_error": float(np.median(err)),
                      "median_model_error": float(np.median(res.error)),
-                     "median_shape_deviation": float(np.median(shape_deviation(res.u))),
+                     "median_shape_deviation": float(np.median(shape_deviation(res.controls))),
                      "median_iterations": float(np.median(res.nit)), "seconds": round(sec, 3)})
     return rows
 
@@ -165,7 +165,7 @@ def plot_postures(arm, net, targets, seed, path):
     circle = np.linspace(0.0, 2.0 * np.pi, 200)
     errors = {}
     for ax, lam in zip(axes, (LAM, 0.0)):
-        q = reach(net, arm, targets, lam, seed).u
+        q = reach(net, arm, targets, lam, seed).controls
         errors[lam] = err = np.linalg.norm(arm.fk(q) - targets, axis=1)
         ax.plot(arm.reach * np.cos(circle), arm.reach * np.sin(circle), ":", color="0.5",
                 lw=1, label=f"reach {arm.reach:g}")
@@ -257,14 +257,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = reach(net, arm, T, LAM, args.seed)
     reach_seconds = time.perf_counter() - t0
-    err = np.linalg.norm(arm.fk(res.u) - T, axis=1)
+    err = np.linalg.norm(arm.fk(res.controls) - T, axis=1)
     ok = err < threshold
     rim = r[inside] > RIM * arm.reach
 
     # beyond the reach: the best possible is the nearest reachable point, |p| - reach away
     B = P[~inside]
     far = reach(net, arm, B, LAM, args.seed)
-    excess = np.linalg.norm(arm.fk(far.u) - B, axis=1) - (r[~inside] - arm.reach)
+    excess = np.linalg.norm(arm.fk(far.controls) - B, axis=1) - (r[~inside] - arm.reach)
 
     rows = lam_sweep(net, arm, T, threshold, args.seed)
     print(f"\ncontrol-cost sweep over {len(T)} reachable targets (chosen lam = {LAM:g})")
@@ -303,7 +303,7 @@ def main(argv=None):
         "success_rate_rim": float(ok[rim].mean()) if rim.any() else None,
         "n_rim_targets": int(rim.sum()),
         "median_model_error": float(np.median(res.error)),
-        "median_shape_deviation": float(np.median(shape_deviation(res.u))),
+        "median_shape_deviation": float(np.median(shape_deviation(res.controls))),
         "converged_fraction": float(res.success.mean()),
         "n_beyond_reach": int(len(B)),
         "beyond_reach_median_excess": float(np.median(excess)) if len(B) else None,

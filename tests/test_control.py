@@ -37,8 +37,8 @@ def _random_problem(seed, K=None, scaled=False, bounds=True):
     Y0 = net.forward(X)
     # a bound on output 0 that the first problem violates on both sides of its start
     ob = {0: (Y0[0, 0] - 0.05, Y0[0, 0] + 0.05)} if bounds else None
-    obj = ControlObjective(net, T, X, ctl, output_weights=W @ W.T + 0.1 * np.eye(n_out),
-                           control_cost=R @ R.T, u_rest=rng.standard_normal(m),
+    obj = ControlObjective(net, T, X, ctl, Q=W @ W.T + 0.1 * np.eye(n_out),
+                           R=R @ R.T, u_rest=rng.standard_normal(m),
                            output_bounds=ob, penalty=3.0)
     u = X[:, ctl] + 0.5 * rng.standard_normal((K, m))
     return net, obj, u, rng
@@ -159,7 +159,7 @@ def test_linear_model_closed_form_regularised_least_squares():
     u_rest = rng.standard_normal(3)
     Au, Ax = A[:, ctl], A[:, oth]
     u_star = np.linalg.solve(Au.T @ W @ Au + R, Au.T @ W @ (t - Ax @ x - b) + R @ u_rest)
-    obj = ControlObjective(net, t, x, ctl, output_weights=np.diag(W), control_cost=R,
+    obj = ControlObjective(net, t, x, ctl, Q=np.diag(W), R=R,
                            u_rest=u_rest)
     assert np.abs(obj(u_star)[1]).max() < 1e-12          # the gradient vanishes there
     tight = {"L-BFGS-B": {"ftol": 1e-15, "gtol": 1e-12}, "BFGS": {"gtol": 1e-12},
@@ -169,20 +169,20 @@ def test_linear_model_closed_form_regularised_least_squares():
     full = np.empty(5)
     full[oth] = x
     for method, opts in tight.items():
-        res = cp.optimize_controls(net, t, x, ctl, control_cost=R, output_weights=np.diag(W),
+        res = cp.optimize_controls(net, t, x, ctl, R=R, Q=np.diag(W),
                                    u_rest=u_rest, method=method, options=opts)
         assert res.success, method
-        np.testing.assert_allclose(res.u, u_star, rtol=1e-7, atol=1e-9, err_msg=method)
-        full[ctl] = res.u
-        np.testing.assert_allclose(res.y, A @ full + b, rtol=1e-12, atol=1e-12)
-        assert res.fun == pytest.approx(obj.value(res.u), rel=1e-12)
+        np.testing.assert_allclose(res.controls, u_star, rtol=1e-7, atol=1e-9, err_msg=method)
+        full[ctl] = res.controls
+        np.testing.assert_allclose(res.outputs, A @ full + b, rtol=1e-12, atol=1e-12)
+        assert res.fun == pytest.approx(obj.value(res.controls), rel=1e-12)
 
 
 def test_linear_model_exact_hessian_is_the_quadratic_form():
     rng = np.random.default_rng(4)
     net, A, _ = _linear_net(rng, 3, 2)
     W, R = np.array([[2.0, 0.5], [0.5, 1.0]]), 0.3
-    obj = ControlObjective(net, [1.0, 2.0], [0.4], [0, 2], output_weights=W, control_cost=R)
+    obj = ControlObjective(net, [1.0, 2.0], [0.4], [0, 2], Q=W, R=R)
     Au = A[:, [0, 2]]
     np.testing.assert_allclose(obj.hess([0.1, 0.2]), Au.T @ W @ Au + R * np.eye(2), rtol=1e-12)
 
@@ -206,14 +206,14 @@ def net3():
     (dict(inputs=[0.1, 0.2]), r"inputs must have shape \(1,\) or \(3,\)"),
     (dict(inputs=None), "inputs is required"),
     (dict(target=np.zeros((3, 2)), inputs=np.zeros((2, 1))), "target has 3 rows but inputs has 2"),
-    (dict(output_weights=[1.0, -1.0]), "output_weights must be non-negative"),
-    (dict(output_weights=[[1.0, 2.0], [0.0, 1.0]]), "output_weights must be a symmetric"),
-    (dict(output_weights=[[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
-    (dict(control_cost=[1.0, 2.0, 3.0]), r"control_cost must be a scalar, shape \(2,\)"),
+    (dict(Q=[1.0, -1.0]), "Q must be non-negative"),
+    (dict(Q=[[1.0, 2.0], [0.0, 1.0]]), "Q must be a symmetric"),
+    (dict(Q=[[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
+    (dict(R=[1.0, 2.0, 3.0]), r"R must be a scalar, shape \(2,\)"),
     (dict(u_rest=[1.0]), r"u_rest must have shape \(2,\)"),
-    (dict(output_bounds={0: (1.0, -1.0)}), r"output_bounds\[0\] is infeasible"),
+    (dict(output_bounds={0: (1.0, -1.0)}), r"output_bounds are infeasible.*index \[0\]"),
     (dict(output_bounds={2: (0.0, 1.0)}), "output_bounds index 2 out of range"),
-    (dict(output_bounds={0: (np.nan, 1.0)}), "contains NaN"),
+    (dict(output_bounds={0: (np.nan, 1.0)}), "output_bounds contain NaN"),
     (dict(penalty=-1.0), "penalty must be"),
     (dict(hessian="bfgs"), "hessian must be"),
 ])
@@ -249,13 +249,13 @@ def test_output_bounds_forms_agree(net3):
 def test_zero_output_weights_leave_the_control_cost_alone():
     # with W = 0 the optimum is u_rest, whatever the target; every solver must cope
     net = cp.Network.mlp([2, 3, 2], seed=1)
-    obj = cp.ControlObjective(net, [1.0, 1.0], control=[0, 1], output_weights=0.0,
-                              control_cost=1.0, u_rest=[0.3, -0.2])
+    obj = cp.ControlObjective(net, [1.0, 1.0], control=[0, 1], Q=0.0,
+                              R=1.0, u_rest=[0.3, -0.2])
     r = obj.residuals([0.1, 0.2])
     assert r.shape == (obj.n_residuals,)
     np.testing.assert_allclose(0.5 * r @ r, obj([0.1, 0.2])[0], rtol=1e-12)
     for method in ("batch-lm", "trf", "L-BFGS-B"):
         res = cp.optimize_controls(net, [[1.0, 1.0], [0.0, 0.0]], control=[0, 1],
-                                   output_weights=0.0, control_cost=1.0, u_rest=[0.3, -0.2],
+                                   Q=0.0, R=1.0, u_rest=[0.3, -0.2],
                                    method=method)
-        np.testing.assert_allclose(res.u, [[0.3, -0.2], [0.3, -0.2]], atol=1e-6)
+        np.testing.assert_allclose(res.controls, [[0.3, -0.2], [0.3, -0.2]], atol=1e-6)

@@ -29,11 +29,11 @@ def test_every_method_reaches_a_reachable_target(method):
     t = net.forward(np.r_[x, u_true])
     res = cp.optimize_controls(net, t, x, control=[1, 2], u0=[0.1, -0.1], method=method,
                                hessian="gauss-newton" if method == "dogleg" else "exact",
-                               control_cost=1e-12 if method == "lm" else 0.0,
+                               R=1e-12 if method == "lm" else 0.0,
                                options={"ftol": 1e-12} if method == "SLSQP" else None)
     assert res.success, (method, res.message)
     assert res.error < 1e-4, method
-    np.testing.assert_allclose(res.y, net.forward(np.r_[x, res.u]), rtol=1e-13)
+    np.testing.assert_allclose(res.outputs, net.forward(np.r_[x, res.controls]), rtol=1e-13)
     assert res.method.lower() == method.lower()
 
 
@@ -54,7 +54,7 @@ def test_bounds_are_never_violated(seed, method):
     u0 = lo + (hi - lo) * rng.random(2)
     res = cp.optimize_controls(net, t, [0.2], control=[0, 2], u0=u0, bounds=list(zip(lo, hi)),
                                method=method, restarts=2, seed=seed)
-    for u in [res.u, *res.u_all]:
+    for u in [res.controls, *res.all_controls]:
         assert np.all(u >= lo) and np.all(u <= hi), (method, u, lo, hi)
     assert np.all(res.starts >= lo) and np.all(res.starts <= hi)
 
@@ -65,12 +65,12 @@ def test_bounds_hold_for_every_method_and_a_batch():
     for method in BOUNDED:
         res = cp.optimize_controls(net, T, [0.2], control=[0, 2], bounds=list(zip(lo, hi)),
                                    method=method)
-        assert np.all(res.u >= lo) and np.all(res.u <= hi), method
+        assert np.all(res.controls >= lo) and np.all(res.controls <= hi), method
     # per-problem bounds through scipy Bounds with (K, m) arrays
     LO = lo + 0.01 * np.arange(5)[:, None]
     res = cp.optimize_controls(net, T, [0.2], control=[0, 2], bounds=Bounds(LO, LO + 0.1))
-    assert np.all(res.u >= LO) and np.all(res.u <= LO + 0.1)
-    assert np.any(res.u == LO) or np.any(res.u == LO + 0.1)      # the bounds were active
+    assert np.all(res.controls >= LO) and np.all(res.controls <= LO + 0.1)
+    assert np.any(res.controls == LO) or np.any(res.controls == LO + 0.1)      # the bounds were active
 
 
 def _arm():
@@ -84,22 +84,22 @@ def _arm():
 def test_batch_equals_individual_solves():
     net, T = _arm()
     bounds = [(-1.2, 1.2), (-1.0, 1.0)]
-    batch = cp.optimize_controls(net, T, bounds=bounds, control_cost=1e-3)
-    assert batch.u.shape == (12, 2) and batch.y.shape == (12, 2)
+    batch = cp.optimize_controls(net, T, bounds=bounds, R=1e-3)
+    assert batch.controls.shape == (12, 2) and batch.outputs.shape == (12, 2)
     assert batch.fun.shape == batch.error.shape == batch.success.shape == (12,)
     assert batch.method == "batch-lm"
     for k in range(12):
-        one = cp.optimize_controls(net, T[k], bounds=bounds, control_cost=1e-3,
+        one = cp.optimize_controls(net, T[k], bounds=bounds, R=1e-3,
                                    method="batch-lm")
-        np.testing.assert_allclose(batch.u[k], one.u, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(batch.controls[k], one.controls, rtol=1e-8, atol=1e-10)
         assert batch.success[k] == one.success
         np.testing.assert_allclose(batch.fun[k], one.fun, rtol=1e-6, atol=1e-14)
     # a scipy method on a batch: one problem at a time, identical to the single calls
     lb = cp.optimize_controls(net, T[:4], bounds=bounds, method="L-BFGS-B")
     for k in range(4):
         one = cp.optimize_controls(net, T[k], bounds=bounds, method="L-BFGS-B")
-        np.testing.assert_allclose(lb.u[k], one.u, rtol=1e-12, atol=1e-14)
-    assert len(lb.runs) == 4
+        np.testing.assert_allclose(lb.controls[k], one.controls, rtol=1e-12, atol=1e-14)
+    assert set(lb.history["run"].tolist()) == {0, 1, 2, 3}     # one scipy run per problem
 
 
 def test_batch_with_per_problem_inputs_equals_individual():
@@ -108,14 +108,14 @@ def test_batch_with_per_problem_inputs_equals_individual():
     X = rng.standard_normal((6, 3))
     T = net.forward(X) + 0.1 * rng.standard_normal((6, 2))
     U0 = X[:, [2, 0]] * 0.5
-    batch = cp.optimize_controls(net, T, X, control=[2, 0], u0=U0, control_cost=0.1)
+    batch = cp.optimize_controls(net, T, X, control=[2, 0], u0=U0, R=0.1)
     for k in range(6):
-        one = cp.optimize_controls(net, T[k], X[k], control=[2, 0], u0=U0[k], control_cost=0.1,
+        one = cp.optimize_controls(net, T[k], X[k], control=[2, 0], u0=U0[k], R=0.1,
                                    method="batch-lm")
-        np.testing.assert_allclose(batch.u[k], one.u, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(batch.controls[k], one.controls, rtol=1e-8, atol=1e-10)
     # and the batched optimum is a stationary point of each problem's objective
-    obj = ControlObjective(net, T, X, [2, 0], control_cost=0.1)
-    _, G = obj.per_problem(batch.u)
+    obj = ControlObjective(net, T, X, [2, 0], R=0.1)
+    _, G = obj.per_problem(batch.controls)
     assert np.abs(G).max() < 1e-6
 
 
@@ -136,25 +136,25 @@ def test_restarts_find_the_global_optimum_a_bad_start_misses(method):
     net = _two_basins()
     f = lambda u: np.sin(3 * u) + 0.3 * u           # noqa: E731  the model, in closed form
     one = cp.optimize_controls(net, [1.6], u0=[0.4], bounds=[(-3, 3)], method=method)
-    assert abs(one.u[0] - 0.52) < 0.1 and one.fun > 0.05         # stuck in the local basin
+    assert abs(one.controls[0] - 0.52) < 0.1 and one.fun > 0.05         # stuck in the local basin
     res = cp.optimize_controls(net, [1.6], u0=[0.4], bounds=[(-3, 3)], method=method,
                                restarts=8, seed=1)
-    assert res.fun < 1e-10 and abs(f(res.u[0]) - 1.6) < 1e-5 and 2.3 < res.u[0] < 2.9
-    assert res.u_all.shape == (9, 1) and res.fun_all.shape == (9,)
-    assert res.best != 0 and res.fun_all[0] > 0.05                # run 0 is the bad start
-    np.testing.assert_allclose(res.u_all[0], one.u, rtol=1e-12)
-    assert res.fun == res.fun_all.min()
+    assert res.fun < 1e-10 and abs(f(res.controls[0]) - 1.6) < 1e-5 and 2.3 < res.controls[0] < 2.9
+    assert res.all_controls.shape == (9, 1) and res.all_fun.shape == (9,)
+    assert res.best != 0 and res.all_fun[0] > 0.05                # run 0 is the bad start
+    np.testing.assert_allclose(res.all_controls[0], one.controls, rtol=1e-12)
+    assert res.fun == res.all_fun.min()
 
 
 def test_screen_starts_from_the_best_candidates_and_batches_restarts():
     net = _two_basins()
     res = cp.optimize_controls(net, [[1.6], [1.6], [0.0]], u0=[0.0], bounds=[(-3, 3)],
                                screen=16, restarts=1, seed=0)
-    assert res.starts.shape == (2, 3, 1) and res.u_all.shape == (2, 3, 1)
+    assert res.starts.shape == (3, 2, 1) and res.all_controls.shape == (3, 2, 1)  # (K, S, m)
     assert np.all(res.fun < 1e-10)
     obj = ControlObjective(net, np.array([[1.6], [1.6], [0.0]]))
     E0 = obj.per_problem(np.zeros((3, 1)), grad=False)[0]
-    E_starts = obj.per_problem(res.starts[0], grad=False)[0]
+    E_starts = obj.per_problem(res.starts[:, 0], grad=False)[0]
     assert np.all(E_starts <= E0)                    # the first run starts at the best point
 
 
@@ -184,17 +184,17 @@ def test_output_bound_exact_constraints_and_penalty_closed_forms():
     # trust-constr's interior point stops with its barrier parameter ~1e-5 (scipy's rule)
     for method, opts, tol in (("SLSQP", {"ftol": 1e-12}, 1e-7),
                               ("trust-constr", {"gtol": 1e-12, "xtol": 1e-12}, 3e-5)):
-        res = cp.optimize_controls(net, t, control_cost=r, output_bounds={0: (None, hi)},
+        res = cp.optimize_controls(net, t, R=r, output_bounds={0: (None, hi)},
                                    method=method, options=opts)
-        np.testing.assert_allclose(res.u, kkt, rtol=0, atol=tol, err_msg=method)
+        np.testing.assert_allclose(res.controls, kkt, rtol=0, atol=tol, err_msg=method)
         assert res.violation < 1e-8
     rho = 100.0
     pen = np.linalg.solve(H + rho * np.outer(A[0], A[0]), g + rho * A[0] * (hi - b[0]))
     for method in ("L-BFGS-B", "batch-lm", "trf"):
-        res = cp.optimize_controls(net, t, control_cost=r, output_bounds={0: (None, hi)},
+        res = cp.optimize_controls(net, t, R=r, output_bounds={0: (None, hi)},
                                    penalty=rho, method=method,
                                    options={"gtol": 1e-12} if method != "trf" else None)
-        np.testing.assert_allclose(res.u, pen, rtol=1e-6, atol=1e-7, err_msg=method)
+        np.testing.assert_allclose(res.controls, pen, rtol=1e-6, atol=1e-7, err_msg=method)
         assert 0 < res.violation < 0.5 and res.violation == pytest.approx(
             A[0] @ pen + b[0] - hi, rel=1e-5)
 
@@ -220,16 +220,20 @@ def test_constraint_jacobian_and_hessian_are_exact():
     (dict(u0=[2.0, 0.0]), ValueError, r"u0\[0\] = 2.0 is outside the bounds \[-1.0, 1.0\]"),
     (dict(u0=[0.0, np.nan]), ValueError, "u0 contains NaN"),
     (dict(u0=[0.0]), ValueError, r"u0 must have shape \(2,\)"),
-    (dict(bounds=[(1.0, -1.0), (0, 1)]), ValueError, r"infeasible: lo > hi .* control 0"),
-    (dict(bounds=[(-1, 1)]), ValueError, "one .lo, hi. pair per control"),
+    (dict(bounds=[(1.0, -1.0), (0, 1)]), ValueError, r"infeasible: lo > hi.*lo=1.0, hi=-1.0"),
+    (dict(bounds=[(-1, 1)]), ValueError, r"gives 1 \(lo, hi\) pairs for 2 controls"),
+    (dict(bounds=((-1, 1), (1, -1))), ValueError, r"infeasible.*scipy.optimize.Bounds\(lb, ub\)"),
+    (dict(bounds="wide"), TypeError, "bounds must be one of"),
     (dict(bounds=[(-1, np.nan), (0, 1)]), ValueError, "bounds contain NaN"),
     (dict(bounds=[(np.inf, None), (0, 1)]), ValueError, "infeasible"),
     (dict(method="CG"), ValueError, "does not handle bounds"),
     (dict(method="lm"), ValueError, "does not handle bounds"),
     (dict(method="nelder-mead"), ValueError, "unknown method"),
     (dict(method=3), TypeError, "method must be a string"),
-    (dict(bounds=None, restarts=2), ValueError, "needs finite bounds"),
-    (dict(restarts=-1), ValueError, "restarts must be a non-negative integer"),
+    (dict(bounds=None, restarts=2, init_scale=-1.0), ValueError, "init_scale must be a finite"),
+    (dict(restarts=-1), ValueError, "restarts must be at least 0"),
+    (dict(maxiter=-1), ValueError, "maxiter must be at least 0"),
+    (dict(options={"maxiter": 3}), ValueError, r"options\['maxiter'\] is an iteration limit"),
     (dict(restarts=3, screen=2), ValueError, r"screen \(2\) must be at least restarts \(3\)"),
     (dict(options={"maxiters": 3}, method="batch-lm"), ValueError, "unknown batch-lm option"),
     (dict(options=3), TypeError, "options must be a dict"),
@@ -249,7 +253,7 @@ def test_lm_needs_enough_residuals():
     net = cp.Network.mlp([3, 4, 1], seed=0)
     with pytest.raises(ValueError, match="'lm' needs at least as many residuals"):
         cp.optimize_controls(net, [0.3], control=[0, 1, 2], method="lm")
-    res = cp.optimize_controls(net, [0.3], control=[0, 1, 2], method="lm", control_cost=0.1)
+    res = cp.optimize_controls(net, [0.3], control=[0, 1, 2], method="lm", R=0.1)
     assert res.success
 
 
@@ -264,7 +268,8 @@ def test_default_start_and_iteration_limit():
     net, T = _arm()
     res = cp.optimize_controls(net, T[0], bounds=[(-1.0, 3.0), (0.5, None)])
     np.testing.assert_array_equal(res.starts[0], [1.0, 0.5])     # middle; 0 moved into [0.5, inf)
-    short = cp.optimize_controls(net, T, u0=[0.9, -0.9], options={"maxiter": 1})
+    with pytest.warns(cp.ConvergenceWarning, match="problems"):
+        short = cp.optimize_controls(net, T, u0=[0.9, -0.9], maxiter=1)
     assert not short.success.all() and short.nit.max() == 1
     assert set(short.messages[~short.success]) == {"maximum number of iterations reached"}
     assert short.message == f"{short.success.sum()} of 12 problems converged"

@@ -32,7 +32,8 @@ def naive_rollout(net, x0, U, residual=False, exo=None):
 
 
 def naive_cost(S, U, goal, Q, Qf, R, S_):
-    """The issue's J written term by term (no 1/2; state cost from t = 1)."""
+    """J written term by term (the lecture's 1/2 on every quadratic term; state cost from
+    t = 1)."""
     T = len(U)
     G = np.broadcast_to(goal, (T, S.shape[1])) if np.ndim(goal) == 1 else goal
     J = 0.0
@@ -46,7 +47,7 @@ def naive_cost(S, U, goal, Q, Qf, R, S_):
     for t in range(1, T):
         d = U[t] - U[t - 1]
         J += d @ S_ @ d
-    return J
+    return 0.5 * J
 
 
 def richardson_gradient(f, x, eps=1e-4):
@@ -116,7 +117,7 @@ def test_rollout_batches_and_broadcasts(rng):
 def test_exogenous_inputs(rng):
     net = dynamics_net(rng, 2, 1, e=2, scaled=True)
     model = cp.Dynamics(net, 2, n_exo=2)
-    assert model.n_control == 1
+    assert model.n_controls == 1
     x0, U, E = rng.standard_normal(2), rng.standard_normal((5, 1)), rng.standard_normal((5, 2))
     np.testing.assert_allclose(model.rollout(x0, U, exo=E), naive_rollout(net, x0, U, exo=E),
                                rtol=1e-12, atol=1e-12)
@@ -271,7 +272,7 @@ def test_residuals_and_jacobian(rng, residual):
         obj = cp.TrajectoryObjective(model, x0, T, cost)
         u = 0.5 * rng.standard_normal(obj.n_vars)
         r = obj.residuals(u)
-        assert r @ r == pytest.approx(obj.value(u), rel=1e-12)
+        assert 0.5 * (r @ r) == pytest.approx(obj.value(u), rel=1e-12)
         J = obj.jacobian(u, sparse=obj.B > 1)           # a batch: scipy.sparse, block-diagonal
         assert hasattr(J, "toarray") == (obj.B > 1)
         J = J.toarray() if obj.B > 1 else J
@@ -293,13 +294,13 @@ def test_residual_form_refuses_custom_costs(rng):
 # ---------------------------------------------------------------- bad input
 def test_bad_model_construction(rng):
     net = dynamics_net(rng, 2, 1)
-    with pytest.raises(ValueError, match="outputs but n_state=3"):
+    with pytest.raises(ValueError, match="outputs but n_states=3"):
         cp.Dynamics(net, 3)
     with pytest.raises(ValueError, match="at least one"):
         cp.Dynamics(net, 2, n_exo=1)
     with pytest.raises(TypeError, match="Network"):
         cp.Dynamics("net", 2)
-    with pytest.raises(ValueError, match="n_state"):
+    with pytest.raises(ValueError, match="n_states"):
         cp.Dynamics(net, 0)
     with pytest.raises(TypeError, match="Dynamics"):
         cp.TrajectoryObjective(net, np.zeros(2), 3)

@@ -19,7 +19,7 @@ def scale(net, rng):
 
 
 def naive_closed_loop_cost(model, ctrl, X0, T, goal, Q, Qf, R, S_):
-    """Mean J over the initial states, one network call at a time."""
+    """Mean J over the initial states, one network call at a time (the lecture's 1/2)."""
     tot = 0.0
     for b, x in enumerate(X0):
         g = goal[b] if goal is not None else np.zeros(len(x))
@@ -32,7 +32,7 @@ def naive_closed_loop_cost(model, ctrl, X0, T, goal, Q, Qf, R, S_):
         J += (xs[T] - g) @ Qf @ (xs[T] - g)
         J += sum(u @ R @ u for u in us)
         J += sum((us[t] - us[t - 1]) @ S_ @ (us[t] - us[t - 1]) for t in range(1, T))
-        tot += J
+        tot += 0.5 * J
     return tot / len(X0)
 
 
@@ -88,14 +88,14 @@ def test_linear_controller_learns_the_infinite_horizon_lqr_gain(rng):
     ctrl = cp.Network.mlp([n, m], hidden="linear", output="linear", bias=False, seed=4)
     res = cp.train_controller(model, ctrl, rng.standard_normal((16, n)), 10,
                               dict(Q=Q, Qf=P, R=R),
-                              options=dict(gtol=1e-12, ftol=1e-16, maxiter=2000))
+                              maxiter=2000, options=dict(gtol=1e-12, ftol=1e-16))
     G = np.zeros((m, n))
     for k, (s, d) in enumerate(ctrl.weight_labels):
         G[d - n, s] = ctrl.weights[k]
     np.testing.assert_allclose(G, -K, atol=1e-5)
     assert np.array_equal(model.net.weights, w_model)      # the model stays frozen
     assert np.array_equal(res.x, ctrl.weights) and res.controller is ctrl
-    assert res.history[-1] <= res.history[0] and res.cost.shape == (16,)
+    assert res.history["fun"][-1] <= res.history["fun"][0] and res.costs.shape == (16,)
 
 
 def test_trained_controller_is_an_ordinary_network(rng, tmp_path):
@@ -108,8 +108,8 @@ def test_trained_controller_is_an_ordinary_network(rng, tmp_path):
     X0 = rng.uniform(-1, 1, (32, 2))
     goals = np.column_stack([rng.uniform(-1, 1, 32), np.zeros(32)])
     res = cp.train_controller(model, ctrl, X0, 40, dict(Q=[1.0, 0.1], Qf=10.0, R=0.01),
-                              goal=goals, options=dict(maxiter=300))
-    assert res.history[-1] < 0.5 * res.history[0]
+                              goal=goals, maxiter=300)
+    assert res.history["fun"][-1] < 0.5 * res.history["fun"][0]
     ctrl.save(tmp_path / "ctrl.npz")
     loaded = cp.load(tmp_path / "ctrl.npz")
     x0, g = np.array([0.5, 0.0]), np.array([-0.5, 0.0])

@@ -109,3 +109,155 @@ def check_sample_weight(sw, K):
     if not np.any(sw > 0):
         raise ValueError("sample_weight is zero for every sample")
     return sw
+
+
+# ---------------------------------------------------------------- bounds
+BOUNDS_FORMS = ("None (no bounds); scipy.optimize.Bounds(lb, ub) with lb, ub scalars or arrays "
+                "of shape {shapes}; one (lo, hi) pair of scalars for every variable; a "
+                "sequence of {n} (lo, hi) pairs, one per variable (scipy.optimize.minimize's "
+                "form); or a dict {{index: (lo, hi)}} bounding some variables. None or +-inf "
+                "is an open side")
+
+
+def _end(v, name):
+    """One side of a (lo, hi) pair: a float (None -> nan marker handled by caller)."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or np.ndim(v) != 0:
+        raise ValueError(f"{name} must be a number or None, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or None, got {type(v).__name__}") from None
+
+
+def _pair(p, name):
+    """(lo, hi) floats from a pair of scalars/None, or a ValueError naming ``name``."""
+    if isinstance(p, (str, bytes, dict)) or not hasattr(p, "__len__") or len(p) != 2:
+        raise ValueError(f"{name} must be a (lo, hi) pair of numbers or None, got {p!r:.80}")
+    lo, hi = _end(p[0], f"{name}[0]"), _end(p[1], f"{name}[1]")
+    return -np.inf if lo is None else lo, np.inf if hi is None else hi
+
+
+def parse_bounds(bounds, n, shape=None, name="bounds", what="variables"):
+    """The one bounds parser: ``(lo, hi)`` float arrays of ``shape`` from any accepted form.
+
+    Parameters
+    ----------
+    bounds : None, scipy.optimize.Bounds, (lo, hi), sequence of n (lo, hi), or dict
+        ``Bounds(lb, ub)``: ``lb`` and ``ub`` broadcast to ``shape`` (scalars, (n,), or any
+        trailing part of ``shape`` such as (T, n)).  A pair of scalars bounds every
+        variable alike; a sequence of ``n`` pairs bounds each variable (per-variable arrays
+        go through ``Bounds``; a None entry leaves that variable open); ``{index: (lo, hi)}``
+        bounds the listed variables only.
+        No form changes its meaning with ``n``: a sequence is always read as pairs.
+    n : int
+        Number of variables (the last axis of ``shape``).
+    shape : tuple of int, optional
+        Shape of the returned arrays; default ``(n,)``.  Pairs and dicts give the same
+        bounds along the leading axes.
+    name, what : str
+        Used in error messages ("bounds", "controls").
+
+    Returns
+    -------
+    lo, hi : ndarray of ``shape``
+        -inf / +inf on open sides.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a malformed or infeasible value (lo > hi, NaN, lo = +inf, hi = -inf), with the
+        accepted forms in the message.
+    """
+    shape = (n,) if shape is None else tuple(shape)
+    forms = BOUNDS_FORMS.format(n=n, shapes=" or ".join(
+        str(shape[i:]) for i in range(len(shape) - 1, -1, -1)))
+    if bounds is None:
+        return np.full(shape, -np.inf), np.full(shape, np.inf)
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):                  # scipy Bounds
+        ends = []
+        for side, v in (("lb", bounds.lb), ("ub", bounds.ub)):
+            a = as_float(v, f"{name}.{side}")
+            try:
+                ends.append(np.array(np.broadcast_to(a, shape)))
+            except ValueError:
+                raise ValueError(f"{name}.{side} has shape {a.shape}, which does not fit "
+                                 f"{shape} ({n} {what}); accepted: {forms}") from None
+        lo, hi = ends
+    elif isinstance(bounds, dict):
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        for j, p in bounds.items():
+            if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
+                raise ValueError(f"{name} keys must be indices of {what}, got {j!r}; "
+                                 f"accepted: {forms}")
+            if not 0 <= j < n:
+                raise ValueError(f"{name} index {j} out of range 0..{n - 1} ({n} {what})")
+            if p is not None:
+                lo[j], hi[j] = _pair(p, f"{name}[{j}]")
+        lo, hi = np.broadcast_to(lo, shape).copy(), np.broadcast_to(hi, shape).copy()
+    elif isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+        raise TypeError(f"{name} must be one of: {forms}; got {type(bounds).__name__}")
+    else:
+        items = list(bounds)
+        scalar = [x is None or np.ndim(x) == 0 for x in items]
+        if len(items) == 2 and all(scalar):                              # one pair for all
+            a, b = _pair(items, name)
+            lo, hi = np.full(shape, a), np.full(shape, b)
+        elif any(x is not None and np.ndim(x) == 0 for x in items):
+            raise ValueError(f"{name} is neither one (lo, hi) pair of numbers nor a sequence "
+                             f"of pairs: {bounds!r:.80}; accepted: {forms}")
+        elif len(items) != n:
+            raise ValueError(f"{name} gives {len(items)} (lo, hi) pairs for {n} {what}; "
+                             f"accepted: {forms}")
+        else:
+            pairs = np.array([(-np.inf, np.inf) if p is None else _pair(p, f"{name}[{i}]")
+                              for i, p in enumerate(items)])
+            lo = np.broadcast_to(pairs[:, 0], shape).copy()
+            hi = np.broadcast_to(pairs[:, 1], shape).copy()
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise ValueError(f"{name} contain NaN (use None or +-inf for an open side)")
+    bad = np.argwhere((lo > hi) | (lo == np.inf) | (hi == -np.inf))
+    if len(bad):
+        i = tuple(int(k) for k in bad[0])
+        hint = ("; a sequence is read as one (lo, hi) pair per variable: give per-variable "
+                "arrays as scipy.optimize.Bounds(lb, ub)") if isinstance(bounds, (list, tuple)) \
+            else ""
+        raise ValueError(f"{name} are infeasible: lo > hi (or lo = +inf, hi = -inf) in "
+                         f"{len(bad)} entr(ies), the first at index {list(i)}: "
+                         f"lo={lo[i]}, hi={hi[i]}{hint}")
+    return lo, hi
+
+
+def check_within(U, lo, hi, name):
+    """Raise a ValueError (naming ``name`` and the first entry) if U is outside [lo, hi]."""
+    lo, hi = np.broadcast_to(lo, U.shape), np.broadcast_to(hi, U.shape)
+    out = np.argwhere((U < lo) | (U > hi))
+    if len(out):
+        i = tuple(int(k) for k in out[0])
+        raise ValueError(f"{name}{list(i)} = {U[i]} is outside the bounds [{lo[i]}, {hi[i]}] "
+                         f"({len(out)} entr(ies) outside); {name} is never clipped: give a "
+                         "start inside the bounds")
+    return U
+
+
+def check_state(y, n, what):
+    """A plant's returned state as a finite float array of shape ``n`` (a tuple), else a
+    ValueError naming ``what`` (e.g. "step 3: the plant")."""
+    try:
+        a = np.array(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} returned {type(y).__name__}, not a numeric state of shape "
+                         f"{n}") from None
+    if a.shape != n:
+        raise ValueError(f"{what} returned a state of shape {a.shape}, expected {n}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what} returned NaN or inf: {a.ravel()[:6].tolist()}")
+    return a
+
+
+def check_callable(f, name, signature):
+    """``f`` if it is None or callable, else a TypeError naming ``name`` and its signature."""
+    if f is not None and not callable(f):
+        raise TypeError(f"{name} must be callable as {signature}, got {type(f).__name__}")
+    return f

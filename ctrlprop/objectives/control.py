@@ -4,14 +4,14 @@ The weights are fixed and some inputs -- the controls ``u`` (input indices
 ``control``) -- are the parameters; the other inputs ``x`` (a context or
 state) are given.  For one problem with target ``y*``::
 
-    E(u) = 1/2 (y - y*)^T W (y - y*) + 1/2 (u - u_rest)^T R (u - u_rest)
+    E(u) = 1/2 (y - y*)^T Q (y - y*) + 1/2 (u - u_rest)^T R (u - u_rest)
            + 1/2 rho sum_c v_c^2,        y = y(x, u)
     v_c  = max(0, y_c - hi_c) + min(0, y_c - lo_c)     (only with output_bounds)
 
-``dE/du`` is the back-propagation pass seeded with ``dE/dy = W (y - y*) + rho v``
+``dE/du`` is the back-propagation pass seeded with ``dE/dy = Q (y - y*) + rho v``
 and stopped at the (fake) input units, the weight products skipped, plus
 ``R (u - u_rest)``.  As least squares ``E = 1/2 |r|^2`` with residuals and
-Jacobian (``S^T S = W``, ``S_R^T S_R = R``)::
+Jacobian (``S^T S = Q``, ``S_R^T S_R = R``)::
 
     r = [ S (y - y*) ;  sqrt(rho) v ;  S_R (u - u_rest) ]
     J = [ S dy/du    ;  sqrt(rho) [v != 0] dy/du ;  S_R ]
@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
-from ..core.checks import as_float, check_finite, check_indices
+from ..core.checks import as_float, check_finite, check_indices, parse_bounds
 
 __all__ = ["ControlObjective"]
 
@@ -80,48 +80,6 @@ class _Metric:
         return self._col * V if self.diag is not None else self.mat @ V
 
 
-def _output_bounds(spec, n_out):
-    """(indices, lo, hi) of the bounded outputs from a dict, pairs or scipy Bounds."""
-    if spec is None:
-        return np.zeros(0, np.intp), np.zeros(0), np.zeros(0)
-    if hasattr(spec, "lb") and hasattr(spec, "ub"):
-        lo = np.broadcast_to(as_float(spec.lb, "output_bounds.lb"), (n_out,))
-        hi = np.broadcast_to(as_float(spec.ub, "output_bounds.ub"), (n_out,))
-        pairs = dict(enumerate(zip(lo, hi)))
-    elif isinstance(spec, dict):
-        pairs = dict(spec)
-    else:
-        pairs = list(spec)
-        if len(pairs) != n_out:
-            raise ValueError(f"output_bounds must give one (lo, hi) pair (or None) per output "
-                             f"({n_out}), got {len(pairs)}")
-        pairs = dict(enumerate(pairs))
-    idx, los, his = [], [], []
-    for j, pair in sorted(pairs.items(), key=lambda t: int(t[0])):
-        if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
-            raise ValueError(f"output_bounds keys must be output indices, got {j!r}")
-        if not 0 <= j < n_out:
-            raise ValueError(f"output_bounds index {j} out of range 0..{n_out - 1}")
-        if pair is None:
-            continue
-        try:
-            a, b = pair
-        except (TypeError, ValueError):
-            raise ValueError(f"output_bounds[{j}] must be a (lo, hi) pair, got {pair!r}") from None
-        a = -np.inf if a is None else float(a)
-        b = np.inf if b is None else float(b)
-        if np.isnan(a) or np.isnan(b):
-            raise ValueError(f"output_bounds[{j}] contains NaN: ({a}, {b})")
-        if a > b:
-            raise ValueError(f"output_bounds[{j}] is infeasible: lo={a} > hi={b}")
-        if a == -np.inf and b == np.inf:
-            continue
-        idx.append(int(j))
-        los.append(a)
-        his.append(b)
-    return np.array(idx, np.intp), np.array(los), np.array(his)
-
-
 def _block_diag(B):
     """Stacked blocks (K, r, c) as a block-diagonal CSR matrix (K*r, K*c)."""
     K, r, c = B.shape
@@ -162,16 +120,18 @@ class ControlObjective:
         problems of a batch.  Omit it when every input is a control.
     control : sequence of int, optional
         Indices of the inputs that are the controls (distinct); default all.
-    output_weights : float or array_like, optional
-        W: a scalar, per-output weights ``(n_outputs,)`` or a PSD matrix
-        ``(n_outputs, n_outputs)``.  Default 1.
-    control_cost : float or array_like
-        R: a scalar, ``(m,)`` or a PSD ``(m, m)`` matrix.  Default 0.
+    Q : float or array_like, optional
+        Output weights: a scalar, per-output weights ``(n_outputs,)`` or a PSD matrix
+        ``(n_outputs, n_outputs)``.  Default 1.  (The same name as the state weight of
+        :class:`~ctrlprop.TrajectoryCost`.)
+    R : float or array_like
+        Control weights: a scalar, ``(m,)`` or a PSD ``(m, m)`` matrix.  Default 0.
     u_rest : array_like, shape (m,) or (K, m), optional
         The control that costs nothing; default 0.
-    output_bounds : dict or sequence, optional
-        ``{output: (lo, hi)}``, one ``(lo, hi)`` pair (or None) per output, or
-        a ``scipy.optimize.Bounds``; None for an open side.  They enter E as the
+    output_bounds : optional
+        Bounds on the outputs in any form of :func:`ctrlprop.core.checks.parse_bounds`
+        (``scipy.optimize.Bounds``, one ``(lo, hi)`` pair for all outputs, one pair (or
+        None) per output, or ``{output: (lo, hi)}``); None for an open side.  They enter E as the
         quadratic penalty with weight ``penalty`` and are also available as
         exact constraints (:meth:`constraints`).
     penalty : float
@@ -188,9 +148,8 @@ class ControlObjective:
         True when target or inputs were 2-D.
     """
 
-    def __init__(self, net, target, inputs=None, control=None, output_weights=None,
-                 control_cost=0.0, u_rest=None, output_bounds=None, penalty=1e4,
-                 hessian="exact"):
+    def __init__(self, net, target, inputs=None, control=None, Q=None, R=0.0, u_rest=None,
+                 output_bounds=None, penalty=1e4, hessian="exact"):
         n_in, n_out = net.n_inputs, net.n_outputs
         self.net_n_inputs, self.n_outputs = n_in, n_out
         ctl = np.arange(n_in) if control is None else check_indices(control, n_in, "control")
@@ -215,15 +174,16 @@ class ControlObjective:
         self._T = np.ascontiguousarray(np.broadcast_to(T, (K, n_out)).T)      # (n_out, K)
         self._Xo = np.ascontiguousarray(np.broadcast_to(Xo, (K, len(oth))).T)  # (n_oth, K)
 
-        self.W = _Metric(1.0 if output_weights is None else output_weights, n_out,
-                         "output_weights", drop_zero=False)
-        self.R = _Metric(control_cost, m, "control_cost")
+        self.Q = _Metric(1.0 if Q is None else Q, n_out, "Q", drop_zero=False)
+        self.R = _Metric(R, m, "R")
         ur = np.zeros(m) if u_rest is None else check_finite(as_float(u_rest, "u_rest"), "u_rest")
         if ur.shape not in ((m,), (K, m)):
             raise ValueError(f"u_rest must have shape ({m},) or ({K}, {m}), got {ur.shape}")
         self._ur = np.ascontiguousarray(np.broadcast_to(ur, (K, m)).T)         # (m, K)
 
-        self._cidx, self._clo, self._chi = _output_bounds(output_bounds, n_out)
+        lo, hi = parse_bounds(output_bounds, n_out, name="output_bounds", what="outputs")
+        self._cidx = np.flatnonzero(np.isfinite(lo) | np.isfinite(hi))
+        self._clo, self._chi = lo[self._cidx], hi[self._cidx]
         penalty = float(penalty)
         if not np.isfinite(penalty) or penalty < 0:
             raise ValueError(f"penalty must be a finite number >= 0, got {penalty}")
@@ -316,9 +276,9 @@ class ControlObjective:
 
     def _energy_cot(self, Y, e, UT, rows):
         """(E (n,), dE/dy (n_out, n), du = u - u_rest (m, n)) at a forward pass."""
-        # E = 1/2 e^T W e + 1/2 rho |v|^2 + 1/2 du^T R du,   e = y - y*, du = u - u_rest
-        # dE/dy = W e + rho v   (v scattered to the bounded outputs)
-        We = self.W.apply(e)
+        # E = 1/2 e^T Q e + 1/2 rho |v|^2 + 1/2 du^T R du,   e = y - y*, du = u - u_rest
+        # dE/dy = Q e + rho v   (v scattered to the bounded outputs)
+        We = self.Q.apply(e)
         E = 0.5 * (e * We).sum(axis=0)
         if self._n_pen:
             v = self._violation(Y)
@@ -366,7 +326,7 @@ class ControlObjective:
         ws, Y, e = self._forward(UT, rows, cap)
         n, no, m = U.shape[0], self.n_outputs, self.m
         r = np.empty((n, self.n_residuals))
-        W = self.W
+        W = self.Q
         r[:, :no] = (W.S @ e).T
         p0, p1 = no, no + self._n_pen
         if self._n_pen:
@@ -388,6 +348,17 @@ class ControlObjective:
         if self.R.rows:
             J[:, p1:] = self.R.S
         return r, J
+
+    def columns_residuals_jacobian(self, U, rows=None, cap=None):
+        """Residuals (N, n_residuals) and Jacobians (N, n_residuals, m) of N columns of
+        controls U (N, m), column i being problem ``rows[i]`` (default: N = K, in order);
+        ``cap`` >= N reuses the work buffers of that size (for shrinking active sets)."""
+        return self._rj(np.asarray(U, dtype=np.float64), rows, cap)
+
+    @property
+    def n_output_bounds(self):
+        """Number of bounded outputs."""
+        return len(self._cidx)
 
     def _as_U(self, u, name="u"):
         """u (flat K*m, or (K, m) / (m,)) as a (K, m) array, checked."""
@@ -484,7 +455,7 @@ class ControlObjective:
 
         def curvature(RY):        # R{dE/dy} = W RY + rho [v != 0] RY
             RYT = RY.T
-            out = self.W.apply(RYT)
+            out = self.Q.apply(RYT)
             if act is not None:
                 out[self._cidx] += self.penalty * act * RYT[self._cidx]
             return out.T

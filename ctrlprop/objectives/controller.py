@@ -37,7 +37,7 @@ def _check_controller(model, controller):
     if not isinstance(controller, Network):
         raise TypeError(f"controller must be a ctrlprop Network, got "
                         f"{type(controller).__name__}")
-    n, m = model.n_state, model.n_control
+    n, m = model.n_states, model.n_controls
     if controller.n_outputs != m:
         raise ValueError(f"the controller has {controller.n_outputs} outputs but the model "
                          f"takes {m} controls")
@@ -109,7 +109,7 @@ class ControllerObjective:
         self.T = T = check_horizon(horizon)
         X0, _ = model.check_x0(x0)
         self.B = B = X0.shape[0]
-        n, m = model.n_state, model.n_control
+        n, m = model.n_states, model.n_controls
         self.goal = check_goals(goal, n, B, reads_goal)
         cost = as_cost(cost)
         if self.goal is not None:
@@ -137,7 +137,7 @@ class ControllerObjective:
     def _compile(self):
         """Build the closed-loop forward and backward op lists for the current scalings."""
         model, ur, T = self.model, self._ur, self.T
-        n, m = model.n_state, model.n_control
+        n, m = model.n_states, model.n_controls
         ur.sync()
         ur._compile()                                      # the model's steps (retargeted)
         ur.set_x0(ur._x0)

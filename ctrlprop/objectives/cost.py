@@ -1,12 +1,16 @@
 """The trajectory cost: quadratic terms toward a goal, plus the user's own differentiable terms.
 
-For states ``x_0 .. x_T`` and controls ``u_0 .. u_{T-1}`` (no 1/2 factors)::
+For states ``x_0 .. x_T`` and controls ``u_0 .. u_{T-1}``, with the lecture's 1/2 (the
+convention of every ctrlprop objective and of ``scipy.optimize.least_squares``, so that a
+weight of 1 means the same here as in :class:`~ctrlprop.ControlObjective`)::
 
-    J =   sum_{t=1}^{T-1} (x_t - g_t)^T Q  (x_t - g_t)      running state cost (not at x_0)
-        +                 (x_T - g_T)^T Qf (x_T - g_T)      terminal state cost
-        + sum_{t=0}^{T-1}  u_t^T R u_t                      control cost
-        + sum_{t=1}^{T-1} (u_t - u_{t-1})^T S (u_t - u_{t-1})   control-rate cost
-        + sum_b [running(X, U) + terminal(x_T) + trajectory(states, controls)]   (optional)
+    J = 1/2 sum_{t=1}^{T-1} (x_t - g_t)^T Q  (x_t - g_t)      running state cost (not at x_0)
+      + 1/2               (x_T - g_T)^T Qf (x_T - g_T)      terminal state cost
+      + 1/2 sum_{t=0}^{T-1}  u_t^T R u_t                      control cost
+      + 1/2 sum_{t=1}^{T-1} (u_t - u_{t-1})^T S (u_t - u_{t-1})   control-rate cost
+      + sum_b [running(X, U) + terminal(x_T) + trajectory(states, controls)]   (optional)
+
+The custom terms are added as they are (no factor is applied to them).
 
 ``Q, Qf`` (n x n) and ``R, S`` (m x m) are each a scalar (times the identity), a vector
 (diagonal) or a symmetric positive semi-definite matrix; ``Qf`` defaults to ``Q``.
@@ -247,22 +251,20 @@ class BoundCost:
         WE = self.Q.mul(E)
         if self.qf_differs:
             WE[T - 1] = self.Qf.mul(E[T - 1])
-        val = np.einsum("tib,tib->b", E, WE)
+        val = 0.5 * np.einsum("tib,tib->b", E, WE)
         CX = np.empty_like(S)
         CX[0] = 0.0
-        np.multiply(WE, 2.0, out=CX[1:])
-        # u_t^T R u_t (t = 0..T-1) and (u_t - u_{t-1})^T S (u_t - u_{t-1}) (t = 1..T-1)
+        CX[1:] = WE
+        # 1/2 u_t^T R u_t (t = 0..T-1), 1/2 (u_t - u_{t-1})^T S (u_t - u_{t-1}) (t = 1..T-1)
         if self.R.zero:
             CU = np.zeros_like(U)
         else:
-            RU = self.R.mul(U)
-            val += np.einsum("tib,tib->b", U, RU)
-            CU = np.multiply(RU, 2.0)
+            CU = self.R.mul(U)
+            val += 0.5 * np.einsum("tib,tib->b", U, CU)
         if T > 1 and not self.S.zero:
             D = U[1:] - U[:-1]
             SD = self.S.mul(D)
-            val += np.einsum("tib,tib->b", D, SD)
-            SD *= 2.0
+            val += 0.5 * np.einsum("tib,tib->b", D, SD)
             CU[1:] += SD
             CU[:-1] -= SD
         if self.custom:
@@ -305,7 +307,7 @@ class BoundCost:
         return val
 
     # ------------------------------------------------------------ residual form
-    # J = |r|^2 with r = [C_Q E_1 .. C_Q E_{T-1}, C_Qf E_T, C_R u_0 .. C_R u_{T-1},
+    # J = 1/2 |r|^2 with r = [C_Q E_1 .. C_Q E_{T-1}, C_Qf E_T, C_R u_0 .. C_R u_{T-1},
     #                     C_S (u_1 - u_0) .. C_S (u_{T-1} - u_{T-2})],  C^T C = W
     def check_residual_form(self):
         """Raise if the cost has no exact residual form (custom terms)."""
@@ -323,7 +325,7 @@ class BoundCost:
         return k
 
     def residuals(self, S, U):
-        """Residuals (B, n_residuals) with sum of squares = J per trajectory."""
+        """Residuals (B, n_residuals) with 1/2 sum of squares = J per trajectory."""
         T, B = self.T, self.B
         E = S[1:] - self.G
         parts = [np.matmul(self.Q.factor, E)]

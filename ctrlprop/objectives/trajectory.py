@@ -44,15 +44,15 @@ class Dynamics:
     Parameters
     ----------
     net : Network
-        Inputs ``[state (n_state), control (m), exogenous (n_exo)]`` in that order,
-        outputs the next state (n_state outputs), in raw units (the network's own
+        Inputs ``[state (n_states), control (m), exogenous (n_exo)]`` in that order,
+        outputs the next state (n_states outputs), in raw units (the network's own
         input/output scaling is applied inside).
-    n_state : int
+    n_states : int
         Number of state variables n.
     residual : bool
         The network predicts the increment: ``x_{t+1} = x_t + f(x_t, u_t)``.
     n_exo : int
-        Number of exogenous inputs e (default 0); ``m = net.n_inputs - n_state - n_exo``.
+        Number of exogenous inputs e (default 0); ``m = net.n_inputs - n_states - n_exo``.
 
     Notes
     -----
@@ -64,30 +64,45 @@ class Dynamics:
 
     CACHE = 4          # rollout buffers kept per (horizon, batch)
 
-    def __init__(self, net, n_state, residual=False, n_exo=0):
+    def __init__(self, net, n_states, residual=False, n_exo=0):
         if not isinstance(net, Network):
             raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
-        n, e = check_int(n_state, "n_state", 1), check_int(n_exo, "n_exo", 0)
+        n, e = check_int(n_states, "n_states", 1), check_int(n_exo, "n_exo", 0)
         if net.n_outputs != n:
-            raise ValueError(f"the network has {net.n_outputs} outputs but n_state={n}: a "
+            raise ValueError(f"the network has {net.n_outputs} outputs but n_states={n}: a "
                              f"dynamics network outputs the next state (or its increment)")
         m = net.n_inputs - n - e
         if m < 1:
             raise ValueError(f"the network has {net.n_inputs} inputs, leaving {m} controls "
                              f"after {n} states and {e} exogenous inputs; it needs at least one")
-        self.net, self.n_state, self.n_control, self.n_exo = net, n, m, e
+        self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
         self.residual = bool(residual)
         self._cache = OrderedDict()
 
+    @property
+    def n_inputs(self):
+        """Inputs of the network: n_states + n_controls + n_exo."""
+        return self.net.n_inputs
+
+    @property
+    def n_outputs(self):
+        """Outputs of the network (= n_states)."""
+        return self.net.n_outputs
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()          # compiled rollouts are rebuilt on use
+        return state
+
     def __repr__(self):
-        return (f"Dynamics(n_state={self.n_state}, n_control={self.n_control}, "
+        return (f"Dynamics(n_states={self.n_states}, n_controls={self.n_controls}, "
                 f"n_exo={self.n_exo}, residual={self.residual}, net={self.net!r})")
 
     # ------------------------------------------------------------ validation
     def check_x0(self, x0, name="x0"):
         """Initial state(s) as (B, n) float array and whether a batch was given."""
         X = check_finite(as_float(x0, name), name)
-        n = self.n_state
+        n = self.n_states
         if X.ndim == 1 and X.shape == (n,):
             return X[None, :].copy(), False
         if X.ndim == 2 and X.shape[1] == n and X.shape[0] >= 1:
@@ -98,7 +113,7 @@ class Dynamics:
     def check_controls(self, U, T=None, name="controls"):
         """Controls as (B or 1, T, m) and whether a batch was given."""
         U = check_finite(as_float(U, name), name)
-        m = self.n_control
+        m = self.n_controls
         if U.ndim in (2, 3) and U.shape[-1] == m and U.shape[-2] >= 1:
             if T is not None and U.shape[-2] != T:
                 raise ValueError(f"{name} must have {T} rows (the horizon), got shape {U.shape}")
@@ -160,9 +175,9 @@ class Dynamics:
         T = U3.shape[1]
         ur = self._unroll(T, B)
         ur.sync()
-        ur.set_x0(np.broadcast_to(X0, (B, self.n_state)))
+        ur.set_x0(np.broadcast_to(X0, (B, self.n_states)))
         ur.set_exo(self.check_exo(exo, T, B))
-        ur.set_controls(np.broadcast_to(U3.transpose(1, 2, 0), (T, self.n_control, B)))
+        ur.set_controls(np.broadcast_to(U3.transpose(1, 2, 0), (T, self.n_controls, B)))
         ur.forward()
         S = ur.states().transpose(2, 0, 1).copy()
         return S if (bx or bu) else S[0]
@@ -171,19 +186,19 @@ class Dynamics:
         """One step: the next state(s), shape of x ((n,) or (B, n))."""
         X, bx = self.check_x0(x, "x")
         U = check_finite(as_float(u, "u"), "u")
-        m = self.n_control
+        m = self.n_controls
         if U.shape != (m,) and not (U.ndim == 2 and U.shape[1] == m):
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {U.shape}")
         U = np.atleast_2d(U)
         B = _batch_size(X.shape[0], U.shape[0])
-        parts = [np.broadcast_to(X, (B, self.n_state)), np.broadcast_to(U, (B, m))]
+        parts = [np.broadcast_to(X, (B, self.n_states)), np.broadcast_to(U, (B, m))]
         if self.n_exo or exo is not None:
             E = self.check_exo(exo, 1, B)
             parts.append(np.broadcast_to(E[0].T, (B, self.n_exo)))
         Xin = np.concatenate(parts, axis=1)
         Y = self.net.forward(Xin)
         if self.residual:
-            Y = Y + Xin[:, :self.n_state]
+            Y = Y + Xin[:, :self.n_states]
         return Y if (bx or np.ndim(u) == 2) else Y[0]
 
     def linearize(self, x, u, exo=None):
@@ -193,7 +208,7 @@ class Dynamics:
         """
         X, bx = self.check_x0(x, "x")
         U = np.atleast_2d(check_finite(as_float(u, "u"), "u"))
-        m, n = self.n_control, self.n_state
+        m, n = self.n_controls, self.n_states
         if U.ndim != 2 or U.shape[1] != m:
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {np.shape(u)}")
         B = _batch_size(X.shape[0], U.shape[0])
@@ -219,7 +234,7 @@ def check_model(model):
     """Raise unless model is a Dynamics."""
     if not isinstance(model, Dynamics):
         raise TypeError(f"model must be a ctrlprop.Dynamics (wrap a network with "
-                        f"Dynamics(net, n_state)), got {type(model).__name__}")
+                        f"Dynamics(net, n_states)), got {type(model).__name__}")
 
 
 class TrajectoryObjective:
@@ -250,7 +265,7 @@ class TrajectoryObjective:
         self.T = T = check_horizon(horizon)
         X0, self.batched = model.check_x0(x0)
         self.B = B = X0.shape[0]
-        m = model.n_control
+        m = model.n_controls
         self.shape = (B, T, m) if self.batched else (T, m)
         self.n_vars = B * T * m
         self.max_jacobian_size = 2e7
@@ -277,7 +292,7 @@ class TrajectoryObjective:
         """Change the cost (a TrajectoryCost or dict)."""
         self.last_costs = None
         self.cost = as_cost(cost)
-        self._cost = self.cost.bind(self.model.n_state, self.model.n_control, self.T, self.B)
+        self._cost = self.cost.bind(self.model.n_states, self.model.n_controls, self.T, self.B)
 
     def set_exo(self, exo):
         """Change the exogenous inputs."""
@@ -301,7 +316,7 @@ class TrajectoryObjective:
         if not ur.sync() and np.array_equal(u, self._key):
             return
         self.last_costs = None
-        U = u.reshape(self.B, self.T, self.model.n_control).transpose(1, 2, 0)
+        U = u.reshape(self.B, self.T, self.model.n_controls).transpose(1, 2, 0)
         if getattr(self, "_Ubuf", None) is None:
             self._Ubuf = np.empty(U.shape)
         np.copyto(self._Ubuf, U)          # own copy: the caller may reuse its array
@@ -422,8 +437,15 @@ class TrajectoryObjective:
         return self.last_costs
 
     # ------------------------------------------------------------ least squares
+    @property
+    def n_residuals(self):
+        """Length of :meth:`residuals` (B times the residuals per trajectory); a ValueError
+        when the cost has custom terms, which have no residual form."""
+        self._cost.check_residual_form()
+        return self._cost.n_residuals() * self.B
+
     def residuals(self, u):
-        """Residuals r(u) with ``|r|^2 = J`` (quadratic costs), shape (B * n_residuals,)."""
+        """Residuals r(u) with ``1/2 |r|^2 = J`` (quadratic costs), shape (B * n_residuals,)."""
         self._cost.check_residual_form()
         self._forward(self._check_u(u))
         return self._cost.residuals(self._S, self._U).reshape(-1)
@@ -439,7 +461,7 @@ class TrajectoryObjective:
         """
         c = self._cost
         c.check_residual_form()
-        T, m, B = self.T, self.model.n_control, self.B
+        T, m, B = self.T, self.model.n_controls, self.B
         nr = c.n_residuals()
         if sparse is None:
             sparse = B > 1 and nr * T * m * B * B > self.DENSE_JACOBIAN
@@ -452,7 +474,7 @@ class TrajectoryObjective:
         self._forward(self._check_u(u))
         A, Bm = self._ur.step_jacobians()
         # dx_{t+1}/du_s = B_t for s = t,  A_t dx_t/du_s for s < t,  0 for s > t
-        n = self.model.n_state
+        n = self.model.n_states
         JX = np.zeros((B, T, n, T * m))
         for t in range(T):
             JX[:, t, :, t * m:(t + 1) * m] = Bm[t]
@@ -493,7 +515,7 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     X0, bx = model.check_x0(x0)
     U3, bu = model.check_controls(U)
     B = _batch_size(X0.shape[0], U3.shape[0])
-    X0 = np.broadcast_to(X0, (B, model.n_state))
+    X0 = np.broadcast_to(X0, (B, model.n_states))
     obj = TrajectoryObjective(model, X0 if (bx or bu) else X0[0], U3.shape[1], cost, exo)
     U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
     return obj.value_and_grad(U3 if (bx or bu) else U3[0], wrt_x0=wrt_x0)

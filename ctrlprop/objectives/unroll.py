@@ -137,7 +137,7 @@ class Unroll:
 
     def __init__(self, model, T, B):
         net, plan = model.net, model.net.plan
-        n, m, ni = model.n_state, model.n_control, model.net.n_inputs
+        n, m, ni = model.n_states, model.n_controls, model.net.n_inputs
         self.model, self.plan, self.T, self.B, self.n, self.m = model, plan, T, B, n, m
         self.wts = plan.new_weights()
         self.wts.load(net.weights)

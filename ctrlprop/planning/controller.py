@@ -1,100 +1,104 @@
 """Controller training through a frozen model (Nguyen & Widrow; Jordan & Rumelhart's
-"distal teacher"), and closed-loop simulation.
+"distal teacher"), and closed-loop runs of a controller.
 
-A controller network ``u_t = c(x_t[, goal]; v)`` drives the frozen dynamics model from
-many initial states at once; the mean trajectory cost is back-propagated through the
-model AND the controller at every step, and only the controller's weights v move::
-
-    forward, t = 0 .. T-1:   u_t = c(x_t, g; v),   x_{t+1} = F(x_t, u_t)   (F = f, or x + f)
-    backward, lambda_T = c_T (the cost's gradient at x_T); for t = T-1 .. 0:
-        (gx_t, gu_t) = lambda_{t+1}^T df/d(x_t, u_t)          model: input deltas only
-        du_t        = gu_t + dJ/du_t|cost                      the controller's output delta
-        (dv_t, gc_t) = du_t^T dc/d(v, x_t)                     controller: weights and inputs
-        dJ/dv      += dv_t
-        lambda_t    = c_t + gx_t + gc_t  (+ lambda_{t+1} when residual)
-
-``gc_t`` is the path through the controller's input: u_t depends on x_t, so the state
-cotangent collects it too.  Bounded controls are the user's choice of the controller's
-output transfer and scaling, e.g. tanh outputs and ``controller.set_scaling(y_scale=u_max)``
-for ``u = u_max * tanh(.)``.  The trained controller is an ordinary Network (save, load,
-:func:`closed_loop`).  The model's weights are never changed.
+:func:`train_controller` minimizes the mean closed-loop trajectory cost of
+:class:`~ctrlprop.ControllerObjective` (the cost back-propagated through the model and the
+controller at every step) over the controller's weights with a gradient method of
+``scipy.optimize.minimize``.  :func:`closed_loop` runs a controller on a model or a plant
+(the one loop of :func:`ctrlprop.core.simulation.simulate`).
 """
 
 import numpy as np
-from scipy.optimize import OptimizeResult, minimize
 
-from ..core.checks import as_float, check_int
+from ..core.checks import as_float, check_int, check_state
+from ..core.network import Network
+from ..core.simulation import simulate
 from ..core.threads import blas_threads
 from ..objectives.controller import ControllerObjective, check_goals
 from ..objectives.trajectory import Dynamics
+from ..solvers.methods import resolve
+from ..solvers.progress import Progress
+from ..solvers.result import Notifier, Result, warn_unless_success
+from ..solvers.scipy_solve import run_minimize, solver_options
 
-__all__ = ["ControllerObjective", "train_controller", "closed_loop", "ControllerResult"]
+__all__ = ["train_controller", "closed_loop", "ControllerResult", "CONTROLLER_METHODS"]
+
+CONTROLLER_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP")
 
 
-class ControllerResult(OptimizeResult):
-    """Result of :func:`train_controller`: ``x`` (trained weights, also in
-    ``controller.weights``), ``fun``, ``cost`` (B,) per initial state, ``states`` (B, T+1, n),
-    ``controls`` (B, T, m), ``history`` (F before and after each iteration), ``controller``,
-    and scipy's ``success``, ``message``, ``nit``, ``nfev``."""
+class ControllerResult(Result):
+    """Result of :func:`train_controller` (a :class:`~ctrlprop.Result`).
+
+    Attributes
+    ----------
+    x : ndarray (n_weights,)
+        The trained weights, also in ``controller.weights``.
+    fun : float
+        F at x: the mean trajectory cost (plus weight decay).
+    costs : ndarray (B,)
+        The trajectory cost of every initial state.
+    states : ndarray (B, T+1, n)
+    controls : ndarray (B, T, m)
+        The closed loop through the model with the trained controller.
+    controller : Network
+    history : dict
+        ``"fun"``: F at the start and after every iteration.
+    success, status, message, nit, nfev, method
+    """
 
 
-def train_controller(model, controller, x0, horizon, cost=None, goal=None, exo=None,
-                     l2=0.0, method="L-BFGS-B", options=None, callback=None):
+def train_controller(model, controller, x0, horizon, cost=None, *, goal=None, exo=None,
+                     l2=0.0, method=None, maxiter=None, options=None, callback=None,
+                     progress=False):
     """Train a controller network through a frozen dynamics model (distal teacher).
 
     Parameters
     ----------
     model, controller, x0, horizon, cost, goal, exo, l2
-        As :class:`ControllerObjective`.
-    method : str
-        A gradient method of ``scipy.optimize.minimize`` (default "L-BFGS-B").
+        As :class:`~ctrlprop.ControllerObjective`.
+    method : str, optional
+        None (the default) is "L-BFGS-B"; any of ``CONTROLLER_METHODS`` (gradient methods
+        of ``scipy.optimize.minimize``; the objective has no Hessian product, so the
+        Newton methods are not offered).
+    maxiter : int, optional
+        minimize's ``maxiter`` (TNC: evaluations); None: scipy's default.
     options : dict, optional
-        ``minimize`` options (maxiter, gtol, ...).
+        Other ``minimize`` options (gtol, maxcor, ...).
     callback : callable, optional
-        ``callback(weights, F)`` after every iteration; returning True stops training.
+        ``callback(intermediate_result)`` after every iteration with a Result holding
+        ``x`` (weights), ``fun`` and ``nit``; True or StopIteration stops training.
+    progress : bool
+        Show a progress line (needs tqdm).
 
     Returns
     -------
     ControllerResult
         ``controller.weights`` holds the trained weights afterwards; the model is untouched.
-    """
-    obj = ControllerObjective(model, controller, x0, horizon, cost, goal, exo, l2)
-    hist = [obj(controller.weights)[0]]
 
-    def cb(vk, *args):
-        f = obj.value(vk)
-        hist.append(f)
-        if callback is not None and callback(vk, f) is True:
-            raise StopIteration            # scipy ends the run and reports it in the message
-    with blas_threads(1):
-        res = minimize(obj, controller.weights.copy(), jac=True, method=method,
-                       options=options, callback=cb)
+    Warns
+    -----
+    ConvergenceWarning
+        When training ends without success (not when the callback stopped it).
+    """
+    method = resolve(method, CONTROLLER_METHODS, "L-BFGS-B", "train_controller")
+    options, maxiter = solver_options(options, maxiter)
+    notify = Notifier(callback)
+    obj = ControllerObjective(model, controller, x0, horizon, cost, goal, exo, l2)
+    with Progress(progress, "train_controller", maxiter) as bar, blas_threads(1):
+        res = run_minimize(method, obj, controller.weights.copy(), maxiter=maxiter,
+                           options=options, notify=notify.with_bar(bar))
     controller.weights = res.x
     S, U = obj.rollout(res.x)
-    return ControllerResult(x=res.x.copy(), fun=obj.value(res.x), cost=obj.costs(res.x),
-                            states=S, controls=U, history=np.array(hist),
-                            controller=controller, success=bool(res.success),
-                            status=int(res.status), message=str(res.message),
-                            nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev))
+    out = ControllerResult(x=res.x.copy(), fun=obj.value(res.x), costs=obj.costs(res.x),
+                           states=S, controls=U, controller=controller,
+                           history=res.history, success=bool(res.success),
+                           status=int(res.status), message=str(res.message),
+                           nit=int(res.nit), nfev=int(res.nfev), method=method.name)
+    warn_unless_success(out, "train_controller")
+    return out
 
 
-def _plant_step(plant, X, U, batched, k):
-    """plant(x, u) for the (B, n) states X, checked: a finite array of X's shape, else ValueError."""
-    want = X.shape if batched else X.shape[1:]
-    try:
-        Xn = np.array(plant(X if batched else X[0], U if batched else U[0]), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"step {k}: the plant did not return a numeric state of shape "
-                         f"{want}") from None
-    if Xn.shape != want:
-        raise ValueError(f"step {k}: the plant returned a state of shape {Xn.shape}, "
-                         f"expected {want}")
-    if not np.all(np.isfinite(Xn)):
-        raise ValueError(f"step {k}: the plant returned NaN or inf")
-    return Xn.reshape(X.shape)
-
-
-def closed_loop(controller, system, x0, steps, goal=None, exo=None):
+def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
     """Run a controller in closed loop on a model or a plant.
 
     Parameters
@@ -116,12 +120,14 @@ def closed_loop(controller, system, x0, steps, goal=None, exo=None):
     states : ndarray, (steps+1, n) or (B, steps+1, n)
     controls : ndarray, (steps, m) or (B, steps, m)
     """
+    if not isinstance(controller, Network):
+        raise TypeError(f"controller must be a ctrlprop Network, got "
+                        f"{type(controller).__name__}")
     K = check_int(steps, "steps", 1)
     if isinstance(system, Dynamics):
-        model, step = system, None
-        n = model.n_state
+        n = system.n_states
     elif callable(system):
-        model, step, n = None, system, None
+        n = None
     else:
         raise TypeError(f"system must be a Dynamics model or a callable plant(x, u), got "
                         f"{type(system).__name__}")
@@ -130,25 +136,31 @@ def closed_loop(controller, system, x0, steps, goal=None, exo=None):
     X = np.atleast_2d(X)
     if n is None:
         n = X.shape[1]
-    if X.ndim != 2 or X.shape[1] != n or not np.all(np.isfinite(X)):
+    if X.ndim != 2 or X.shape[1] != n or X.shape[0] == 0 or not np.all(np.isfinite(X)):
         raise ValueError(f"x0 must be a finite array of shape ({n},) or (B, {n}), "
                          f"got {np.shape(x0)}")
     if controller.n_inputs not in (n, 2 * n):
         raise ValueError(f"the controller must have {n} or {2 * n} inputs for {n} states, "
                          f"got {controller.n_inputs}")
-    G = check_goals(goal, n, X.shape[0], controller.n_inputs == 2 * n)
-    E = None
-    if model is not None and model.n_exo:
-        E = model.check_exo(exo, K, 1)
-    states, controls = [X.copy()], []
-    for k in range(K):
-        inp = X if controller.n_inputs == n else np.hstack([X, G])
-        U = controller.forward(inp)
-        if model is not None:
-            X = model.step(X, U, None if E is None else E[min(k, E.shape[0] - 1), :, 0])
-        else:
-            X = _plant_step(step, X, U, batched, k)
-        states.append(np.array(X))
-        controls.append(U)
-    S, U = np.stack(states, axis=1), np.stack(controls, axis=1)
+    B, m = X.shape[0], controller.n_outputs
+    G = check_goals(goal, n, B, controller.n_inputs == 2 * n)
+    if isinstance(system, Dynamics):
+        if system.n_controls != m:
+            raise ValueError(f"the controller has {m} outputs but the model takes "
+                             f"{system.n_controls} controls")
+        E = system.check_exo(exo, K, 1) if system.n_exo else None
+
+        def step(Xa, Ua, t):
+            return system.step(Xa, Ua, None if E is None else E[min(t, E.shape[0] - 1), :, 0])
+    else:
+        want = (B, n) if batched else (n,)
+
+        def step(Xa, Ua, t):
+            out = system(Xa if batched else Xa[0], Ua if batched else Ua[0])
+            return check_state(out, want, f"step {t}: the plant").reshape(B, n)
+
+    def policy(Xs):
+        return controller.forward(Xs if G is None else np.hstack([Xs, G]))
+
+    S, U, _, _ = simulate(step, policy, X, K, m, name="the controller")
     return (S, U) if batched else (S[0], U[0])

@@ -10,43 +10,55 @@ plant did, so model error is visible.
 import time
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
-from ..core.checks import as_float, check_int
+from ..core.checks import as_float, check_int, check_state
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
-from ..objectives.trajectory import TrajectoryObjective, check_model, check_horizon
-from .trajectory import canonical, check_bounds, initial_controls, solve
+from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
+from ..solvers.methods import resolve
+from ..solvers.progress import Progress
+from ..solvers.result import CALLBACK, CONVERGED, Notifier, Result
+from ..solvers.scipy_solve import solver_options
+from .trajectory import check_controls_start, solve_once, trajectory_bounds
 
-__all__ = ["mpc", "MPCResult", "MPCError"]
+__all__ = ["mpc", "MPCResult", "MPCError", "MPC_METHODS"]
+
+MPC_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
+               "trust-krylov", "trust-constr", "lm", "trf", "dogbox")
 
 
-class MPCResult(OptimizeResult):
-    """Closed-loop record of :func:`mpc` (an ``OptimizeResult``).
+class MPCResult(Result):
+    """Closed-loop record of :func:`mpc` (a :class:`~ctrlprop.Result`).
 
     Attributes
     ----------
+    x, controls : ndarray, (K, m)
+        Controls applied (K = steps completed; ``x`` is ``controls``).
     states : ndarray, (K+1, n)
-        Measured plant states x_0 .. x_K (K = steps completed).
-    controls : ndarray, (K, m)
-        Controls applied.
+        Measured plant states x_0 .. x_K.
+    fun : float
+        The cost J of the executed trajectory (the same cost, horizon K; a goal
+        trajectory is read at times 1..K).
     predicted : ndarray, (K, n)
         The model's prediction of x_{k+1} when u_k was chosen; compare with states[1:].
     prediction_error : ndarray, (K,)
         ``|states[k+1] - predicted[k]|`` (Euclidean).
     plans : ndarray, (K, horizon, m)
         The optimized control sequence at every step.
-    plan_cost : ndarray, (K,)
-        Predicted cost of each plan.
     time_per_step : ndarray, (K,)
         Seconds spent optimizing at each step (the plant call excluded).
-    nit, nfev : ndarray, (K,)
-        Solver iterations and evaluations per step.
-    cost : float
-        The cost J of the executed trajectory (same weights, horizon K; a goal
-        trajectory is read at times 1..K).
+    history : dict of (K,) arrays
+        Per step: ``"fun"`` (the predicted cost of the plan), ``"nit"``, ``"nfev"``,
+        ``"status"`` of the step's solve, ``"time"`` (= time_per_step).
+    nit, nfev : int
+        Solver iterations and evaluations over all steps.
     success : bool
-        All steps ran (False when a callback stopped the loop).
+        Every step ran.  A step's solve that stops at ``maxiter`` is MPC working as
+        designed (its plan is applied); per-step codes are in ``history["status"]`` and
+        the message counts the steps whose solve did not converge.
+    status : int
+        CONVERGED (0) when every step ran, CALLBACK (2) when the callback stopped the
+        loop.
     message : str
     """
 
@@ -69,8 +81,8 @@ def _absolute(a, need, name, width):
     return a
 
 
-def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
-        method="L-BFGS-B", maxiter=20, exo=None, options=None, callback=None):
+def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, method=None,
+        maxiter=20, options=None, callback=None, progress=False, exo=None):
     """Receding-horizon control of a plant through a learned model.
 
     Parameters
@@ -91,20 +103,28 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
         goal given as a trajectory (N, n) is a reference over absolute times 1..N
         (N >= steps + horizon - 1), and each plan sees its next H entries.
     u0 : array_like, shape (H, m), optional
-        First plan's initial controls (default zeros clipped into the bounds).
-    bounds : (low, high), optional
-        Control limits (scalar or (m,)), enforced on every plan.
-    method : str
-        Solver, as in :func:`optimize_trajectory`.
+        First plan's initial controls (default as in :func:`optimize_trajectory`).
+    bounds : optional
+        Control limits in any form of :func:`ctrlprop.core.checks.parse_bounds`
+        (scalars or (m,) per control: the same limits at every step), enforced on
+        every plan.
+    method : str, optional
+        Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; not batch-lbfgs).
     maxiter : int
-        Iteration cap per step (``max_nfev`` for least-squares methods, ``maxfun`` for TNC).
+        Iteration limit of every step's solve (default 20), with the meaning of
+        :func:`optimize_trajectory`'s.
+    options : dict, optional
+        Further solver options (no iteration limits: use maxiter).
+    callback : callable, optional
+        ``callback(intermediate_result)`` after every step, with a Result holding ``x``
+        (the control applied), ``fun`` (the plan's predicted cost), ``nit`` (the step's
+        solver iterations), ``step`` (k), ``state`` (the measured x_{k+1}) and ``plan``
+        (H, m).  Returning True or raising StopIteration stops the loop.
+    progress : bool
+        Show a progress line over the steps (needs tqdm).
     exo : array_like, optional
         The model's exogenous inputs: (e,) constant, or (N, e) over absolute times
         0..N-1 with N >= steps + horizon - 1.
-    options : dict, optional
-        Further solver options.
-    callback : callable, optional
-        ``callback(k, x_k, u_k)`` after step k; returning True stops the loop.
 
     Returns
     -------
@@ -115,6 +135,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
     MPCError
         When the plant returns an array of the wrong shape or with NaN/inf; the error's
         ``result`` attribute holds the closed-loop record up to that step.
+
     """
     check_model(model)
     if not callable(plant):
@@ -122,15 +143,19 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
                         f"got {type(plant).__name__}")
     H = check_horizon(horizon)
     K = check_int(steps, "steps", 1)
-    maxiter = check_int(maxiter, "maxiter", 1)
-    method = canonical(method)
+    method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
+    options, maxiter = solver_options(options, maxiter, 20, least=1)
+    notify = Notifier(callback)
     X0, batched = model.check_x0(x0)
     if batched:
-        raise ValueError(f"mpc controls one plant: x0 must have shape ({model.n_state},), "
+        raise ValueError(f"mpc controls one plant: x0 must have shape ({model.n_states},), "
                          f"got {np.shape(x0)}")
-    n, m = model.n_state, model.n_control
-    lohi = check_bounds(bounds, H, m)
-    U = initial_controls(model, u0, H, 1, lohi)[0]
+    n, m = model.n_states, model.n_controls
+    lo, hi = trajectory_bounds(bounds, H, m)
+    if not (np.all(lo == lo[:1]) and np.all(hi == hi[:1])):
+        raise ValueError("mpc bounds must be the same at every step (scalars or (m,) per "
+                         "control): the horizon slides over absolute time")
+    U = check_controls_start(model, u0, lo, hi, H, 1)[0]
     cost = as_cost(cost)
     need = K + H - 1
     goal = cost.goal
@@ -145,21 +170,16 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
         E = as_float(exo, "exo")
         if E.ndim == 2:
             exo_seq = _absolute(E, need, "exo", model.n_exo)
-    opts = dict(options or {})
-    cap = {"lm": "max_nfev", "trf": "max_nfev", "dogbox": "max_nfev", "TNC": "maxfun"}
-    if cap.get(method, "maxiter") in opts:
-        raise ValueError(f"options[{cap.get(method, 'maxiter')!r}] conflicts with mpc's "
-                         "per-step cap: pass maxiter=... instead")
-    opts[cap.get(method, "maxiter")] = maxiter
 
     obj = TrajectoryObjective(model, X0[0], H,
                               cost.with_goal(goal[:H]) if goal_seq else cost,
                               exo_seq[:H] if exo_seq is not None else exo)
-    rec = dict(states=[X0[0].copy()], controls=[], predicted=[], plans=[], plan_cost=[],
-               time_per_step=[], nit=[], nfev=[])
+    rec = dict(states=[X0[0].copy()], controls=[], predicted=[], plans=[], fun=[], time=[],
+               nit=[], nfev=[], status=[])
     x = X0[0].copy()
-    message, stopped = f"completed {K} steps", False
-    with blas_threads(1):
+    stopped = False
+    quiet = Notifier(None)
+    with Progress(progress, "mpc", K, unit="step") as bar, blas_threads(1):
         for k in range(K):
             t0 = time.perf_counter()
             if k:
@@ -168,20 +188,20 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
                     obj.set_cost(cost.with_goal(goal[k:k + H]))
                 if exo_seq is not None:
                     obj.set_exo(exo_seq[k:k + H])
-                U = np.concatenate([U[1:], U[-1:]])          # warm start: shift by one
-                if lohi is not None:
-                    U = np.clip(U, lohi[0], lohi[1])
-            res, _, u = solve(obj, U.reshape(-1), method, lohi, opts)
-            U = np.asarray(u, dtype=np.float64).reshape(H, m)
-            pred = obj.states(U.reshape(-1))[1]
-            rec["time_per_step"].append(time.perf_counter() - t0)
-            rec["plan_cost"].append(obj.value(U.reshape(-1)))
+                U = np.clip(np.concatenate([U[1:], U[-1:]]), lo, hi)   # warm start: shift
+            res = solve_once(obj, U.reshape(-1), method, (lo, hi), maxiter, options, quiet,
+                             None)
+            U = res.x.reshape(H, m)
+            pred = obj.states(res.x)[1]
+            rec["time"].append(time.perf_counter() - t0)
+            rec["fun"].append(obj.value(res.x))
             rec["plans"].append(U.copy())
-            rec["nit"].append(int(getattr(res, "nit", 0)))
+            rec["nit"].append(int(res.nit))
             rec["nfev"].append(int(res.nfev))
+            rec["status"].append(int(res.status))
             u_k = U[0].copy()
             try:
-                x_next = _check_plant_output(plant(x.copy(), u_k.copy()), n, k)
+                x_next = check_state(plant(x.copy(), u_k.copy()), (n,), f"step {k}: the plant")
             except ValueError as e:
                 raise MPCError(str(e), _result(rec, model, cost, goal_seq,
                                                f"stopped at step {k}: {e}", False)) from None
@@ -189,43 +209,40 @@ def mpc(model, plant, x0, steps, horizon, cost=None, u0=None, bounds=None,
             rec["predicted"].append(pred)
             rec["states"].append(x_next)
             x = x_next
-            if callback is not None and callback(k, x, u_k):
-                message, stopped = f"stopped by the callback after step {k}", True
+            bar.update(fun=rec["fun"][-1])
+            if notify(x=u_k.copy(), fun=rec["fun"][-1], nit=rec["nit"][-1], step=k,
+                      state=x.copy(), plan=U.copy()):
+                stopped = True
                 break
-    return _result(rec, model, cost, goal_seq, message, not stopped)
+    return _result(rec, model, cost, goal_seq, None, stopped)
 
 
-def _check_plant_output(y, n, k):
-    """The plant's next state as a finite (n,) array, or a ValueError naming step k."""
-    try:
-        a = np.array(y, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"step {k}: the plant returned {type(y).__name__}, not a numeric "
-                         f"state of shape ({n},)") from None
-    if a.shape != (n,):
-        raise ValueError(f"step {k}: the plant returned a state of shape {a.shape}, "
-                         f"expected ({n},)")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"step {k}: the plant returned NaN or inf: {a.tolist()}")
-    return a
-
-
-def _result(rec, model, cost, goal_seq, message, success):
+def _result(rec, model, cost, goal_seq, message, stopped):
     """Assemble the MPCResult from the per-step records."""
-    n, m = model.n_state, model.n_control
+    n, m = model.n_states, model.n_controls
     K = len(rec["controls"])
     S = np.array(rec["states"]).reshape(K + 1, n)
     Uc = np.array(rec["controls"]).reshape(K, m)
     P = np.array(rec["predicted"]).reshape(K, n)
-    r = MPCResult(states=S, controls=Uc, predicted=P,
+    hist = {k: np.array(rec[k][:K], dtype=float if k in ("fun", "time") else int)
+            for k in ("fun", "nit", "nfev", "status", "time")}
+    bad = int((hist["status"] != CONVERGED).sum())
+    if stopped:
+        status, msg = CALLBACK, f"stopped by the callback after step {K - 1}"
+    else:
+        status, msg = CONVERGED, f"completed {K} steps"
+    if bad:
+        msg += f"; {bad} of {K} step solves stopped before converging (the per-step maxiter)"
+    if message is not None:
+        msg = message
+    r = MPCResult(x=Uc, controls=Uc, states=S, predicted=P,
                   prediction_error=np.linalg.norm(S[1:] - P, axis=1),
-                  plans=np.array(rec["plans"][:K]), plan_cost=np.array(rec["plan_cost"][:K]),
-                  time_per_step=np.array(rec["time_per_step"][:K]),
-                  nit=np.array(rec["nit"][:K], int), nfev=np.array(rec["nfev"][:K], int),
-                  success=success, message=message, steps_done=K)
-    r.cost = np.nan
+                  plans=np.array(rec["plans"][:K]), time_per_step=hist["time"],
+                  history=hist, nit=int(hist["nit"].sum()), nfev=int(hist["nfev"].sum()),
+                  success=bool(status == CONVERGED and message is None), status=status,
+                  message=msg, steps_done=K, fun=np.nan)
     if K:
         c = cost.with_goal(cost.goal[:K]) if goal_seq else cost
         vals, _, _ = c.bind(n, m, K, 1).evaluate(S[:, :, None], Uc[:, :, None])
-        r.cost = float(vals[0])
+        r.fun = float(vals[0])
     return r

@@ -1,192 +1,115 @@
-"""Trajectory optimization through a learned model: scipy's solvers on the BPTT objective.
+"""Trajectory optimization through a learned model: :func:`optimize_trajectory`.
 
-:func:`optimize_trajectory` minimizes the trajectory cost over the control sequence with
-any gradient method of ``scipy.optimize.minimize`` (the gradient is one BPTT sweep), or
-with ``least_squares`` -- Gauss-Newton / Levenberg-Marquardt on the exact residual form
-of the quadratic cost, with the exact (T n x T m) Jacobian of the states by the controls.
-A batch of initial states and multi-start from random control sequences run as one
-vectorized problem: every trajectory is a column of the same engine buffers, and the
-optimizer sees the sum of their (independent) costs -- or, with ``method="batch-lbfgs"``
-(:mod:`ctrlprop.batchlbfgs`), every trajectory keeps its own L-BFGS memory, line search and
-convergence test while still sharing each vectorized rollout.
+Notation: x is [n], u is [m], T steps; a batch of B initial states, R starts each.
+
+The objective is the trajectory cost J of :class:`~ctrlprop.TrajectoryCost` (with the
+lecture's 1/2) as a function of the control sequence; its gradient is one rollout and one
+BPTT sweep (:class:`~ctrlprop.TrajectoryObjective`).  The methods:
+
+* a gradient method of ``scipy.optimize.minimize`` (exact Hessian products for Newton-CG,
+  trust-ncg, trust-krylov, trust-constr);
+* a least-squares method (Gauss-Newton / Levenberg-Marquardt on the exact residual form
+  of the quadratic cost, ``J = 1/2 |r|^2``, with the exact (T n x T m) Jacobian);
+* ``"batch-lbfgs"``: a projected L-BFGS run on every trajectory at once, each with its
+  own memory, line search and convergence test (:mod:`ctrlprop.solvers.batch_lbfgs`).
+
+With scipy methods a batch (initial states x starts) is one summed problem in one
+vectorized rollout (its trajectories share the solver's line search and memory), or, with
+``independent=True``, one solver run per trajectory.
 """
 
 import numpy as np
-from scipy.optimize import Bounds, OptimizeResult, least_squares, minimize
 
-from ..core.checks import as_float, canonical_method, check_int
+from ..core.checks import check_int, check_within, parse_bounds
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
-from ..objectives.trajectory import TrajectoryObjective, check_model, check_horizon
+from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
 from ..solvers.batch_lbfgs import batch_lbfgs
+from ..solvers.methods import METHODS, resolve
+from ..solvers.progress import Progress
+from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, Notifier, Result,
+                              warn_unless_success)
+from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
+from ..solvers.starts import default_start, random_starts
 
-__all__ = ["optimize_trajectory", "TrajectoryResult"]
+__all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "solve_once"]
 
-MINIMIZE_METHODS = ("L-BFGS-B", "BFGS", "CG", "Newton-CG", "TNC", "SLSQP", "trust-constr")
-LSQ_METHODS = ("lm", "trf", "dogbox")
-BATCH_METHODS = ("batch-lbfgs",)
-BOUNDED = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr", "trf", "dogbox", "batch-lbfgs")
-BATCH_OPTIONS = {"maxiter": "maxiter", "maxcor": "m", "m": "m", "gtol": "gtol",
-                 "ftol": "ftol", "maxls": "maxls"}
+TRAJECTORY_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
+                      "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs")
+BATCH_LBFGS_OPTIONS = ("maxcor", "gtol", "ftol", "maxls")
+_BATCH_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
 
 
-class TrajectoryResult(OptimizeResult):
-    """Result of :func:`optimize_trajectory` (an ``OptimizeResult`` with extra fields).
+class TrajectoryResult(Result):
+    """Result of :func:`optimize_trajectory` (a :class:`~ctrlprop.Result`).
 
     Attributes
     ----------
+    x, controls : ndarray, (T, m) or (B, T, m)
+        The best control sequence of every initial state (``x`` is ``controls``).
     states : ndarray, (T+1, n) or (B, T+1, n)
-    controls : ndarray, (T, m) or (B, T, m)
-    cost : float or ndarray (B,)
+    fun : float or ndarray (B,)
         The trajectory cost J of each returned trajectory.
-    fun : float
-        The final value of what the solver minimized: J summed over every trajectory
-        optimized (all initial states and all starts).
-    history : ndarray
-        ``fun`` before the first iteration and after each iteration (minimize methods),
-        or at every residual evaluation (least-squares methods).
-    x : ndarray
-        The solver's final variable vector (all trajectories and starts, flattened).
-    success, status, message, nit, nfev, njev, method
-        As reported by scipy.
-    all_states, all_controls, all_costs, best
-        With ``restarts``: every start's result, (starts, ...) or (B, starts, ...), and
-        the index of the start returned.
+    success, status : bool / int, or (B,) arrays for a batch
+        Of the run that produced each returned trajectory.
+    message : str
+    nit, nfev, njev : int
+    history : dict
+        ``"fun"``: the solver's objective (J summed over every trajectory optimized)
+        before the first and after every iteration.
+    all_controls, all_states, all_fun, best
+        With ``restarts``: every start's result, axes (start, ...) or (problem, start,
+        ...), and the index of the start returned.
+    method : str
     """
 
 
-def canonical(method):
-    """Canonical method name, or an error listing the supported ones."""
-    return canonical_method(method, [
-        (MINIMIZE_METHODS, "gradient methods of scipy.optimize.minimize"),
-        (LSQ_METHODS, "least-squares methods"), (BATCH_METHODS, "the batched solver")])
-
-
-def check_bounds(bounds, T, m):
-    """Bounds as (lo, hi) arrays (T, m), or None; lo <= hi checked."""
-    if bounds is None:
-        return None
-    if isinstance(bounds, Bounds):
-        lo, hi = bounds.lb, bounds.ub
-    else:
-        try:
-            lo, hi = bounds
-        except (TypeError, ValueError):
-            raise TypeError("bounds must be a (low, high) pair or scipy.optimize.Bounds; low "
-                            "and high are scalars, (m,) per control or (T, m) per step") from None
-    out = []
-    for name, v, default in (("low", lo, -np.inf), ("high", hi, np.inf)):
-        a = np.full((T, m), default) if v is None else as_float(v, f"bounds {name}")
-        if np.any(np.isnan(a)):
-            raise ValueError(f"bounds {name} contains NaN")
-        if a.shape == (T * m,) and a.shape != (m,):
-            a = a.reshape(T, m)
-        try:
-            a = np.broadcast_to(a, (T, m)).copy()
-        except ValueError:
-            raise ValueError(f"bounds {name} must be a scalar, ({m},) or ({T}, {m}) for "
-                             f"{m} controls and horizon {T}; got shape {a.shape}") from None
-        out.append(a)
-    lo, hi = out
-    bad = np.argwhere(lo > hi)
-    if len(bad):
-        t, j = bad[0]
-        raise ValueError(f"infeasible bounds: low > high for control {j} at step {t} "
-                         f"({lo[t, j]} > {hi[t, j]}), {len(bad)} entries in all")
-    return lo, hi
-
-
-def initial_controls(model, u0, T, B, lohi):
-    """u0 as (B, T, m): zeros (clipped into the bounds) when None; must lie within bounds."""
-    m = model.n_control
+def check_controls_start(model, u0, lo, hi, T, B):
+    """The (B, T, m) first start: u0 (inside the bounds, never clipped) or the default."""
+    m = model.n_controls
     if u0 is None:
-        U = np.zeros((B, T, m))
-        return U if lohi is None else np.clip(U, lohi[0], lohi[1])
+        return np.broadcast_to(default_start(lo, hi), (B, T, m)).copy()
     U, batched = model.check_controls(u0, T, "u0")
     if batched and U.shape[0] != B:
         raise ValueError(f"u0 holds {U.shape[0]} control sequences for {B} initial states")
     U = np.broadcast_to(U, (B, T, m)).copy()
-    if lohi is not None:
-        bad = np.argwhere((U < lohi[0]) | (U > lohi[1]))
-        if len(bad):
-            b, t, j = bad[0]
-            raise ValueError(f"u0 lies outside the bounds: control {j} at step {t} is "
-                             f"{U[b, t, j]} not in [{lohi[0][t, j]}, {lohi[1][t, j]}] "
-                             f"({len(bad)} entries in all); u0 is not clipped -- clip it "
-                             f"yourself or widen the bounds")
-    return U
+    return check_within(U, lo, hi, "u0")
 
 
-def _starts(U, R, lohi, init_scale, seed):
-    """(B*R, T, m): start 0 of each problem is U, the others random (uniform within finite
-    bounds, else U + init_scale * N(0, 1) clipped into the bounds)."""
-    if R == 1:
-        return U
-    rng = np.random.default_rng(seed)
-    B, T, m = U.shape
-    S = np.repeat(U[:, None], R, axis=1)
-    noise = U[:, None] + init_scale * rng.standard_normal((B, R - 1, T, m))
-    if lohi is not None:
-        lo, hi = lohi
-        fin = np.isfinite(lo) & np.isfinite(hi)
-        uni = lo + (hi - lo) * rng.random((B, R - 1, T, m))
-        noise = np.where(fin, uni, np.clip(noise, lo, hi))
-    S[:, 1:] = noise
-    return S.reshape(B * R, T, m)
+def trajectory_bounds(bounds, T, m):
+    """Control bounds as (lo, hi) arrays (T, m) by the one parser."""
+    return parse_bounds(bounds, m, (T, m), name="bounds", what="controls")
 
 
-def solve(obj, u, method, lohi=None, options=None, callback=None, shape=None):
-    """Run one scipy solver on a TrajectoryObjective from the flat start u.
+def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape):
+    """One solve of a TrajectoryObjective from the flat start u with a scipy method.
 
-    ``callback(controls, total_cost)`` sees the controls reshaped to ``shape`` (default
-    the objective's); with a minimize method, returning True stops the run.  Returns
-    (scipy result, history list, final flat u).
+    ``lohi``: (lo, hi) of shape (T, m) for every trajectory of obj.  Returns a Result
+    with the flat ``x``.
     """
-    options = dict(options or {})
-    shape = obj.shape if shape is None else shape
-    hist = [obj.value(u)]
-    B = obj.B
-    flat_lohi = None
-    if lohi is not None:
-        flat_lohi = (np.tile(lohi[0].ravel(), B), np.tile(lohi[1].ravel(), B))
-    if method in LSQ_METHODS:
-        obj._cost.check_residual_form()
-        if method == "lm":
-            if lohi is not None:
-                raise ValueError("method 'lm' does not support bounds; use 'trf' or 'dogbox'")
-            nr = obj._cost.n_residuals() * B
-            if nr < obj.n_vars:
-                raise ValueError(f"method 'lm' needs at least as many residuals as controls "
-                                 f"({nr} < {obj.n_vars}); add a control cost R > 0 or use 'trf'")
-
-        def fun(x):
-            r = obj.residuals(x)
-            hist.append(float(r @ r))
-            if callback is not None:
-                callback(x.reshape(shape), hist[-1])
-            return r
-        jac = (lambda x: obj.jacobian(x, sparse=False)) if method == "lm" else obj.jacobian
-        b = (-np.inf, np.inf) if flat_lohi is None else flat_lohi
-        res = least_squares(fun, u, jac=jac, bounds=b, method=method, **options)
-        res.nit = res.nfev
-        return res, hist, res.x
-
-    def cb(xk, *args):
-        f = obj.cached_total(xk)
-        f = obj.value(xk) if f is None else f
-        hist.append(f)
-        if callback is not None and callback(np.reshape(xk, shape), f) is True:
-            raise StopIteration        # scipy ends the run and reports it in the message
-    if lohi is not None and method not in BOUNDED:
-        raise ValueError(f"method {method!r} does not support bounds; use one of {list(BOUNDED)}")
-    b = None if flat_lohi is None else Bounds(*flat_lohi)
-    res = minimize(obj, u, jac=True, method=method, bounds=b, options=options, callback=cb)
-    return res, hist, res.x
+    lo, hi = (np.tile(b.ravel(), obj.B) for b in lohi)
+    bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+    if bounded and not method.bounds:
+        raise ValueError(f"method {method.name!r} does not handle bounds; use one of "
+                         f"{[k for k in TRAJECTORY_METHODS if METHODS[k.lower()].bounds]}")
+    if method.family == "least_squares":
+        nr = obj.n_residuals                       # raises for custom cost terms
+        if method.name == "lm" and nr < obj.n_vars:
+            raise ValueError(f"method 'lm' needs at least as many residuals as controls "
+                             f"({nr} < {obj.n_vars}); add a control cost R > 0 or use 'trf'")
+        jac = (lambda x: obj.jacobian(x, sparse=False)) if method.name == "lm" else obj.jacobian
+        return run_least_squares(method, obj.residuals, jac, u,
+                                 bounds=(lo, hi) if bounded else None, maxiter=maxiter,
+                                 options=options, notify=notify, reshape=reshape)
+    return run_minimize(method, obj, u, bounds=(lo, hi) if bounded else None,
+                        hessp=obj.hessp if method.hessp else None, maxiter=maxiter,
+                        options=options, notify=notify,
+                        reshape=reshape)
 
 
-def _solve_each(obj, X0, starts, cost, exo, method, lohi, options):
-    """Solve each trajectory of the batched objective obj (initial states X0 (N, n), starts
-    (N, T, m)) with its own solver run; return (aggregate result, history, flat u) as solve."""
+def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify):
+    """One scipy run per trajectory of the batched objective; (Result over all, flat u,
+    per-trajectory status and success)."""
     model, T, N = obj.model, obj.T, starts.shape[0]
     per_goal = cost.goal is not None and cost.goal.ndim == 3
     per_exo = exo is not None and np.ndim(exo) == 3
@@ -195,51 +118,49 @@ def _solve_each(obj, X0, starts, cost, exo, method, lohi, options):
         cost_i = cost.with_goal(cost.goal[i:i + 1]) if per_goal else cost
         obj_i = TrajectoryObjective(model, X0[i], T, cost_i,
                                     np.asarray(exo)[i] if per_exo else exo)
-        runs.append(solve(obj_i, starts[i].reshape(-1), method, lohi, options)[0])
-    u = np.concatenate([np.asarray(r.x, dtype=np.float64) for r in runs])
+        sub = Notifier(None if not notify else
+                       (lambda r, i=i: notify(**r, problem=i)))
+        runs.append(solve_once(obj_i, starts[i].reshape(-1), method, lohi, maxiter, options,
+                               sub, lambda x: x.reshape(T, -1)))
+    u = np.concatenate([r.x for r in runs])
+    status = np.array([r.status for r in runs])
     ok = sum(bool(r.success) for r in runs)
-    res = OptimizeResult(success=ok == N, status=max(int(r.status) for r in runs),
-                         message=f"{ok} of {N} independent runs converged",
-                         nit=sum(int(getattr(r, "nit", 0)) for r in runs),
-                         nfev=sum(int(r.nfev) for r in runs),
-                         njev=sum(int(getattr(r, "njev", 0) or 0) for r in runs))
-    return res, [obj.value(starts.reshape(-1)), obj.value(u)], u
+    res = Result(success=ok == N, status=int(status.max()),
+                 message=f"{ok} of {N} independent runs converged",
+                 nit=sum(r.nit for r in runs), nfev=sum(r.nfev for r in runs),
+                 njev=sum(r.njev for r in runs),
+                 history={"fun": np.array([obj.value(starts.reshape(-1)), obj.value(u)])})
+    return res, u, status, status == CONVERGED
 
 
-def _batch_options(options):
-    """batch_lbfgs keyword arguments from the options dict; unknown keys are an error."""
-    out = {}
-    for k, v in dict(options or {}).items():
-        if k not in BATCH_OPTIONS:
-            raise ValueError(f"unknown option {k!r} for method 'batch-lbfgs'; it takes "
-                             f"{sorted(BATCH_OPTIONS)}")
-        if BATCH_OPTIONS[k] in out:
-            raise ValueError("give the memory size once, as 'maxcor' or as 'm'")
-        out[BATCH_OPTIONS[k]] = v
-    return out
-
-
-def _solve_batch(obj, starts, lohi, options, callback, shape):
-    """Solve every trajectory of obj with batch_lbfgs (own memory, line search and test per
-    trajectory, one vectorized rollout per evaluation); return (result, history, flat u)."""
-    N = starts.shape[0]
-    nb = starts[0].size
+def _solve_batch(obj, starts, lohi, maxiter, options, notify, reshape):
+    """Every trajectory of obj by batch_lbfgs; (Result, flat u, per-trajectory status and
+    success)."""
+    N, nb = starts.shape[0], starts[0].size
+    bad = set(options) - set(BATCH_LBFGS_OPTIONS)
+    if bad:
+        raise ValueError(f"unknown option(s) {sorted(bad)} for method 'batch-lbfgs'; it takes "
+                         f"{list(BATCH_LBFGS_OPTIONS)} (and maxiter=, per trajectory)")
+    kw = {("m" if k == "maxcor" else k): v for k, v in options.items()}
 
     def fun(X):
         _, g = obj(X.reshape(-1))
         return obj.last_costs.copy(), g.reshape(N, nb)
-    lo, hi = (None, None) if lohi is None else (lohi[0].ravel(), lohi[1].ravel())
-    cb = None if callback is None else (
-        lambda X, v: callback(X.reshape(shape), float(v.sum())))
-    r = batch_lbfgs(fun, starts.reshape(N, nb), lo, hi, callback=cb, **_batch_options(options))
-    res = OptimizeResult(success=r.success, status=r.status, message=r.message,
-                         nit=int(r.nit.max()), nfev=r.nfev, njev=r.nfev)
-    return res, list(r.history), r.x.reshape(-1)
+    cb = None if not notify else (
+        lambda X, v, it=[0]: (it.__setitem__(0, it[0] + 1) or
+                              notify(x=reshape(X.reshape(-1)), fun=float(v.sum()), nit=it[0])))
+    r = batch_lbfgs(fun, starts.reshape(N, nb), lohi[0].ravel(), lohi[1].ravel(),
+                    maxiter=500 if maxiter is None else maxiter, callback=cb, **kw)
+    status = np.array([_BATCH_STATUS[int(s)] for s in r.problem_status])
+    res = Result(success=bool(r.success), status=int(status.max()), message=r.message,
+                 nit=int(r.nit.max()), nfev=int(r.nfev), njev=int(r.nfev),
+                 history={"fun": np.asarray(r.history)})
+    return res, r.x.reshape(-1), status, r.converged
 
 
-def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
-                        method="L-BFGS-B", exo=None, restarts=0, seed=0, init_scale=1.0,
-                        options=None, callback=None, independent=False):
+def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, method=None,
+                        maxiter=None, options=None, callback=None, progress=False, exo=None,
+                        restarts=0, seed=0, init_scale=1.0, independent=False):
     """Optimal control sequence(s) through a learned dynamics model.
 
     Parameters
@@ -252,101 +173,111 @@ def optimize_trajectory(model, x0, horizon, cost=None, u0=None, bounds=None,
     cost : TrajectoryCost or dict, optional
         The trajectory cost (default ``TrajectoryCost()``: Q = 1 toward the origin).
     u0 : array_like, shape (T, m) or (B, T, m), optional
-        Initial controls; default zeros (clipped into the bounds).  A u0 outside the
-        bounds is rejected (ValueError), not clipped.
-    bounds : (low, high) or scipy.optimize.Bounds, optional
-        Control limits, each a scalar, (m,) or (T, m); None or +-inf for no limit.
-    method : str
-        A gradient method of ``scipy.optimize.minimize`` ("L-BFGS-B", "BFGS", "CG",
-        "Newton-CG", "TNC", "SLSQP", "trust-constr") or a least-squares (Gauss-Newton)
-        method of ``scipy.optimize.least_squares`` ("lm", "trf", "dogbox") using the exact
-        Jacobian; the latter need a quadratic cost (no custom terms).  Or "batch-lbfgs":
-        projected L-BFGS run on every trajectory (initial state x start) at once, each
-        with its own curvature memory, backtracking line search and convergence test,
-        every evaluation one vectorized rollout of the whole batch
-        (:func:`ctrlprop.batchlbfgs.batch_lbfgs`); bounds by projection.  It behaves like
-        ``independent=True`` at the cost per evaluation of the joint problem.
+        Initial controls; default the middle of finite bounds, else 0 moved into the
+        bounds.  A u0 outside the bounds raises (it is never clipped).
+    bounds : optional
+        Control limits in any form of :func:`ctrlprop.core.checks.parse_bounds`:
+        ``scipy.optimize.Bounds(lb, ub)`` with lb, ub scalars, (m,) or (T, m); one
+        ``(lo, hi)`` pair for every control; or one pair per control.
+    method : str, optional
+        None (the default) is "L-BFGS-B".  Any of ``TRAJECTORY_METHODS``: gradient methods
+        of ``scipy.optimize.minimize`` (Newton-CG, trust-ncg, trust-krylov and trust-constr
+        get the exact Hessian product :meth:`TrajectoryObjective.hessp`), least-squares
+        methods "lm", "trf", "dogbox" (exact Jacobian; quadratic costs only), or
+        "batch-lbfgs" (every trajectory with its own L-BFGS memory, line search and
+        convergence test, one vectorized rollout per evaluation; bounds by projection).
+    maxiter : int, optional
+        Iteration limit: minimize's ``maxiter`` (TNC: function evaluations), least
+        squares' ``max_nfev``, batch-lbfgs's iterations per trajectory (default 500).
+        None leaves scipy's default.
+    options : dict, optional
+        Other solver options (minimize's ``options``, least_squares' keywords, or for
+        batch-lbfgs ``maxcor`` (10), ``gtol`` (1e-6), ``ftol`` (1e-10), ``maxls`` (20)).
+        Iteration limits go through ``maxiter``.
+    callback : callable, optional
+        ``callback(intermediate_result)`` after every iteration, with a Result holding
+        ``x`` (the controls, shape (T, m), (B, T, m), with an axis of starts before T
+        under ``restarts``), ``fun`` (the solver's objective) and ``nit``; with
+        ``independent=True`` also ``problem`` (the trajectory being solved).  Returning
+        True or raising StopIteration stops the solve.
+    progress : bool
+        Show a progress line (iteration, objective, elapsed time); needs tqdm.
     exo : array_like, optional
         Exogenous inputs (see :class:`Dynamics`).
     restarts : int
-        Extra random starts per initial state, all optimized in the same vectorized
-        problem; the best (lowest J) is returned and all are kept.
+        Extra random starts per initial state (uniform within finite bounds, else u0 +
+        ``init_scale`` N(0, 1) clipped; seeded by ``seed``); the best (lowest J) is
+        returned and all are kept.
     seed : int
-        Seed of the random starts.
     init_scale : float
-        Standard deviation of random starts for controls without finite bounds.
-    options : dict, optional
-        ``minimize`` options (e.g. maxiter, gtol), or ``least_squares`` keyword
-        arguments (e.g. max_nfev, ftol) for the least-squares methods.  "batch-lbfgs"
-        takes maxiter (per trajectory, default 500), maxcor or m (pairs kept, 10), gtol
-        (projected-gradient inf-norm, 1e-6), ftol (relative decrease per iteration,
-        1e-10) and maxls (trials per line search, 20).
-    callback : callable, optional
-        ``callback(controls, total_cost)`` after every iteration (every residual
-        evaluation for least squares); controls are (T, m), (B, T, m) for a batch, with
-        an axis of starts before T with ``restarts``: (R, T, m) or (B, R, T, m).
-        With a minimize method, returning True stops the optimisation.
     independent : bool
-        False (default): all trajectories (initial states x starts) form one summed
-        problem, one vectorized rollout per evaluation, one solver run -- they share its
-        line search and curvature memory.  True: each trajectory gets its own solver run
-        (its own line search and memory), one after another; slower per evaluation but
-        each problem converges on its own, which matters for hard non-convex costs.
-        ``history`` is then the total cost before and after; no callback.  With
-        "batch-lbfgs" every trajectory is already solved on its own and this flag
-        changes nothing.
+        With a scipy method: False (default) solves all trajectories as one summed
+        problem; True gives each trajectory its own solver run, one after another.
+        "batch-lbfgs" always treats them independently.
 
     Returns
     -------
     TrajectoryResult
-        With "batch-lbfgs": ``success`` when every trajectory converged, ``message``
-        counts them, ``nit`` is the largest iteration count of a trajectory, ``nfev``
-        the number of vectorized evaluations, ``history`` the total cost before and
-        after every iteration.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the solve ends without success (not when the callback stopped it).
     """
     check_model(model)
     T = check_horizon(horizon)
-    method = canonical(method)
+    method = resolve(method, TRAJECTORY_METHODS, "L-BFGS-B", "optimize_trajectory")
+    options, maxiter = solver_options(options, maxiter)
+    notify = Notifier(callback)
     X0, batched = model.check_x0(x0)
-    B, m = X0.shape[0], model.n_control
+    B, m, n = X0.shape[0], model.n_controls, model.n_states
     R = check_int(restarts, "restarts", 0) + 1
-    lohi = check_bounds(bounds, T, m)
-    U0 = initial_controls(model, u0, T, B, lohi)
+    lo, hi = trajectory_bounds(bounds, T, m)
+    U0 = check_controls_start(model, u0, lo, hi, T, B)
     cost = as_cost(cost)
+    if not isinstance(independent, (bool, np.bool_)):
+        raise TypeError(f"independent must be True or False, got {independent!r}")
     if R > 1:                                     # every start is one more trajectory
         if cost.goal is not None and cost.goal.ndim == 3:
             cost = cost.with_goal(np.repeat(cost.goal, R, axis=0))
         if exo is not None and np.ndim(exo) == 3:
             exo = np.repeat(np.asarray(exo, float), R, axis=0)
-    starts = _starts(U0, R, lohi, float(init_scale), seed)
+    starts = random_starts(U0, lo, hi, R - 1, seed, init_scale).reshape(B * R, T, m)
     X0 = np.repeat(X0, R, axis=0)
     obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
-    with blas_threads(1):
-        if method in BATCH_METHODS:
-            res, hist, u = _solve_batch(obj, starts, lohi, options, callback, shape)
+    reshape = lambda x: np.reshape(x, shape)          # noqa: E731
+    with Progress(progress, "optimize_trajectory", maxiter) as bar, blas_threads(1):
+        notify = notify.with_bar(bar)
+        if method.name == "batch-lbfgs":
+            res, u, status, success = _solve_batch(obj, starts, (lo, hi), maxiter, options,
+                                                   notify, reshape)
         elif independent:
-            if callback is not None:
-                raise ValueError("callback is not supported with independent=True")
-            res, hist, u = _solve_each(obj, X0, starts, cost, exo, method, lohi, options)
+            res, u, status, success = _solve_independent(obj, X0, starts, cost, exo, method,
+                                                         (lo, hi), maxiter, options, notify)
         else:
-            res, hist, u = solve(obj, starts.reshape(-1), method, lohi, options, callback,
-                                 shape)
-    u = np.asarray(u, dtype=np.float64)
-    S = obj.states(u).reshape(B, R, T + 1, model.n_state)
+            res = solve_once(obj, starts.reshape(-1), method, (lo, hi), maxiter, options,
+                             notify, reshape)
+            u = res.x
+            status = np.full(B * R, res.status)
+            success = np.full(B * R, bool(res.success))
+    S = obj.states(u).reshape(B, R, T + 1, n)
     U = u.reshape(B, R, T, m)
     J = obj.costs(u).reshape(B, R)
-    best = np.argmin(J, axis=1)
-    pick = np.arange(B)
+    best = np.argmin(np.where(np.isfinite(J), J, np.inf), axis=1)
+    k = np.arange(B)
+    st, ct, fj = S[k, best], U[k, best].copy(), J[k, best]
+    code = status.reshape(B, R)[k, best]
+    ok = success.reshape(B, R)[k, best]
     out = TrajectoryResult(
-        x=u, fun=float(J.sum()), history=np.array(hist), method=method,
-        success=bool(res.success), status=int(res.status), message=str(res.message),
-        nit=int(getattr(res, "nit", 0)), nfev=int(res.nfev),
-        njev=int(getattr(res, "njev", 0) or 0))
-    st, ct, co = S[pick, best], U[pick, best].copy(), J[pick, best]
-    out.states, out.controls, out.cost = (st, ct, co) if batched else (st[0], ct[0],
-                                                                      float(co[0]))
+        x=ct if batched else ct[0], controls=ct if batched else ct[0],
+        states=st if batched else st[0], fun=fj if batched else float(fj[0]),
+        success=ok if batched else bool(ok[0]), status=code if batched else int(code[0]),
+        message=str(res.message), nit=int(res.nit), nfev=int(res.nfev),
+        njev=int(res.get("njev", 0) or 0), history=res.history, method=method.name)
     if R > 1:
-        out.all_states, out.all_controls, out.all_costs, out.best = (
+        out.all_states, out.all_controls, out.all_fun, out.best = (
             (S, U.copy(), J, best) if batched else (S[0], U[0].copy(), J[0], int(best[0])))
+    warn_unless_success(out, "optimize_trajectory")
     return out
+

@@ -1,7 +1,13 @@
-"""Solvers: ctrlprop's batched methods next to scipy.optimize's.  Imports the core and the
+"""Solvers and the conventions every entry point shares: the method registry, the Result
+type with its status codes and ConvergenceWarning, the callback protocol, scipy dispatch,
+start points, progress, and ctrlprop's own batched methods.  Imports the core and the
 objectives' public interfaces only."""
 
+from .result import Result, ConvergenceWarning, STATUS
+from .methods import METHODS, Method, resolve
 from .batch_lbfgs import batch_lbfgs
 from .batch_lm import solve_lm
+from .adam import adam
 
-__all__ = ["batch_lbfgs", "solve_lm"]
+__all__ = ["Result", "ConvergenceWarning", "STATUS", "METHODS", "Method", "resolve",
+           "batch_lbfgs", "solve_lm", "adam"]

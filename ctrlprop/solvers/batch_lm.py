@@ -1,9 +1,4 @@
-"""Solving control problems, one or many at once: :func:`optimize_controls`.
-
-It builds a :class:`ctrlprop.control.ControlObjective`, chooses the start
-points of every run (``u0``, ``restarts`` random points within the bounds, or
-the best of ``screen`` screened points), and solves with a scipy method (one
-problem at a time) or with :func:`solve_lm`.
+"""Batched projected Levenberg-Marquardt: many small least-squares problems at once.
 
 :func:`solve_lm` is a projected Levenberg-Marquardt method run on N independent
 least-squares problems together (the K targets of a batch, times the number of
@@ -37,7 +32,9 @@ fails after ``maxiter`` steps (status 0), if E is not finite at the start
 
 import numpy as np
 
-__all__ = ["optimize_controls", "ControlResult", "solve_lm", "LM_MESSAGES"]
+from .result import CONVERGED, FAILED, MAXITER, NONFINITE
+
+__all__ = ["solve_lm", "LM_MESSAGES", "LM_STATUS", "LM_OPTIONS"]
 
 LM_MESSAGES = {
     1: "projected gradient below gtol",
@@ -50,7 +47,10 @@ LM_MESSAGES = {
 
 SNAP = 1e-3          # within this fraction of its range a variable may land on a bound
 
-LM_OPTIONS = {"maxiter": 100, "ftol": 1e-10, "xtol": 1e-10, "gtol": 1e-10, "lambda0": 1.0}
+LM_STATUS = {1: CONVERGED, 2: CONVERGED, 3: CONVERGED, 0: MAXITER, -1: NONFINITE, -2: FAILED}
+"""solve_lm's own codes -> ctrlprop's status codes (:mod:`ctrlprop.solvers.result`)."""
+
+LM_OPTIONS = {"ftol": 1e-10, "xtol": 1e-10, "gtol": 1e-10, "lambda0": 1.0}
 
 
 # ---------------------------------------------------------------- the solver
@@ -76,7 +76,7 @@ def _gn(r, J):
 
 
 def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gtol=1e-10,
-             lambda0=1.0):
+             lambda0=1.0, callback=None):
     """Projected Levenberg-Marquardt on N independent problems at once (see the module doc).
 
     Parameters
@@ -93,17 +93,23 @@ def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gt
         Stopping tolerances.
     lambda0 : float
         Initial damping, relative to ``diag(J^T J)``.
+    callback : callable, optional
+        ``callback(k, U, E) -> bool`` after iteration k with the current controls (N, m)
+        and objectives (N,) of every column; True stops (unfinished columns keep their
+        current point, status 0).
 
     Returns
     -------
-    dict with ``u`` (N, m), ``fun`` (N,), ``status`` (N,), ``nit`` (N,) steps per
-    column, ``nfev`` batched evaluations.
+    dict with ``u`` (N, m), ``fun`` (N,), ``status`` (N,) (solve_lm's codes, see
+    ``LM_MESSAGES``; ``LM_STATUS`` maps them to ctrlprop's), ``nit`` (N,) steps per
+    column, ``nfev`` batched evaluations, ``history`` (sum of E over the columns at the
+    start and after every iteration), ``stopped`` (True when the callback stopped it).
     """
     N, m = U0.shape
     di = np.arange(m)
     u_out, f_out = U0.copy(), np.full(N, np.nan)
     status, nit = np.zeros(N, int), np.zeros(N, int)
-    r, J = obj._rj(U0, rows)
+    r, J = obj.columns_residuals_jacobian(U0, rows)
     E, g, A = _gn(r, J)
     dA = A[:, di, di]
     D = np.maximum(dA, 1e-12 * (1.0 + dA.max(axis=1, keepdims=True)))
@@ -126,7 +132,8 @@ def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gt
             full = False
 
     retire(~np.isfinite(st.E), -1)
-    for _ in range(int(maxiter)):
+    history, stopped = [float(np.nansum(E))], False
+    for it in range(int(maxiter)):
         pg = st.U - np.clip(st.U - st.g, st.lo, st.hi)
         retire(np.abs(pg).max(axis=1) <= gtol, 1)
         n = len(st.ids)
@@ -148,7 +155,7 @@ def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gt
         pred = -(np.einsum("ki,ki->k", s, g) + 0.5 * np.einsum("ki,kij,kj->k", s, A, s))
         if n <= cap // 2:
             cap = n                          # shrink the work buffers with the active set
-        rt, Jt = obj._rj(Ut, None if full else st.rows, cap)
+        rt, Jt = obj.columns_residuals_jacobian(Ut, None if full else st.rows, cap)
         nfev += 1
         nit[st.ids] += 1
         Et, gt, At = _gn(rt, Jt)
@@ -168,7 +175,14 @@ def solve_lm(obj, U0, lo, hi, rows=None, maxiter=100, ftol=1e-10, xtol=1e-10, gt
         st.nu = np.where(acc, 2.0, 2.0 * st.nu)
         code = np.where(conv_f, 2, np.where(conv_x, 3, np.where(st.lam > 1e30, -2, 0)))
         retire(code != 0, code)
+        Ucur, Ecur = u_out.copy(), f_out.copy()
+        Ucur[st.ids], Ecur[st.ids] = st.U, st.E
+        history.append(float(np.nansum(Ecur)))
+        if callback is not None and callback(it + 1, Ucur, Ecur):
+            stopped = True
+            break
     retire(np.ones(len(st.ids), bool), 0)
-    return dict(u=u_out, fun=f_out, status=status, nit=nit, nfev=nfev)
+    return dict(u=u_out, fun=f_out, status=status, nit=nit, nfev=nfev,
+                history=np.array(history), stopped=stopped)
 
 
