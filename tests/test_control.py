@@ -209,7 +209,8 @@ def net3():
     (dict(Q=[1.0, -1.0]), "Q must be non-negative"),
     (dict(Q=[[1.0, 2.0], [0.0, 1.0]]), "Q must be a symmetric"),
     (dict(Q=[[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
-    (dict(R=[1.0, 2.0, 3.0]), r"R must be a scalar, shape \(2,\)"),
+    (dict(R=[1.0, 2.0, 3.0]), r"R must be a scalar, a length-2 vector \(diagonal\) or a "
+                              r"\(2, 2\) matrix for 2 controls; got a vector of shape \(3,\)"),
     (dict(u_rest=[1.0]), r"u_rest must have shape \(2,\)"),
     (dict(output_bounds={0: (1.0, -1.0)}), r"output_bounds are infeasible.*index \[0\]"),
     (dict(output_bounds={2: (0.0, 1.0)}), "output_bounds index 2 out of range"),
@@ -259,3 +260,58 @@ def test_zero_output_weights_leave_the_control_cost_alone():
                                    Q=0.0, R=1.0, u_rest=[0.3, -0.2],
                                    method=method)
         np.testing.assert_allclose(res.controls, [[0.3, -0.2], [0.3, -0.2]], atol=1e-6)
+
+
+# ---------------------------------------------------------------- the weights (Metric)
+def _near_psd(rng, n, scale, asym=0.0, shift=0.0):
+    """scale * (a PSD matrix with eigenvalue 0 moved by ``shift``, + ``asym`` off-symmetry)."""
+    A = rng.standard_normal((n, n - 1))
+    M = A @ A.T
+    M = M / np.abs(M).max()
+    v = np.linalg.eigh(M)[1][:, 0]                       # the null direction
+    M = M + shift * np.outer(v, v)
+    E = np.zeros((n, n))
+    E[0, 1] = asym
+    return scale * (M + E)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_one_tolerance_rule_for_control_and_trajectory_weights(scale):
+    # the rule is relative to max|M|: a weight and its multiples are judged alike, and
+    # ControlObjective and TrajectoryCost judge every weight alike
+    rng = np.random.default_rng(7)
+    net = cp.Network.mlp([3, 4, 3], seed=2)
+    model = cp.Dynamics(cp.Network.mlp([3 + 2, 4, 3], seed=3), 3)
+    ok = [_near_psd(rng, 3, scale, asym=1e-13), _near_psd(rng, 3, scale, shift=-1e-11)]
+    bad = [(_near_psd(rng, 3, scale, asym=1e-11), "a symmetric"),
+           (_near_psd(rng, 3, scale, shift=-1e-9), "positive semi-definite")]
+    for M in ok:
+        ControlObjective(net, np.zeros(3), Q=M)
+        cp.TrajectoryObjective(model, np.zeros(3), 2, cp.TrajectoryCost(Q=M))
+    for M, msg in bad:
+        with pytest.raises(ValueError, match=f"Q must be {msg}"):
+            ControlObjective(net, np.zeros(3), Q=M)
+        with pytest.raises(ValueError, match=f"Q must be {msg}"):
+            cp.TrajectoryCost(Q=M)
+
+
+def test_metric_factor_diagonal_detection_and_zero_rows():
+    from ctrlprop.objectives.metric import Metric
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((4, 4))
+    for value in (2.5, [1.0, 0.0, 3.0, 0.5], np.diag([1.0, 2.0, 0.0, 4.0]), A @ A.T):
+        m = Metric(value, 4, "W", "outputs")
+        M = m.matrix()
+        np.testing.assert_allclose(m.factor.T @ m.factor, M, rtol=0, atol=1e-13 * np.abs(M).max())
+        V = rng.standard_normal((3, 4, 5))                   # applied along axis -2
+        np.testing.assert_allclose(m.apply(V), M @ V, rtol=1e-14)
+        assert (m.diag is None) == (np.ndim(value) == 2 and np.any(value - np.diag(np.diag(
+            value))))
+    z = Metric(0.0, 3, "R", "controls", drop_zero=True)
+    assert z.zero and z.factor.shape == (0, 3) and z.rows == 0
+    assert Metric(0.0, 3, "Q", "outputs").factor.shape == (3, 3)
+    assert Metric(np.diag([1.0, 2.0]), 2, "Q").same_as(Metric([1.0, 2.0], 2, "Q"))
+    with pytest.raises(TypeError, match="W must be a number, vector or matrix"):
+        Metric("big", 2, "W")
+    with pytest.raises(ValueError, match=r"W must be a square matrix, got shape \(2, 3\)"):
+        Metric(np.ones((2, 3)), 2, "W")

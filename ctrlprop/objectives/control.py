@@ -32,52 +32,9 @@ import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
 from ..core.checks import as_float, check_finite, check_indices, parse_bounds
+from .metric import Metric
 
 __all__ = ["ControlObjective"]
-
-
-# ---------------------------------------------------------------- validation
-
-
-class _Metric:
-    """A positive semi-definite weight: scalar, diagonal ``(n,)`` or full ``(n, n)``.
-
-    ``S`` (``rows`` x n) is a square root, ``S^T S = M``; a zero metric has no rows
-    when ``drop_zero`` (the control cost: no residual rows), else n zero rows.
-    """
-
-    def __init__(self, value, n, name, drop_zero=True):
-        a = check_finite(as_float(value, name), name)
-        if a.ndim == 0:
-            a = np.full(n, float(a))
-        if a.ndim == 1:
-            if a.shape != (n,):
-                raise ValueError(f"{name} must be a scalar, shape ({n},) or ({n}, {n}), "
-                                 f"got shape {a.shape}")
-            if np.any(a < 0):
-                raise ValueError(f"{name} must be non-negative, got {a.tolist()}")
-            self.diag, self.mat = a.copy(), np.diag(a)
-            self._col = self.diag[:, None]
-            S = np.diag(np.sqrt(a))
-        elif a.shape == (n, n):
-            if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12 * np.abs(a).max()):
-                raise ValueError(f"{name} must be a symmetric matrix")
-            ev, V = np.linalg.eigh(0.5 * (a + a.T))
-            if ev.min() < -1e-10 * max(ev.max(), 1.0):
-                raise ValueError(f"{name} must be positive semi-definite; its smallest "
-                                 f"eigenvalue is {ev.min():.3g}")
-            self.diag, self.mat = None, 0.5 * (a + a.T)
-            S = np.sqrt(np.clip(ev, 0, None))[:, None] * V.T
-        else:
-            raise ValueError(f"{name} must be a scalar, shape ({n},) or ({n}, {n}), "
-                             f"got shape {a.shape}")
-        self.zero = not np.any(self.mat)
-        self.S = S[:0] if (self.zero and drop_zero) else S
-        self.rows = self.S.shape[0]
-
-    def apply(self, V):
-        """M V for unit-major V (n, K)."""
-        return self._col * V if self.diag is not None else self.mat @ V
 
 
 def _block_diag(B):
@@ -174,8 +131,8 @@ class ControlObjective:
         self._T = np.ascontiguousarray(np.broadcast_to(T, (K, n_out)).T)      # (n_out, K)
         self._Xo = np.ascontiguousarray(np.broadcast_to(Xo, (K, len(oth))).T)  # (n_oth, K)
 
-        self.Q = _Metric(1.0 if Q is None else Q, n_out, "Q", drop_zero=False)
-        self.R = _Metric(R, m, "R")
+        self.Q = Metric(1.0 if Q is None else Q, n_out, "Q", "outputs")
+        self.R = Metric(R, m, "R", "controls", drop_zero=True)
         ur = np.zeros(m) if u_rest is None else check_finite(as_float(u_rest, "u_rest"), "u_rest")
         if ur.shape not in ((m,), (K, m)):
             raise ValueError(f"u_rest must have shape ({m},) or ({K}, {m}), got {ur.shape}")
@@ -327,14 +284,14 @@ class ControlObjective:
         n, no, m = U.shape[0], self.n_outputs, self.m
         r = np.empty((n, self.n_residuals))
         W = self.Q
-        r[:, :no] = (W.S @ e).T
+        r[:, :no] = (W.factor @ e).T
         p0, p1 = no, no + self._n_pen
         if self._n_pen:
             v = self._violation(Y)
             r[:, p0:p1] = np.sqrt(self.penalty) * v.T
         if self.R.rows:
             du = UT - (self._ur if rows is None else self._ur[:, rows])
-            r[:, p1:] = (self.R.S @ du).T
+            r[:, p1:] = (self.R.factor @ du).T
         if not jac:
             return r, None
         Jy = self._jac_outputs(ws, n)
@@ -342,11 +299,11 @@ class ControlObjective:
         if W.diag is not None:
             np.multiply(Jy, np.sqrt(W.diag)[None, :, None], out=J[:, :no])
         else:
-            np.matmul(W.S, Jy, out=J[:, :no])
+            np.matmul(W.factor, Jy, out=J[:, :no])
         if self._n_pen:
             J[:, p0:p1] = np.sqrt(self.penalty) * (v.T != 0)[:, :, None] * Jy[:, self._cidx]
         if self.R.rows:
-            J[:, p1:] = self.R.S
+            J[:, p1:] = self.R.factor
         return r, J
 
     def columns_residuals_jacobian(self, U, rows=None, cap=None):

@@ -32,73 +32,9 @@ The arrays handed to these callables are read-only views: copy them to modify.
 
 import numpy as np
 
+from .metric import Metric
+
 __all__ = ["TrajectoryCost"]
-
-
-def _as_weight(name, W):
-    """Validate a cost weight (any dimension yet): a float scalar, vector or PSD matrix."""
-    if isinstance(W, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number, vector or matrix, got {W!r}")
-    try:
-        a = np.array(W, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, vector or matrix, got "
-                        f"{type(W).__name__}") from None
-    if a.ndim > 2:
-        raise ValueError(f"{name} must be a scalar, a vector (diagonal) or a matrix, "
-                         f"got an array of shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    if a.ndim < 2:
-        if np.any(a < 0):
-            raise ValueError(f"{name} must be non-negative (a cost weight), got {a.tolist()}")
-        return a
-    if a.shape[0] != a.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {a.shape}")
-    scale = max(1.0, float(np.max(np.abs(a))))
-    if not np.allclose(a, a.T, rtol=0, atol=1e-12 * scale):
-        raise ValueError(f"{name} must be symmetric, got {a.tolist()}")
-    lam = np.linalg.eigvalsh(a)
-    if lam[0] < -1e-10 * scale:
-        raise ValueError(f"{name} must be positive semi-definite (a cost weight); its smallest "
-                         f"eigenvalue is {lam[0]:.3g}")
-    return a
-
-
-class _Weight:
-    """A cost weight bound to its dimension: diagonal (k, 1) or full (k, k), and a factor C
-    with C^T C = W (the residual form)."""
-
-    def __init__(self, name, a, k, what):
-        self.name = name
-        if a.ndim == 1 and a.shape != (k,):
-            raise ValueError(f"{name} must be a scalar, a length-{k} vector (diagonal) or a "
-                             f"({k}, {k}) matrix for {k} {what}; got a vector of shape {a.shape}")
-        if a.ndim == 2 and a.shape != (k, k):
-            raise ValueError(f"{name} must be a scalar, a length-{k} vector (diagonal) or a "
-                             f"({k}, {k}) matrix for {k} {what}; got a matrix of shape {a.shape}")
-        if a.ndim == 2 and np.count_nonzero(a - np.diag(np.diag(a))) == 0:
-            a = np.diag(a).copy()                   # a diagonal matrix is kept as its diagonal
-        self.full = a if a.ndim == 2 else None
-        self.diag = None if a.ndim == 2 else np.broadcast_to(a, (k,)).reshape(k, 1).copy()
-        self.zero = not np.any(a)
-        if self.full is None:
-            self.factor = np.diag(np.sqrt(self.diag[:, 0]))
-        else:                                       # W = V L V^T  ->  C = sqrt(L) V^T
-            lam, V = np.linalg.eigh(self.full)
-            self.factor = np.sqrt(np.clip(lam, 0.0, None))[:, None] * V.T
-
-    def mul(self, E):
-        """W applied to every column of E (..., k, B)."""
-        return self.diag * E if self.full is None else np.matmul(self.full, E)
-
-    def matrix(self):
-        """W as a (k, k) matrix."""
-        return np.diag(self.diag[:, 0]) if self.full is None else self.full
-
-    def same_as(self, other):
-        """True when both weights are the same matrix."""
-        return np.array_equal(self.matrix(), other.matrix())
 
 
 class TrajectoryCost:
@@ -125,10 +61,10 @@ class TrajectoryCost:
 
     def __init__(self, goal=None, Q=1.0, Qf=None, R=0.0, S=0.0, running=None, terminal=None,
                  trajectory=None):
-        self.Q = _as_weight("Q", Q)
-        self.Qf = None if Qf is None else _as_weight("Qf", Qf)
-        self.R = _as_weight("R", R)
-        self.S = _as_weight("S", S)
+        self.Q = Metric.validate(Q, "Q")
+        self.Qf = None if Qf is None else Metric.validate(Qf, "Qf")
+        self.R = Metric.validate(R, "R")
+        self.S = Metric.validate(S, "S")
         if goal is not None:
             try:
                 goal = np.array(goal, dtype=np.float64)
@@ -235,10 +171,10 @@ class BoundCost:
 
     def __init__(self, cost, n, m, T, B):
         self.cost, self.n, self.m, self.T, self.B = cost, n, m, T, B
-        self.Q = _Weight("Q", cost.Q, n, "states")
-        self.Qf = self.Q if cost.Qf is None else _Weight("Qf", cost.Qf, n, "states")
-        self.R = _Weight("R", cost.R, m, "controls")
-        self.S = _Weight("S", cost.S, m, "controls")
+        self.Q = Metric(cost.Q, n, "Q", "states")
+        self.Qf = self.Q if cost.Qf is None else Metric(cost.Qf, n, "Qf", "states")
+        self.R = Metric(cost.R, m, "R", "controls")
+        self.S = Metric(cost.S, m, "S", "controls")
         self.qf_differs = cost.Qf is not None and not self.Qf.same_as(self.Q)
         self.G = _goal_array(cost.goal, n, T, B)
         self.custom = cost.custom
@@ -248,9 +184,9 @@ class BoundCost:
         T = self.T
         # E_t = x_t - g_t (t = 1..T); running weight Q for t < T, Qf at T
         E = S[1:] - self.G
-        WE = self.Q.mul(E)
+        WE = self.Q.apply(E)
         if self.qf_differs:
-            WE[T - 1] = self.Qf.mul(E[T - 1])
+            WE[T - 1] = self.Qf.apply(E[T - 1])
         val = 0.5 * np.einsum("tib,tib->b", E, WE)
         CX = np.empty_like(S)
         CX[0] = 0.0
@@ -259,11 +195,11 @@ class BoundCost:
         if self.R.zero:
             CU = np.zeros_like(U)
         else:
-            CU = self.R.mul(U)
+            CU = self.R.apply(U)
             val += 0.5 * np.einsum("tib,tib->b", U, CU)
         if T > 1 and not self.S.zero:
             D = U[1:] - U[:-1]
-            SD = self.S.mul(D)
+            SD = self.S.apply(D)
             val += 0.5 * np.einsum("tib,tib->b", D, SD)
             CU[1:] += SD
             CU[:-1] -= SD
