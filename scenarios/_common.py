@@ -12,7 +12,7 @@ import ctrlprop as cp
 
 
 def parse_args(name, description, argv=None):
-    """Standard scenario options: --seed, --quick, --out, --cache, --retrain."""
+    """Standard scenario options: --seed, --quick, --out, --cache, --retrain, --no-progress."""
     p = argparse.ArgumentParser(prog=f"{name}.py", description=description)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quick", action="store_true",
@@ -22,6 +22,8 @@ def parse_args(name, description, argv=None):
                    help="folder for trained models (default <out>/cache); reused when the "
                         "training settings match")
     p.add_argument("--retrain", action="store_true", help="ignore cached models")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no live progress lines (shown by default, on stderr)")
     args = p.parse_args(argv)
     args.out = args.out or os.path.join("out", name)
     args.cache = args.cache or os.path.join(args.out, "cache")

@@ -86,12 +86,13 @@ FULL = {"n_train": 20000, "hidden": [64, 64], "maxiter": 5000, "grid": 41, "n_te
 QUICK = {"n_train": 4000, "hidden": [40, 40], "maxiter": 1500, "grid": 21, "n_test": 5000}
 
 
-def train_model(arm, cfg, seed):
+def train_model(arm, cfg, seed, progress=False):
     """Fit a tanh network to random postures of the true arm; returns (net, history dict)."""
     rng = np.random.default_rng(seed)
     X, Y = arm.training_data(cfg["n_train"], rng)
     net = cp.Network.mlp([arm.n_joints, *cfg["hidden"], 2], hidden="tanh", seed=seed)
     res = cp.fit(net, X, Y, method="L-BFGS-B", maxiter=cfg["maxiter"], validation=VALIDATION,
+                 progress=progress,
                  patience=None, seed=seed)
     hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
     hist["message"] = res.message
@@ -103,7 +104,7 @@ def load_or_train(args, arm, cfg):
     settings = {"lengths": LENGTHS, "limits": [arm.q_low.tolist(), arm.q_high.tolist()],
                 "seed": args.seed, "transfer": "tanh", "validation": VALIDATION,
                 "method": "L-BFGS-B", **{k: cfg[k] for k in ("n_train", "hidden", "maxiter")}}
-    return cached_model(args, "arm-fk", settings, lambda: train_model(arm, cfg, args.seed))
+    return cached_model(args, "arm-fk", settings, lambda: train_model(arm, cfg, args.seed, args.progress))
 
 
 def workspace_grid(arm, n):

@@ -83,7 +83,7 @@ import sys
 import time
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import Bounds, minimize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import cached_model, parse_args, write_metrics  # noqa: E402
@@ -131,11 +131,12 @@ def transitions(car, n, rng):
     return np.hstack([x, u]), car.state_difference(x, car.step(x, u))
 
 
-def train_model(car, cfg, seed):
+def train_model(car, cfg, seed, progress=False):
     """Fit the increment network to true-plant transitions; returns (net, history dict)."""
     X, Y = transitions(car, cfg["n_train"], np.random.default_rng([seed, 0]))
     net = car_network(cfg["hidden"], seed)
     res = cp.fit(net, X, Y, method="L-BFGS-B", maxiter=cfg["fit_iter"], validation=0.1,
+                 progress=progress,
                  patience=None, seed=seed)
     hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
     hist["message"] = res.message
@@ -148,7 +149,7 @@ def load_or_train(args, car, cfg):
                 "structure": "translation-invariant residual, skip edges",
                 **{k: cfg[k] for k in ("n_train", "hidden", "fit_iter")}}
     return cached_model(args, "car-dynamics", settings,
-                        lambda: train_model(car, cfg, args.seed))
+                        lambda: train_model(car, cfg, args.seed, args.progress))
 
 
 # ---- optimisation -------------------------------------------------------------------------
@@ -208,14 +209,14 @@ def replan(model, car, x0, T, plan, every, maxiter):
     of the current plan, every ``min(every, (T - k) // 4)`` steps (at least 1): drift
     matters most at the end, where the final cost is sharp, and short replans are cheap.
     """
-    cost, bounds = car_cost(), (car.u_low, car.u_high)
+    cost, bounds = car_cost(), Bounds(car.u_low, car.u_high)
     S, U = [np.array(x0, float)], []
     k, nit = 0, []
     t0 = time.perf_counter()
     while k < T:
         if k:
             res = cp.optimize_trajectory(model, S[-1], T - k, cost, u0=plan, bounds=bounds,
-                                         options={"maxiter": maxiter})
+                                         maxiter=maxiter)
             plan = res.controls
             nit.append(res.nit)
         n = min(every, max(1, (T - k) // 4))
@@ -241,17 +242,18 @@ def starting_controls(car, T, n_noisy, seed):
     return [("zero", np.zeros((T, 2)))] + noisy
 
 
-def plan_from_starts(model, car, x0, T, starts, maxiter):
+def plan_from_starts(model, car, x0, T, starts, maxiter, progress=False):
     """Optimise through the model from every start; returns (results, index of the lowest
     model cost) -- the model's cost is all a planner without the true plant can compare."""
     results = []
     for _, u0 in starts:
         t0 = time.perf_counter()
         r = cp.optimize_trajectory(model, x0, T, car_cost(), u0=u0,
-                                   bounds=(car.u_low, car.u_high), options={"maxiter": maxiter})
+                                   bounds=Bounds(car.u_low, car.u_high), maxiter=maxiter,
+                                   progress=progress)
         r.seconds = time.perf_counter() - t0
         results.append(r)
-    return results, int(np.argmin([r.cost for r in results]))
+    return results, int(np.argmin([r.fun for r in results]))
 
 
 def ms_per_gradient(fun, u, repeat=5):
@@ -372,12 +374,12 @@ def plot_convergence(plans, best, open_cost, true_runs, polish, J_ref, path):
     """Cost against iteration, through the model and on the true dynamics, from every start;
     the right panel zooms on the last few per cent."""
     fig, axes = cp.plot.new_figure(1, 2, figsize=(12.0, 4.8))
-    end = len(plans[best].history) - 1
-    low = min(J_ref, min(np.min(r.history) for r in plans))
-    top = max(max(r.history[min(30, len(r.history) - 1)] for r in plans), J_ref)
+    end = len(plans[best].history["fun"]) - 1
+    low = min(J_ref, min(np.min(r.history["fun"]) for r in plans))
+    top = max(max(r.history["fun"][min(30, len(r.history["fun"]) - 1)] for r in plans), J_ref)
     for ax, ylim in zip(axes, ((0.97 * low, 1.05 * top), (0.995 * low, 1.06 * J_ref))):
         for i, r in enumerate(plans):
-            h = r.history
+            h = r.history["fun"]
             ax.plot(np.arange(len(h)), h, color=COLORS[1], lw=2.0 if i == best else 0.8,
                     alpha=1.0 if i == best else 0.6,
                     label="learned model (the cost the model predicts); bold: the plan chosen"
@@ -427,7 +429,7 @@ def main(argv=None):
     # 3. plan through the model from every start, keep the lowest model cost;
     # 4a. execute it open loop on the true car
     starts = starting_controls(car, T, cfg["n_noisy"], args.seed)
-    plans, best = plan_from_starts(model, car, x0, T, starts, cfg["plan_iter"])
+    plans, best = plan_from_starts(model, car, x0, T, starts, cfg["plan_iter"], args.progress)
     plan = plans[best]
     S_open = car.rollout(x0, plan.controls)
     open_run = {"states": S_open, "controls": plan.controls,
@@ -493,7 +495,7 @@ def main(argv=None):
         "final_speed_replanned": fin["replanned"]["speed"],
         "final_speed_open_loop": fin["open_loop"]["speed"],
         "final_speed_true_optimum": fin["true_optimum"]["speed"],
-        "model_predicted_cost": float(plan.cost),
+        "model_predicted_cost": float(plan.fun),
         "model_predicted_final_distance": model_fin["distance"],
         "max_speed_replanned": float(np.abs(S[:, 3]).max()),
         "fraction_outside_training_box": outside,
@@ -507,7 +509,7 @@ def main(argv=None):
         "plan_start": starts[best][0],
         "plan_seconds": round(sum(r.seconds for r in plans), 3),
         "plan_iterations": int(sum(r.nit for r in plans)),
-        "plan_starts": [{"start": name, "model_cost": float(r.cost),
+        "plan_starts": [{"start": name, "model_cost": float(r.fun),
                          "true_cost_open_loop": float(car_trajectory_cost(
                              car.rollout(x0, r.controls), r.controls)[0]),
                          "iterations": int(r.nit), "seconds": round(r.seconds, 3)}

@@ -72,6 +72,7 @@ import os
 import sys
 
 import numpy as np
+from scipy.optimize import Bounds
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import cached_model, parse_args, write_metrics  # noqa: E402
@@ -137,7 +138,7 @@ def increments(plant, X, Xn):
     return Xn - X[:, :plant.n_states]
 
 
-def train_model(plant, cfg, seed, transfer):
+def train_model(plant, cfg, seed, transfer, progress=False):
     """Fit the network to random interaction with the true plant; returns (net, history)."""
     X, Xn = plant.training_data(cfg["n_train"], np.random.default_rng([seed, 0]),
                                 episode_length=cfg["episode"])
@@ -149,6 +150,7 @@ def train_model(plant, cfg, seed, transfer):
     xm[0], xs[0] = 0.0, 1.0
     net.set_scaling(xm, xs, ym, ys)
     res = cp.fit(net, X, Y, method="L-BFGS-B", trainable=~net.units_weights([SIN, COS]),
+                 progress=progress,
                  scale=False, validation=0.1, patience=100, maxiter=cfg["maxiter"], seed=seed)
     hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
     hist["message"] = res.message
@@ -161,7 +163,7 @@ def load_or_train(args, plant, cfg, transfer):
                 "transfer": transfer,
                 **{k: cfg[k] for k in ("n_train", "episode", "hidden", "maxiter")}}
     return cached_model(args, f"pendulum-dyn-{transfer}", settings,
-                        lambda: train_model(plant, cfg, args.seed, transfer))
+                        lambda: train_model(plant, cfg, args.seed, transfer, args.progress))
 
 
 def model_accuracy(model, plant, cfg, seed):
@@ -198,12 +200,12 @@ def terminal_cost(x):
 SWINGUP_COST = cp.TrajectoryCost(Q=0.0, running=running_cost, terminal=terminal_cost)
 
 
-def swing_up(model, plant, x0, cfg):
+def swing_up(model, plant, x0, cfg, progress=False):
     """MPC through the model on the true plant from x0; returns the MPCResult."""
     H = cfg["horizon"]
     return cp.mpc(model, plant.step, x0, cfg["steps"], H, cost=SWINGUP_COST,
-                  u0=np.full((H, 1), FIRST_PLAN), bounds=(plant.u_low, plant.u_high),
-                  method="L-BFGS-B", maxiter=cfg["mpc_iter"])
+                  u0=np.full((H, 1), FIRST_PLAN), bounds=Bounds(plant.u_low, plant.u_high),
+                  method="L-BFGS-B", maxiter=cfg["mpc_iter"], progress=progress)
 
 
 def extra_starts(plant, n, seed):
@@ -359,7 +361,7 @@ def main(argv=None):
         acc[transfer] = model_accuracy(models[transfer], plant, cfg, args.seed)
     model = models["relu"]
 
-    res = swing_up(model, plant, plant.hanging, cfg)
+    res = swing_up(model, plant, plant.hanging, cfg, args.progress)
     t_up = round(plant.time_to_upright(res.states, TOL), 3)
     ref = swing_up(cp.Dynamics(exact_network(plant, cfg["hidden"]), 2, residual=True),
                    plant, plant.hanging, cfg)
@@ -409,7 +411,8 @@ def main(argv=None):
         "prediction_error_max": float(pred_err.max()),
         "mpc_ms_per_step": float(step_ms.mean()),
         "mpc_ms_per_step_p95": float(np.percentile(step_ms, 95)),
-        "mpc_iterations_median": float(np.median(np.concatenate([r.nit for r in runs]))),
+        "mpc_iterations_median": float(np.median(np.concatenate([r.history["nit"]
+                                                                 for r in runs]))),
         "tanh_time_to_upright": t_tanh,
         "tanh_final_abs_theta": float(abs(cp.wrap_angle(tanh.states[-1, 0]))),
         "tanh_model_rmse_dtheta_dot": float(acc["tanh"][0][1]),

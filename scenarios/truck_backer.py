@@ -132,6 +132,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import cached_model, parse_args, write_metrics  # noqa: E402
 
 import ctrlprop as cp  # noqa: E402
+from ctrlprop.solvers.progress import Progress  # noqa: E402
 
 NAME = "truck_backer"
 LIM = np.pi / 4                            # steering limit
@@ -331,7 +332,7 @@ class DockCost:
 
 
 # ---- the emulator -------------------------------------------------------------------------
-def train_emulator(plant, cfg, seed):
+def train_emulator(plant, cfg, seed, progress=False):
     """Fit the emulator to random transitions of the true plant; returns (net, history)."""
     rng = np.random.default_rng(seed)
     X, Y = plant.training_data(cfg["n_train"], rng)
@@ -339,7 +340,7 @@ def train_emulator(plant, cfg, seed):
     net, trainable = build_emulator(cfg["emu_hidden"], seed)
     # the sin units read radians: angle inputs unscaled; steering to [-1, 1]
     net.set_scaling(np.zeros(5), np.array([1.0, 1.0, 1.0, 1.0, LIM]), D.mean(0), D.std(0))
-    res = cp.fit(net, X, D, trainable=trainable, scale=False, validation=0.1,
+    res = cp.fit(net, X, D, trainable=trainable, scale=False, validation=0.1, progress=progress,
                  maxiter=cfg["emu_maxiter"], patience=None, seed=seed)
     hist = {k: np.asarray(v).tolist() for k, v in res.history.items() if v is not None}
     hist["message"] = res.message
@@ -355,7 +356,7 @@ def emulator_accuracy(net, plant, seed):
 
 
 # ---- (a) batched receding-horizon MPC -------------------------------------------------------
-def run_mpc(model, plant, starts, cfg):
+def run_mpc(model, plant, starts, cfg, progress=False):
     """Replan every ``every`` steps for all unfinished starts, run the plans on the plant."""
     N, H, K = len(starts), cfg["horizon"], cfg["every"]
     cost = cp.TrajectoryCost(Q=0.0, trajectory=DockCost("guide", failures_end=False))
@@ -368,6 +369,7 @@ def run_mpc(model, plant, starts, cfg):
     pred_pos, pred_ang = [], []
     n_plans = nfev = 0
     t_plan = t_plant = 0.0
+    bar = Progress(progress, "truck MPC", cfg["max_steps"], unit="step")
     while not done.all() and steps.max() < cfg["max_steps"]:
         act = np.flatnonzero(~done)
         x0 = unwrap(X[act])
@@ -378,7 +380,7 @@ def run_mpc(model, plant, starts, cfg):
         for g in range(0, act.size, cfg["group"]):
             sl = slice(g, g + cfg["group"])
             res = cp.optimize_trajectory(model, x0[sl], H, cost=cost, u0=plans[act[sl]],
-                                         bounds=(-LIM, LIM), options={"maxiter": iters})
+                                         bounds=(-LIM, LIM), maxiter=iters)
             U[sl], predicted[sl] = res.controls, res.states[:, :K + 1]
             nfev += res.nfev
         n_plans += 1
@@ -401,6 +403,8 @@ def run_mpc(model, plant, starts, cfg):
         steps[act] += ro.steps
         done[act] |= ro.stopped
         plans[act] = np.concatenate([U[:, K:], np.repeat(U[:, -1:], K, axis=1)], axis=1)
+        bar.update(int(ro.steps.max()), running=int((~done).sum()))
+    bar.close()
     for b in range(N):                                   # after the end: the last state
         paths[b, steps[b] + 1:] = paths[b, steps[b]]
     return {"final": X, "steps": steps, "paths": paths, "plans": n_plans, "nfev": nfev,
@@ -417,7 +421,7 @@ def stage_starts(n, x_range, y_max, heading, rng):
     return np.stack([rng.uniform(*x_range, n), rng.uniform(-y_max, y_max, n), th0, th1], 1)
 
 
-def train_controller(model, cfg, seed):
+def train_controller(model, cfg, seed, progress=False):
     """Curriculum BPTT training of the controller (Adam, clipped gradient); (net, history)."""
     rng = np.random.default_rng([seed, 2])
     ctrl, trainable = build_controller(cfg["ctrl_hidden"], seed)
@@ -428,6 +432,7 @@ def train_controller(model, cfg, seed):
     b1, b2, it = 0.9, 0.999, 0
     hist = {"iteration": [], "cost": [], "median_cost": [], "stage": [], "grad_norm": []}
     last = len(cfg["stages"]) - 1
+    bar = Progress(progress, "truck controller (Adam)", sum(st[-1] for st in cfg["stages"]))
     for s, (n, x_range, y_max, heading, T, iters) in enumerate(cfg["stages"]):
         for i in range(iters):
             if i % cfg["resample"] == 0:                 # a fresh batch of starts
@@ -448,6 +453,8 @@ def train_controller(model, cfg, seed):
             for key, val in (("iteration", it), ("cost", f), ("stage", s), ("grad_norm", gn),
                              ("median_cost", float(np.median(obj.last_costs)))):
                 hist[key].append(val)
+            bar.update(cost=f, stage=s)
+    bar.close()
     w[trainable] = z
     ctrl.weights = w
     return ctrl, hist
@@ -625,7 +632,7 @@ def main(argv=None):
     emu_settings = {"v": 1, "seed": args.seed,
                     **{k: cfg[k] for k in ("n_train", "emu_hidden", "emu_maxiter")}}
     net, emu_info, emu_hist = cached_model(args, "truck-emulator", emu_settings,
-                                     lambda: train_emulator(plant, cfg, args.seed))
+                                     lambda: train_emulator(plant, cfg, args.seed, args.progress))
     model = cp.Dynamics(net, 4, residual=True)
     rmse, rel = emulator_accuracy(net, plant, args.seed)
 
@@ -633,12 +640,12 @@ def main(argv=None):
                      **{k: cfg[k] for k in ("ctrl_hidden", "lr", "clip", "resample")},
                      "stages": [list(map(float, np.hstack(s))) for s in cfg["stages"]]}
     ctrl, ctrl_info, ctrl_hist = cached_model(args, "truck-controller", ctrl_settings,
-                                        lambda: train_controller(model, cfg, args.seed))
+                                        lambda: train_controller(model, cfg, args.seed, args.progress))
 
     starts = plant.sample_starts(cfg["n_starts"], np.random.default_rng([args.seed, 3]),
                                  x_range=cfg["start_x"])
     t0 = time.perf_counter()
-    mpc = run_mpc(model, plant, starts, cfg)
+    mpc = run_mpc(model, plant, starts, cfg, args.progress)
     mpc_seconds = time.perf_counter() - t0
     ro, ctrl_seconds = run_controller(ctrl, plant, starts, cfg["max_steps"])
     c_final = ro.states[np.arange(len(starts)), ro.steps]
