@@ -30,7 +30,7 @@ Conventions shared by the dynamical plants (:class:`Plant` subclasses):
 from dataclasses import dataclass
 
 import numpy as np
-from .core.checks import as_float
+from .core.checks import as_float, check_int
 
 __all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
            "sabs", "car_control_cost", "car_running_cost", "car_final_cost",
@@ -47,13 +47,6 @@ def wrap_angle(a):
 def _generator(rng):
     """A numpy Generator from a Generator, a seed or None."""
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def _count(n, name="n"):
-    """Validate a positive sample count."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
 
 
 @dataclass
@@ -212,17 +205,18 @@ class Plant:
     # ---- sampling and data ------------------------------------------------------------------
     def sample_states(self, n, rng=None):
         """``n`` states uniform in ``[state_low, state_high]``, angles wrapped; (n, n_states)."""
-        g = _generator(rng)
-        return self._wrap(g.uniform(self.state_low, self.state_high, (_count(n), self.n_states)))
+        n, g = check_int(n, "n", 1), _generator(rng)
+        return self._wrap(g.uniform(self.state_low, self.state_high, (n, self.n_states)))
 
     def sample_starts(self, n, rng=None):
         """``n`` scenario start states uniform in ``[start_low, start_high]``, (n, n_states)."""
-        g = _generator(rng)
-        return self._wrap(g.uniform(self.start_low, self.start_high, (_count(n), self.n_states)))
+        n, g = check_int(n, "n", 1), _generator(rng)
+        return self._wrap(g.uniform(self.start_low, self.start_high, (n, self.n_states)))
 
     def sample_controls(self, n, rng=None):
         """``n`` controls uniform within the limits, shape (n, n_controls)."""
-        return _generator(rng).uniform(self.u_low, self.u_high, (_count(n), self.n_controls))
+        n = check_int(n, "n", 1)
+        return _generator(rng).uniform(self.u_low, self.u_high, (n, self.n_controls))
 
     def training_data(self, n, rng=None, episode_length=None):
         """Transitions from random interaction, for learning a forward model.
@@ -245,11 +239,11 @@ class Plant:
         Y : ndarray, shape (n, n_states)
             The next states.
         """
-        n, g = _count(n), _generator(rng)
+        n, g = check_int(n, "n", 1), _generator(rng)
         if episode_length is None:
             x, u = self.sample_states(n, g), self.sample_controls(n, g)
             return np.hstack([x, u]), self._step(x, u)
-        T = _count(episode_length, "episode_length")
+        T = check_int(episode_length, "episode_length", 1)
         n_ep = -(-n // T)
         U = g.uniform(self.u_low, self.u_high, (n_ep, T, self.n_controls))
         S = self._rollout(self.sample_states(n_ep, g), U)
@@ -319,7 +313,7 @@ class Plant:
         Rollout
         """
         x0 = self._check_states(x0, "x0")
-        T = _count(n_steps, "n_steps")
+        T = check_int(n_steps, "n_steps", 1)
         single = x0.ndim == 1
         X0 = x0[None] if single else x0
         B, n, m = X0.shape[0], self.n_states, self.n_controls
@@ -472,7 +466,8 @@ class PlanarArm:
 
     def sample_postures(self, n, rng=None):
         """``n`` postures uniform within the joint limits, shape (n, n_joints)."""
-        return _generator(rng).uniform(self.q_low, self.q_high, (_count(n), self.n_joints))
+        n = check_int(n, "n", 1)
+        return _generator(rng).uniform(self.q_low, self.q_high, (n, self.n_joints))
 
     def training_data(self, n, rng=None):
         """Random postures and their hand positions: ``X`` (n, n_joints), ``Y`` (n, 2)."""
@@ -494,7 +489,7 @@ class PlanarArm:
         -------
         targets : ndarray, shape (K, 2)
         """
-        n_side = _count(n_side, "n_side")
+        n_side = check_int(n_side, "n_side", 1)
         if not 0 <= r_min < r_max <= 1:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
         g = np.linspace(-self.reach, self.reach, n_side)
@@ -567,8 +562,8 @@ class TruckBackerUpper(Plant):
     def sample_states(self, n, rng=None):
         """States for model learning: ``x in [-5, 45]``, ``y in [-15, 15]``, ``th0`` uniform,
         ``th1 - th0 in [-pi/2, pi/2]`` (not jackknifed). Shape (n, 4)."""
-        g = _generator(rng)
-        return self._from_relative(g.uniform(self.state_low, self.state_high, (_count(n), 4)))
+        n, g = check_int(n, "n", 1), _generator(rng)
+        return self._from_relative(g.uniform(self.state_low, self.state_high, (n, 4)))
 
     def sample_starts(self, n, rng=None, x_range=(10.0, 40.0), y_range=(-10.0, 10.0)):
         """Scenario starts: ``x in [10, 40]``, ``y in [-10, 10]`` (the yard),
@@ -576,7 +571,7 @@ class TruckBackerUpper(Plant):
         g = _generator(rng)
         lo = [x_range[0], y_range[0], 0.0, -np.pi / 4]
         hi = [x_range[1], y_range[1], _TWO_PI, np.pi / 4]
-        return self._from_relative(g.uniform(lo, hi, (_count(n), 4)))
+        return self._from_relative(g.uniform(lo, hi, (check_int(n, "n", 1), 4)))
 
     def hitch(self, x):
         """Hitch position (cab rear axle), shape (..., 2), from states (..., 4)."""

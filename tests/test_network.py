@@ -25,11 +25,40 @@ def make(edges, transfers=("tanh", "tanh"), outputs=(3,), n_inputs=2, **kw):
     ([(0, 2), (2, 3)], ("tanh", "tanh"), (1,), "output unit 1 is an input unit"),
     ([(0, 2), (2, 3)], ("tanh", "nosuch"), (3,), "unit 3.*unknown transfer function 'nosuch'"),
     ([(0, 2, 5), (2, 3)], ("tanh", "tanh"), (3,), r"\(source, destination\) pair"),
-    ([(0.5, 2), (2, 3)], ("tanh", "tanh"), (3,), "integer unit index"),
 ])
 def test_bad_structure_raises_naming_units(edges, transfers, outputs, match):
     with pytest.raises(ValueError, match=match):
         make(edges, transfers, outputs)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: make([(0.5, 2), (2, 3)], ("tanh", "tanh"), (3,)),
+     r"edge \(0.5, 2\) source must be an integer, got 0.5"),
+    (lambda: make([(0, 2), (2, 3)], ("tanh", "tanh"), (3.0,)), "output must be an integer"),
+    (lambda: cp.Network.from_edges(True, [(0, 1)], ["tanh"], [1]), "n_inputs must be an integer"),
+    (lambda: cp.Network.mlp([3, 2.5]), r"sizes\[1\] must be an integer, got 2.5"),
+    (lambda: cp.Network.mlp([3, 4, 2]).units_weights([3.0]), "unit must be an integer"),
+])
+def test_non_integer_structure_is_a_type_error(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+def test_the_one_integer_check():
+    from ctrlprop.core.checks import check_int
+    assert check_int(np.int64(3), "k", 1) == 3 and type(check_int(np.int64(3), "k")) is int
+    assert check_int(None, "k", 1, allow_none=True) is None and check_int(-5, "k") == -5
+    for bad, exc, msg in [(True, TypeError, "k must be an integer, got True"),
+                          (2.0, TypeError, "k must be an integer"),
+                          (None, TypeError, "k must be an integer, got None"),
+                          (0, ValueError, r"k must be at least 1 \(a positive integer\), got 0"),
+                          (-1, ValueError, r"k must be at least 0 \(a non-negative integer\)")]:
+        with pytest.raises(exc, match=msg):
+            check_int(bad, "k", 0 if "non-negative" in msg else 1)
+    with pytest.raises(ValueError, match=r"threads must be None or at least 1"):
+        check_int(0, "threads", 1, allow_none=True)
+    with pytest.raises(TypeError, match=r"n must be None or an integer, got 1.5"):
+        cp.blas_threads(1.5).__enter__()
 
 
 def test_longer_cycle_is_listed_in_order():

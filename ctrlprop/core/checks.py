@@ -21,13 +21,34 @@ def check_finite(a, name):
     return a
 
 
-def check_int(v, name, lo):
-    """``v`` as an int >= lo, or a TypeError/ValueError naming it."""
+def check_int(v, name, lo=None, allow_none=False):
+    """The one integer check: ``v`` as an int, or a TypeError/ValueError naming ``name``.
+
+    Parameters
+    ----------
+    v : object
+        An int or numpy integer (not a bool); None too when ``allow_none``.
+    name : str
+        The argument's name, for the messages.
+    lo : int, optional
+        The smallest accepted value.
+    allow_none : bool
+        Pass None through (e.g. "no limit", "leave as it is").
+
+    Returns
+    -------
+    int or None
+    """
+    if v is None and allow_none:
+        return None
+    alt = "None or " if allow_none else ""
     if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if int(v) < lo:
-        raise ValueError(f"{name} must be at least {lo}, got {int(v)}")
-    return int(v)
+        raise TypeError(f"{name} must be {alt}an integer, got {v!r}")
+    v = int(v)
+    if lo is not None and v < lo:
+        kind = {0: " (a non-negative integer)", 1: " (a positive integer)"}.get(lo, "")
+        raise ValueError(f"{name} must be {alt}at least {lo}{kind}, got {v}")
+    return v
 
 
 def check_indices(idx, n, what):

@@ -34,6 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from .checks import check_int
 from .engine import Plan
 from .io import read_arrays, write_arrays
 from .transfer import get_transfer, transfer_names
@@ -41,13 +42,6 @@ from .transfer import get_transfer, transfer_names
 __all__ = ["Network"]
 
 BIAS = "bias"
-
-
-def _as_index(v, what):
-    """Return ``v`` as a Python int or raise naming ``what``."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"{what} must be an integer unit index, got {v!r}")
-    return int(v)
 
 
 class Network:
@@ -108,10 +102,11 @@ class Network:
         -------
         Network
         """
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
+        sizes = list(sizes)
+        if len(sizes) < 2:
             raise ValueError(f"mlp sizes must be [n_in, ..., n_out] with at least two "
                              f"positive entries, got {sizes}")
+        sizes = [check_int(s, f"sizes[{i}]", 1) for i, s in enumerate(sizes)]
         starts = np.cumsum([0] + sizes)
         edges, transfers = [], []
         for a, b, c in zip(starts[:-2], starts[1:-1], starts[2:]):
@@ -123,9 +118,7 @@ class Network:
 
     def _build(self, n_inputs, edges, transfers, outputs, bias):
         """Validate the structure and compute order, levels and weight layout."""
-        n_in = _as_index(n_inputs, "n_inputs")
-        if n_in < 1:
-            raise ValueError(f"n_inputs must be at least 1, got {n_in}")
+        n_in = check_int(n_inputs, "n_inputs", 1)
         transfers = list(transfers)
         if not transfers:
             raise ValueError("transfers is empty: a network needs at least one computing unit")
@@ -147,7 +140,7 @@ class Network:
             except (TypeError, ValueError):
                 raise ValueError(f"each edge must be a (source, destination) pair, got {e!r}") \
                     from None
-            s, d = _as_index(s, f"edge {e!r} source"), _as_index(d, f"edge {e!r} destination")
+            s, d = check_int(s, f"edge {e!r} source"), check_int(d, f"edge {e!r} destination")
             for u in (s, d):
                 if not 0 <= u < n:
                     raise ValueError(f"edge ({s}, {d}): unit {u} is out of range; units are "
@@ -183,7 +176,7 @@ class Network:
         outputs = list(outputs)
         if not outputs:
             raise ValueError("outputs is empty: list the units that form the network output")
-        outs = [_as_index(o, "output") for o in outputs]
+        outs = [check_int(o, "output") for o in outputs]
         for o in outs:
             if not 0 <= o < n:
                 raise ValueError(f"output unit {o} is out of range 0..{n - 1}")
@@ -332,7 +325,7 @@ class Network:
 
     def units_weights(self, units):
         """Boolean mask over ``weights`` selecting every weight *into* the given computing units."""
-        units = {_as_index(u, "unit") for u in np.atleast_1d(units).tolist()}
+        units = {check_int(u, "unit") for u in np.atleast_1d(units).tolist()}
         bad = sorted(u for u in units if not self.n_inputs <= u < self.n_units)
         if bad:
             raise ValueError(f"unit(s) {bad} are not computing units; computing units are "

@@ -26,6 +26,8 @@ Users override it with ``threads=n`` in the training functions
 
 from contextlib import contextmanager
 
+from .checks import check_int
+
 __all__ = ["blas_threads", "auto_threads", "resolve_threads", "SMALL_WORK"]
 
 SMALL_WORK = 1e9          # flops per objective evaluation below which one thread is used
@@ -43,18 +45,6 @@ def _get_controller():
     return _controller
 
 
-def _check_n(n, what="threads"):
-    """Validate a thread count: None or a positive int."""
-    if n is None:
-        return None
-    if isinstance(n, bool) or not hasattr(n, "__index__"):
-        raise TypeError(f"{what} must be None or a positive integer, got {n!r}")
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"{what} must be None or a positive integer, got {n}")
-    return n
-
-
 @contextmanager
 def blas_threads(n):
     """Limit every loaded BLAS library (numpy's, scipy's, ...) to ``n`` threads inside a block.
@@ -69,7 +59,7 @@ def blas_threads(n):
     >>> with blas_threads(1):
     ...     res = scipy.optimize.minimize(obj, x0, jac=True)    # doctest: +SKIP
     """
-    n = _check_n(n)
+    n = check_int(n, "n", 1, allow_none=True)
     if n is None:
         yield
         return
@@ -101,4 +91,4 @@ def resolve_threads(threads, n_weights, n_samples):
     a positive int -> itself (anything else raises)."""
     if threads is None:
         return auto_threads(n_weights, n_samples)
-    return _check_n(threads)
+    return check_int(threads, "threads", 1, allow_none=True)

@@ -10,7 +10,7 @@ each evaluation still costs one vectorized call for the whole batch.
 
 import numpy as np
 from scipy.optimize import OptimizeResult
-from ..core.checks import check_nonneg
+from ..core.checks import check_int, check_nonneg
 
 __all__ = ["batch_lbfgs"]
 
@@ -18,17 +18,6 @@ RUNNING, CONVERGED, MAXITER, LINESEARCH, CALLBACK = -1, 0, 1, 2, 3
 STATUS = {CONVERGED: "converged", MAXITER: "reached maxiter",
           LINESEARCH: "line search failed", CALLBACK: "stopped by the callback"}
 C1 = 1e-4               # Armijo sufficient-decrease constant
-
-
-def _as_int(v, name, least):
-    """v as an int >= least, or a clear error."""
-    if isinstance(v, bool) or not hasattr(v, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if int(v) < least:
-        raise ValueError(f"{name} must be at least {least}, got {int(v)}")
-    return int(v)
-
-
 
 
 def _bound(v, default, B, n, name):
@@ -134,8 +123,8 @@ def batch_lbfgs(fun, X0, lo=None, hi=None, maxiter=500, m=10, gtol=1e-6, ftol=1e
     if not np.all(np.isfinite(X)):
         raise ValueError("X0 contains NaN or inf")
     B, n = X.shape
-    maxiter, M, maxls = (_as_int(maxiter, "maxiter", 1), _as_int(m, "m (maxcor)", 1),
-                         _as_int(maxls, "maxls", 1))
+    maxiter, M, maxls = (check_int(maxiter, "maxiter", 1), check_int(m, "m (maxcor)", 1),
+                         check_int(maxls, "maxls", 1))
     gtol, ftol = check_nonneg(gtol, "gtol"), check_nonneg(ftol, "ftol")
     lo, hi = _bound(lo, -np.inf, B, n, "lo"), _bound(hi, np.inf, B, n, "hi")
     bad = np.argwhere(lo > hi)
