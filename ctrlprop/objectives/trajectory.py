@@ -277,6 +277,16 @@ class TrajectoryObjective:
         self.nfev = 0
         self.last_costs = None        # per-trajectory costs at the last rollout (or None)
 
+    @property
+    def n_states(self):
+        """State dimension n of the model."""
+        return self.model.n_states
+
+    @property
+    def n_controls(self):
+        """Control dimension m of the model."""
+        return self.model.n_controls
+
     # ------------------------------------------------------------ problem data
     def set_x0(self, x0):
         """Change the initial state(s) (same batch size)."""
@@ -296,7 +306,8 @@ class TrajectoryObjective:
 
     def set_exo(self, exo):
         """Change the exogenous inputs."""
-        self._ur.set_exo(self.model.check_exo(exo, self.T, self.B))
+        self._exo = self.model.check_exo(exo, self.T, self.B)     # (T, e, B)-broadcastable
+        self._ur.set_exo(self._exo)
         self._key[0] = np.nan
         self.last_costs = None
 
@@ -381,7 +392,7 @@ class TrajectoryObjective:
         self._forward(u)
         T, m = self.T, self.shape[-1]
         P = p.reshape(self.B, T, m).transpose(1, 2, 0)
-        HP = trajectory_hessp(self.model, self._cost, self._S, self._U, self._ur._exo, P)
+        HP = trajectory_hessp(self.model, self._cost, self._S, self._U, self._exo, P)
         return HP.transpose(2, 0, 1).reshape(-1)
 
     def cached_total(self, u):

@@ -282,7 +282,8 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
         all_controls=U, all_fun=F, all_success=success, all_status=status, best=best,
         starts=starts, history=history)
     if obj.batched:
-        r.message = f"{int(r.success.sum())} of {K} problems converged"
+        r.message = f"{int(r.success.sum())} of {K} problems converged" + (
+            f"; {STATUS[CALLBACK]}" if np.any(r.status == CALLBACK) else "")
         r.messages = messages[kk, best]
     else:
         for key in ("x", "controls", "outputs", "fun", "error", "violation", "success",

@@ -60,6 +60,8 @@ class MPCResult(Result):
         CONVERGED (0) when every step ran, CALLBACK (2) when the callback stopped the
         loop.
     message : str
+    method : str
+        The solver of every step.
     """
 
 
@@ -204,7 +206,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
                 x_next = check_state(plant(x.copy(), u_k.copy()), (n,), f"step {k}: the plant")
             except ValueError as e:
                 raise MPCError(str(e), _result(rec, model, cost, goal_seq,
-                                               f"stopped at step {k}: {e}", False)) from None
+                                               f"stopped at step {k}: {e}", False,
+                                               method.name)) from None
             rec["controls"].append(u_k)
             rec["predicted"].append(pred)
             rec["states"].append(x_next)
@@ -214,10 +217,10 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
                       state=x.copy(), plan=U.copy()):
                 stopped = True
                 break
-    return _result(rec, model, cost, goal_seq, None, stopped)
+    return _result(rec, model, cost, goal_seq, None, stopped, method.name)
 
 
-def _result(rec, model, cost, goal_seq, message, stopped):
+def _result(rec, model, cost, goal_seq, message, stopped, method):
     """Assemble the MPCResult from the per-step records."""
     n, m = model.n_states, model.n_controls
     K = len(rec["controls"])
@@ -240,7 +243,7 @@ def _result(rec, model, cost, goal_seq, message, stopped):
                   plans=np.array(rec["plans"][:K]), time_per_step=hist["time"],
                   history=hist, nit=int(hist["nit"].sum()), nfev=int(hist["nfev"].sum()),
                   success=bool(status == CONVERGED and message is None), status=status,
-                  message=msg, steps_done=K, fun=np.nan)
+                  message=msg, steps_done=K, fun=np.nan, method=method)
     if K:
         c = cost.with_goal(cost.goal[:K]) if goal_seq else cost
         vals, _, _ = c.bind(n, m, K, 1).evaluate(S[:, :, None], Uc[:, :, None])

@@ -53,7 +53,8 @@ class TrajectoryResult(Result):
     success, status : bool / int, or (B,) arrays for a batch
         Of the run that produced each returned trajectory.
     message : str
-    nit, nfev, njev : int
+    nit, nfev, njev, nhev : int
+        Iterations, and evaluations of the objective, its gradient and Hessian products.
     history : dict
         ``"fun"``: the solver's objective (J summed over every trajectory optimized)
         before the first and after every iteration.
@@ -128,7 +129,7 @@ def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, option
     res = Result(success=ok == N, status=int(status.max()),
                  message=f"{ok} of {N} independent runs converged",
                  nit=sum(r.nit for r in runs), nfev=sum(r.nfev for r in runs),
-                 njev=sum(r.njev for r in runs),
+                 njev=sum(r.njev for r in runs), nhev=sum(r.get("nhev", 0) for r in runs),
                  history={"fun": np.array([obj.value(starts.reshape(-1)), obj.value(u)])})
     return res, u, status, status == CONVERGED
 
@@ -274,7 +275,8 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         states=st if batched else st[0], fun=fj if batched else float(fj[0]),
         success=ok if batched else bool(ok[0]), status=code if batched else int(code[0]),
         message=str(res.message), nit=int(res.nit), nfev=int(res.nfev),
-        njev=int(res.get("njev", 0) or 0), history=res.history, method=method.name)
+        njev=int(res.get("njev", 0) or 0), nhev=int(res.get("nhev", 0) or 0),
+        history=res.history, method=method.name)
     if R > 1:
         out.all_states, out.all_controls, out.all_fun, out.best = (
             (S, U.copy(), J, best) if batched else (S[0], U[0].copy(), J[0], int(best[0])))
