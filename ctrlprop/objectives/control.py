@@ -47,15 +47,16 @@ def _block_diag(B):
 
 
 class _Work:
-    """Private engine buffers and unit-major scratch arrays for a batch of n columns."""
+    """Private engine buffers (on the given weights) and unit-major scratch arrays for a
+    batch of n columns."""
 
-    def __init__(self, obj, n):
+    def __init__(self, plan, weights, n):
         self.n = n
-        self.bufs = obj._plan.new_buffers(n, obj._wts)
-        self.XT = np.zeros((obj.net_n_inputs, n))
-        self.Y = np.empty((obj.n_outputs, n))
-        self.dY = np.zeros((obj.n_outputs, n))
-        self.seed = np.zeros((obj.n_outputs, n))
+        self.bufs = plan.new_buffers(n, weights)
+        self.XT = np.zeros((plan.n_inputs, n))
+        self.Y = np.empty((plan.n_out, n))
+        self.dY = np.zeros((plan.n_out, n))
+        self.seed = np.zeros((plan.n_out, n))
         self.all_rows = False        # XT holds the other inputs of all K problems in order
 
 
@@ -194,7 +195,7 @@ class ControlObjective:
         if w is None:
             if len(self._work) >= 24:
                 self._work.pop(next(iter(self._work)))
-            w = self._work[n] = _Work(self, n)
+            w = self._work[n] = _Work(self._plan, self._wts, n)
         return w
 
     def _forward(self, UT, rows=None, cap=None):
@@ -462,7 +463,7 @@ class ControlObjective:
         else:                               # m Hessian-vector products, as one batch of K*m
             big = _Tiled(self, m)
             P = np.tile(np.eye(m), (K, 1))
-            H = big._hessp_stacked(np.repeat(U, m, axis=0), P, kind).reshape(K, m, m)
+            H = big.hessp(np.repeat(U, m, axis=0), P, kind).reshape(K, m, m)
         return _block_diag(H) if self.batched else H[0]
 
     def constraints(self, hessian=True):

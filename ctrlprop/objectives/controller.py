@@ -26,10 +26,10 @@ from scipy.optimize import OptimizeResult, minimize
 from ..core.checks import as_float
 from ..core.network import Network
 from .trajectory import check_model, check_horizon
-from .unroll import Unroll, affine_ops, fast_products, ident, prune
+from .unroll import Scales, Unroll, affine_ops, fast_products, ident, prune
 from .cost import as_cost
 
-__all__ = ["ControllerObjective", "train_controller", "closed_loop", "ControllerResult"]
+__all__ = ["ControllerObjective"]
 
 
 def _check_controller(model, controller):
@@ -64,16 +64,6 @@ def check_goals(goal, n, B, needed):
     if not np.all(np.isfinite(g)):
         raise ValueError("goal contains NaN or inf")
     return g.copy()
-
-
-def _scales(net):
-    """(mean, scale) columns of a network's inputs and outputs (identity when unscaled)."""
-    col = lambda v: np.array(v, dtype=np.float64).reshape(-1, 1)   # noqa: E731
-    mx, sx = ((np.zeros(net.n_inputs), np.ones(net.n_inputs)) if net.input_scaling is None
-              else net.input_scaling)
-    my, sy = ((np.zeros(net.n_outputs), np.ones(net.n_outputs)) if net.output_scaling is None
-              else net.output_scaling)
-    return col(mx), col(sx), col(my), col(sy)
 
 
 class ControllerObjective:
@@ -139,11 +129,10 @@ class ControllerObjective:
         model, ur, T = self.model, self._ur, self.T
         n, m = model.n_states, model.n_controls
         ur.sync()
-        ur._compile()                                      # the model's steps (retargeted)
-        ur.set_x0(ur._x0)
-        ur.set_exo(ur._exo)
-        mx, sx, my, sy = _scales(model.net)
-        cmx, csx, cmy, csy = _scales(self.controller)
+        ur.recompile()                                     # the model's steps (retargeted)
+        sc, csc = ur.sc, Scales(self.controller)
+        mx, sx, my, sy = sc.mx, sc.sx, sc.my, sc.sy
+        cmx, csx, cmy, csy = csc.mx, csc.sx, csc.my, csc.sy
         self._key_scal = (model.net.input_scaling, model.net.output_scaling,
                           self.controller.input_scaling, self.controller.output_scaling)
         self._sc = (mx, sx, my, sy, cmx, csx, cmy, csy)

@@ -109,13 +109,15 @@ def fast_products(ops, wts, refresh, copies):
 
 
 class Scales:
-    """The network's input/output standardisation split into state/control/exo parts,
-    as (k, 1) columns: raw = internal * s + mean."""
+    """A network's input/output standardisation as columns, raw = internal * s + mean:
+    ``mx, sx`` (n_inputs, 1) and ``my, sy`` (n_outputs, 1) (0 and 1 where unscaled), and
+    ``key`` = the scaling tuples they were made from (compare with ``is`` to detect a
+    change).  Slice the rows for the state / control / exogenous parts."""
 
-    def __init__(self, net, n, m):
-        ni = net.n_inputs
+    def __init__(self, net):
+        ni, no = net.n_inputs, net.n_outputs
         mx, sx = (np.zeros(ni), np.ones(ni)) if net.input_scaling is None else net.input_scaling
-        my, sy = (np.zeros(n), np.ones(n)) if net.output_scaling is None else net.output_scaling
+        my, sy = (np.zeros(no), np.ones(no)) if net.output_scaling is None else net.output_scaling
         col = lambda v: np.array(v, dtype=np.float64).reshape(-1, 1)   # noqa: E731
         self.mx, self.sx = col(mx), col(sx)
         self.my, self.sy = col(my), col(sy)
@@ -168,7 +170,7 @@ class Unroll:
     def _compile(self):
         """Build the flat op lists for the current scaling."""
         net, n, T, res = self.model.net, self.n, self.T, self.model.residual
-        sc = self.sc = Scales(net, n, self.m)
+        sc = self.sc = Scales(net)
         sxs, mxs = sc.sx[:n], sc.mx[:n]
         # forward: internal next-state input = Y * a + b (+ current internal state if residual)
         #   x_{t+1} = y*sy + my (+ x_t),  in_{t+1} = (x_{t+1} - mx)/sx
@@ -207,14 +209,20 @@ class Unroll:
                 bwd.append((np.add, (dst, sig[t], dst)))
         self.fwd, self.bwd = fwd, bwd
 
+    def recompile(self):
+        """Rebuild the op lists (``fwd``, ``bwd``, ``step_fwd``, ``step_bwd``) for the
+        network's current scaling and re-apply the initial states and exogenous inputs
+        (kept in raw units) in the new internal units."""
+        self._compile()
+        self.set_x0(self._x0)
+        self.set_exo(self._exo)
+
     def sync(self):
         """Pick up new weights or scaling of the network; True if anything changed."""
         net = self.model.net
         changed = False
         if net.input_scaling is not self.sc.key[0] or net.output_scaling is not self.sc.key[1]:
-            self._compile()
-            self.set_x0(self._x0)
-            self.set_exo(self._exo)
+            self.recompile()
             changed = True
         if not np.array_equal(self.wts.w, net.weights):
             self.wts.load(net.weights)

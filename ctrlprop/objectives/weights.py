@@ -70,16 +70,20 @@ def _bias_mask(net):
 
 # ---------------------------------------------------------------- the objective
 class _Work:
-    """Preallocated work arrays of one batch size: engine buffers, residual R and C R."""
+    """Preallocated work arrays of one batch size: engine buffers, residual R and C R.
 
-    def __init__(self, obj, K, gather=False):
-        n_in, n_out = obj.net.n_inputs, obj.net.n_outputs
-        self.bufs = obj._plan.new_buffers(K, obj._wts)
+    ``C`` is the objective's curvature weight (n_out, 1 or K) or None; with ``gather``
+    there is room for a gathered minibatch (inputs, targets and per-sample C).
+    """
+
+    def __init__(self, plan, weights, C, K, gather=False):
+        n_in, n_out = plan.n_inputs, plan.n_out
+        self.bufs = plan.new_buffers(K, weights)
         self.R = np.empty((n_out, K))
-        self.CR = self.R if obj._C is None else np.empty((n_out, K))
-        if gather:                                   # room for a gathered minibatch
+        self.CR = self.R if C is None else np.empty((n_out, K))
+        if gather:
             self.XT, self.TT = np.empty((n_in, K)), np.empty((n_out, K))
-            self.C = np.empty((n_out, K)) if obj._C is not None and obj._C.shape[1] > 1 else None
+            self.C = np.empty((n_out, K)) if C is not None and C.shape[1] > 1 else None
 
     def data_loss(self, XT, TT, C):
         """Forward pass of XT; R = Y_int - TT, CR = C R; returns 1/2 sum C R^2."""
@@ -169,7 +173,7 @@ class WeightObjective:
         plan = net.plan
         self._plan = plan
         self._wts = plan.new_weights()
-        self._main = _Work(self, K)
+        self._main = _Work(plan, self._wts, self._C, K)
         self._bufs = self._main.bufs
         self._R, self._CR = self._main.R, self._main.CR
         self._batches = {}
@@ -294,7 +298,7 @@ class WeightObjective:
         if w is None:
             if len(self._batches) >= 4:
                 self._batches.pop(next(iter(self._batches)))
-            w = self._batches[B] = _Work(self, B, gather=True)
+            w = self._batches[B] = _Work(self._plan, self._wts, self._C, B, gather=True)
         self._load(x)
         np.take(self._XT, idx, axis=1, out=w.XT)
         np.take(self._TT, idx, axis=1, out=w.TT)
