@@ -60,6 +60,14 @@ class StaleTraceError(RuntimeError):
     """A trace whose shared work buffers were overwritten by a later forward pass."""
 
 
+def _unpicklable(obj):
+    # The engine's objects are compiled views: op lists holding bound methods over views of
+    # work arrays, which pickle would turn into unconnected copies (wrong numbers, silently).
+    return TypeError(f"a {type(obj).__name__} is compiled engine state and is not pickled; "
+                     "pickle the Network (its plan is rebuilt on first use) or the objective "
+                     "that holds it")
+
+
 class _Block:
     """Weights into one destination level from one source level."""
 
@@ -106,6 +114,9 @@ class Weights:
         self._transposed = [(T, V.T) for L in range(1, plan.n_levels)
                             for T, V in zip(self.WnT[L], self.Wn[L])]
 
+    def __reduce__(self):
+        raise _unpicklable(self)
+
     def load(self, w):
         """Copy the flat vector w in."""
         np.copyto(self.w, w)
@@ -147,6 +158,9 @@ class Buffers:
         self.fwd_ops = self._compile_forward()
         self._bwd_ops = {}
         self._second = None
+
+    def __reduce__(self):
+        raise _unpicklable(self)
 
     def _compile_forward(self):
         """Steps of the forward pass after the inputs are in O[0]."""
@@ -344,6 +358,9 @@ class Plan:
         self.weights = Weights(self)
         self._bufs = {}
 
+    def __reduce__(self):
+        raise _unpicklable(self)
+
     # ------------------------------------------------------------ low level
     def new_weights(self):
         """A fresh :class:`Weights` holder, for buffers private to the caller."""
@@ -452,6 +469,9 @@ class Trace:
         self._gen, self._wgen = bufs.gen, bufs.weights.gen
         self.in_scale, self.out_scale = in_scale, out_scale
         self.K = bufs.K
+
+    def __reduce__(self):
+        raise _unpicklable(self)
 
     def _check(self):
         b = self._bufs
@@ -724,6 +744,9 @@ class SecondOrder:
         self._lin_ops, self._seed_ops = self._compile_linearize(), None
         self._tan_ops, self._hvp_ops = {}, {}
         self._point = self._seeded = None
+
+    def __reduce__(self):
+        raise _unpicklable(self)
 
     # ------------------------------------------------------------ compiled steps
     def _compile_linearize(self):

@@ -154,6 +154,7 @@ class ControlObjective:
 
         # frozen model: a private weight copy, scaling snapshot, buffers per batch size
         self._w = net.weights.copy()
+        self._net = net                     # for its structure (the plan) only
         self._plan = net.plan
         self._wts = self._plan.new_weights()
         self._wts.load(self._w)
@@ -167,6 +168,23 @@ class ControlObjective:
         c0 = int(ctl[0])
         contiguous = np.array_equal(ctl, np.arange(c0, c0 + m))
         self._cs = slice(c0, c0 + m) if contiguous else ctl
+        self._work = {}
+
+    # ------------------------------------------------------------ pickling
+    # The problem data are pickled (targets, inputs, weights Q and R, bounds, the captured
+    # model weights and scaling, and the network for its structure); the engine's plan,
+    # weight holder and work buffers (op lists over views of the work arrays) are rebuilt.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for k in ("_plan", "_wts", "_work"):
+            del state[k]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._plan = self._net.plan
+        self._wts = self._plan.new_weights()
+        self._wts.load(self._w)
         self._work = {}
 
     @staticmethod

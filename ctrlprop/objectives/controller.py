@@ -101,7 +101,7 @@ class ControllerObjective:
         self.B = B = X0.shape[0]
         n, m = model.n_states, model.n_controls
         self.goal = check_goals(goal, n, B, reads_goal)
-        cost = as_cost(cost)
+        cost0 = cost = as_cost(cost)
         if self.goal is not None:
             if cost.goal is not None:
                 raise ValueError("the goal was given twice (goal= and cost.goal); give it once")
@@ -116,6 +116,8 @@ class ControllerObjective:
         self._ur.set_x0(X0)
         self._exo = model.check_exo(exo, T, B)
         self._ur.set_exo(self._exo)
+        self._args = (X0, T, cost0, self.goal,            # for pickling (__reduce__)
+                      None if exo is None else np.array(exo, dtype=np.float64))
         cp = controller.plan
         self._cw = cp.new_weights()
         self._cb = [cp.new_buffers(B, self._cw) for _ in range(T)]
@@ -123,6 +125,14 @@ class ControllerObjective:
         self._last = None
         self._compile()
         self.nfev = 0
+
+    def __reduce__(self):
+        # pickled as its constructor's arguments (the model, the controller and the problem
+        # data): the compiled closed loop -- op lists over the buffers of both networks --
+        # is rebuilt by the constructor on unpickling
+        X0, T, cost, goal, exo = self._args
+        return (ControllerObjective, (self.model, self.controller, X0, T, cost, goal, exo,
+                                      self.l2))
 
     def _compile(self):
         """Build the closed-loop forward and backward op lists for the current scalings."""

@@ -287,6 +287,17 @@ class TrajectoryObjective:
         """Control dimension m of the model."""
         return self.model.n_controls
 
+    # ------------------------------------------------------------ pickling
+    # The Unroll pickles as its raw inputs and is rebuilt (see Unroll.__getstate__); the
+    # last rollout's states and controls (views of its buffers) are dropped and the key
+    # reset, so the first evaluation after unpickling rolls out afresh.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_S", None)
+        state.pop("_U", None)
+        state["_key"] = np.full(self.n_vars, np.nan)
+        return state
+
     # ------------------------------------------------------------ problem data
     def set_x0(self, x0):
         """Change the initial state(s) (same batch size)."""

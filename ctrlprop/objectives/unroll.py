@@ -154,6 +154,20 @@ class Unroll:
         self._x0, self._exo = np.zeros((B, n)), None         # raw, re-applied if scaling changes
         self._compile()
 
+    # ------------------------------------------------------------ pickling
+    # The op lists are views of the buffers and cannot be pickled: an Unroll pickles as its
+    # model, horizon, batch and raw inputs (initial states, exogenous inputs, controls), and
+    # is rebuilt from them (run forward() again for the states).
+    def __getstate__(self):
+        return dict(model=self.model, T=self.T, B=self.B, x0=self._x0, exo=self._exo,
+                    U=self.controls())
+
+    def __setstate__(self, state):
+        self.__init__(state["model"], state["T"], state["B"])
+        self.set_x0(state["x0"])
+        self.set_exo(state["exo"])
+        self.set_controls(state["U"])
+
     def _step_ops(self, t, direct_out):
         """Step t's forward and backward engine steps retargeted to XB / GB."""
         bf = self.bufs[t]

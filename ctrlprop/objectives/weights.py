@@ -143,18 +143,41 @@ class WeightObjective:
 
     def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None):
         X, Y = check_data(net, X, Y)
+        l2 = check_nonneg(l2, "l2")
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        mask = as_mask(net, trainable)
+        self._setup(net, X, Y, l2, sw, mask, net.weights.copy(), net.input_scaling,
+                    net.output_scaling)
+        self.x0 = self._w[self._free].copy()
+
+    # ------------------------------------------------------------ pickling
+    # Only the problem data are pickled -- the network, the data, the settings and what was
+    # captured from the network at construction (its weights and scaling); the compiled
+    # buffers and op lists (views of the work arrays) are rebuilt on unpickling.
+    def __getstate__(self):
+        return dict(net=self.net, X=self.X, Y=self.Y, l2=self.l2, sw=self.sample_weight,
+                    mask=self.mask, w=self._w, in_scale=self.in_scale,
+                    out_scale=self.out_scale, x0=self.x0)
+
+    def __setstate__(self, state):
+        state = dict(state)
+        x0 = state.pop("x0")
+        self._setup(**state)
+        self.x0 = x0
+
+    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale):
+        """Everything but x0, from checked problem data and the captured weights w and
+        scaling: the internal-unit arrays, the work buffers, the penalty."""
         K = X.shape[0]
         self.net, self.K = net, K
-        self.l2 = check_nonneg(l2, "l2")
-        sw = check_sample_weight(sample_weight, K)
+        self.l2 = l2
         self.sample_weight = sw
-        self.mask = as_mask(net, trainable)
+        self.mask = mask
         self._free = np.flatnonzero(self.mask)
         self._all = bool(self.mask.all())
         self.n = self._free.size
-        self._w = net.weights.copy()
-        self.x0 = self._w[self._free].copy()
-        self.in_scale, self.out_scale = net.input_scaling, net.output_scaling
+        self._w = w
+        self.in_scale, self.out_scale = in_scale, out_scale
         self.X, self.Y = X, Y
 
         # everything the hot loop reads, in internal units and unit-major:
