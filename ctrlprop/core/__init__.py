@@ -6,13 +6,13 @@ planning) is imported here.
 """
 
 from .transfer import Transfer, register_transfer, get_transfer, transfer_names
-from .engine import Plan, Trace, StaleTraceError
+from .engine import Plan, Trace, SecondOrder, StaleTraceError
 from .network import Network, save, load
 from .gradcheck import check_gradients, check_objective, numerical_gradient
 from .scaling import learn_scaling, data_scaling, standardize
 from .threads import blas_threads, auto_threads
 
 __all__ = ["Transfer", "register_transfer", "get_transfer", "transfer_names", "Plan", "Trace",
-           "StaleTraceError", "Network", "save", "load", "check_gradients", "check_objective",
-           "numerical_gradient", "learn_scaling", "data_scaling", "standardize",
-           "blas_threads", "auto_threads"]
+           "SecondOrder", "StaleTraceError", "Network", "save", "load", "check_gradients",
+           "check_objective", "numerical_gradient", "learn_scaling", "data_scaling",
+           "standardize", "blas_threads", "auto_threads"]
