@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from .core.checks import as_float, check_int
+from .core.simulation import simulate
 
 __all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
            "sabs", "car_control_cost", "car_running_cost", "car_final_cost",
@@ -315,43 +316,13 @@ class Plant:
         x0 = self._check_states(x0, "x0")
         T = check_int(n_steps, "n_steps", 1)
         single = x0.ndim == 1
-        X0 = x0[None] if single else x0
-        B, n, m = X0.shape[0], self.n_states, self.n_controls
-        S = np.empty((B, T + 1, n))
-        U = np.full((B, T, m), np.nan)
-        S[:, 0] = X0
-        active = ~self._stop(stop, X0) if stop is not None else np.ones(B, bool)
-        stopped = ~active
-        steps = np.zeros(B, dtype=int)
-        for t in range(T):
-            if not active.any():
-                S[:, t + 1:] = S[:, t:t + 1]
-                break
-            u = as_float(policy(S[0, t] if single else S[:, t]), "policy output")
-            u = np.broadcast_to(u, (B, m)) if u.shape == (m,) else u
-            if u.shape != (B, m):
-                raise ValueError(f"{type(self).__name__}: policy must return controls of shape "
-                                 f"({m},) or ({B}, {m}), got {u.shape}")
-            ua = self._check_controls(u[active], "policy output")
-            S[:, t + 1] = S[:, t]
-            S[active, t + 1] = self._step(S[active, t], ua)
-            U[active, t] = ua
-            steps += active
-            if stop is not None:
-                ended = active & self._stop(stop, S[:, t + 1])
-                stopped |= ended
-                active &= ~ended
+        S, U, steps, stopped = simulate(
+            lambda X, U, t: self._step(X, self._check_controls(U, "policy output")),
+            lambda X: policy(X[0] if single else X), x0[None] if single else x0, T,
+            self.n_controls, stop, name=f"{type(self).__name__}: policy")
         if single:
             return Rollout(S[0], U[0], int(steps[0]), bool(stopped[0]))
         return Rollout(S, U, steps, stopped)
-
-    def _stop(self, stop, X):
-        """Evaluate a stop condition on (B, n) states, checking its output."""
-        s = np.asarray(stop(X))
-        if s.shape != (X.shape[0],) or s.dtype != bool:
-            raise ValueError(f"stop must return a bool array of shape ({X.shape[0]},), "
-                             f"got {s.dtype} array of shape {s.shape}")
-        return s
 
 
 # =============================================================================================

@@ -238,7 +238,6 @@ def _policy(X):
     saturate=True, wrap=False), plants.Pendulum(), plants.Pendulum(saturate=True, max_speed=5.0),
     plants.Car(), plants.Car(saturate=True)], ids=repr)
 def test_plants_pickle(plant):
-    rng = np.random.default_rng(8)
     new = roundtrip(plant)
     assert type(new) is type(plant) and repr(new) == repr(plant)
     x = plant.sample_starts(4, rng=1)

@@ -21,7 +21,6 @@ for ``u = u_max * tanh(.)``.  The trained controller is an ordinary Network (sav
 """
 
 import numpy as np
-from scipy.optimize import OptimizeResult, minimize
 
 from ..core.checks import as_float
 from ..core.network import Network

@@ -16,7 +16,7 @@ frozen at their values when the objective was built).
 """
 
 import numpy as np
-from ..core.checks import as_float, check_data, check_nonneg, check_sample_weight
+from ..core.checks import check_data, check_nonneg, check_sample_weight
 from ..core.engine import SecondOrder
 
 __all__ = ["WeightObjective"]

@@ -143,14 +143,13 @@ def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, net):
     if bad:
         raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; expected "
                          f"{sorted(LM_OPTIONS)} (and maxiter=)")
-    cb = None
-    if notify:
-        def cb(it, Uc, Ec):
-            return notify(x=Uc.reshape(K, S, m), fun=float(np.nansum(Ec)), nit=it)
+    def cb(it, Uc, Ec):
+        return notify(x=Uc.reshape(K, S, m), fun=float(np.nansum(Ec)), nit=it)
     with blas_threads(auto_threads(net.n_weights, S * K)):
         out = solve_lm(obj, starts.reshape(K * S, m), np.repeat(lo, S, axis=0),
                        np.repeat(hi, S, axis=0), None if S == 1 else np.repeat(np.arange(K), S),
-                       maxiter=100 if maxiter is None else maxiter, callback=cb,
+                       maxiter=100 if maxiter is None else maxiter,
+                       callback=cb if notify else None,
                        **{**LM_OPTIONS, **options})
     U = out["u"].reshape(K, S, m)
     code = np.array([LM_STATUS[c] for c in out["status"]]).reshape(K, S)

@@ -9,8 +9,9 @@ each evaluation still costs one vectorized call for the whole batch.
 """
 
 import numpy as np
-from scipy.optimize import OptimizeResult
-from ..core.checks import check_int, check_nonneg
+from scipy.optimize import Bounds, OptimizeResult
+
+from ..core.checks import check_int, check_nonneg, check_within, parse_bounds
 
 __all__ = ["batch_lbfgs"]
 
@@ -18,18 +19,6 @@ RUNNING, CONVERGED, MAXITER, LINESEARCH, CALLBACK = -1, 0, 1, 2, 3
 STATUS = {CONVERGED: "converged", MAXITER: "reached maxiter",
           LINESEARCH: "line search failed", CALLBACK: "stopped by the callback"}
 C1 = 1e-4               # Armijo sufficient-decrease constant
-
-
-def _bound(v, default, B, n, name):
-    """A bound as a (B, n) float array (None -> default; (n,) or (B, n) given)."""
-    if v is None:
-        return np.full((B, n), default)
-    a = np.asarray(v, dtype=np.float64)
-    if np.any(np.isnan(a)):
-        raise ValueError(f"{name} contains NaN")
-    if a.shape not in ((), (n,), (B, n)):
-        raise ValueError(f"{name} must be a scalar, ({n},) or ({B}, {n}), got shape {a.shape}")
-    return np.broadcast_to(a, (B, n)).copy()
 
 
 def _call(fun, X, B, n):
@@ -126,16 +115,9 @@ def batch_lbfgs(fun, X0, lo=None, hi=None, maxiter=500, m=10, gtol=1e-6, ftol=1e
     maxiter, M, maxls = (check_int(maxiter, "maxiter", 1), check_int(m, "m (maxcor)", 1),
                          check_int(maxls, "maxls", 1))
     gtol, ftol = check_nonneg(gtol, "gtol"), check_nonneg(ftol, "ftol")
-    lo, hi = _bound(lo, -np.inf, B, n, "lo"), _bound(hi, np.inf, B, n, "hi")
-    bad = np.argwhere(lo > hi)
-    if len(bad):
-        raise ValueError(f"infeasible bounds: lo > hi at problem {bad[0][0]}, variable "
-                         f"{bad[0][1]} ({len(bad)} entries in all)")
-    bad = np.argwhere((X < lo) | (X > hi))
-    if len(bad):
-        b, i = bad[0]
-        raise ValueError(f"X0 lies outside the bounds: problem {b}, variable {i} is {X[b, i]} "
-                         f"not in [{lo[b, i]}, {hi[b, i]}] ({len(bad)} entries in all)")
+    lo, hi = parse_bounds(Bounds(-np.inf if lo is None else lo, np.inf if hi is None else hi),
+                          n, (B, n), name="bounds")
+    check_within(X, lo, hi, "X0")
 
     f, G = _call(fun, X, B, n)
     nfev = 1
