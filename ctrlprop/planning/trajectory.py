@@ -18,6 +18,8 @@ vectorized rollout (its trajectories share the solver's line search and memory),
 ``independent=True``, one solver run per trajectory.
 """
 
+import itertools
+
 import numpy as np
 
 from ..core.checks import check_int, check_within, parse_bounds
@@ -147,11 +149,13 @@ def _solve_batch(obj, starts, lohi, maxiter, options, notify, reshape):
     def fun(X):
         _, g = obj(X.reshape(-1))
         return obj.last_costs.copy(), g.reshape(N, nb)
-    cb = None if not notify else (
-        lambda X, v, it=[0]: (it.__setitem__(0, it[0] + 1) or
-                              notify(x=reshape(X.reshape(-1)), fun=float(v.sum()), nit=it[0])))
+    iteration = itertools.count(1)
+
+    def cb(X, v):
+        return notify(x=reshape(X.reshape(-1)), fun=float(v.sum()), nit=next(iteration))
     r = batch_lbfgs(fun, starts.reshape(N, nb), lohi[0].ravel(), lohi[1].ravel(),
-                    maxiter=500 if maxiter is None else maxiter, callback=cb, **kw)
+                    maxiter=500 if maxiter is None else maxiter,
+                    callback=cb if notify else None, **kw)
     status = np.array([_BATCH_STATUS[int(s)] for s in r.problem_status])
     res = Result(success=bool(r.success), status=int(status.max()), message=r.message,
                  nit=int(r.nit.max()), nfev=int(r.nfev), njev=int(r.nfev),
