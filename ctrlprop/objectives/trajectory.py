@@ -38,6 +38,13 @@ def check_horizon(horizon):
     return check_int(horizon, "horizon (number of steps)", 1)
 
 
+def check_flag(v, name):
+    """``v`` as a bool, or a TypeError naming ``name`` (a string or a number is not a flag)."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {v!r:.60}")
+    return bool(v)
+
+
 class Dynamics:
     """A learned dynamics model ``x_{t+1} = F(x_t, u_t[, e_t])`` built on a Network.
 
@@ -74,9 +81,10 @@ class Dynamics:
         m = net.n_inputs - n - e
         if m < 1:
             raise ValueError(f"the network has {net.n_inputs} inputs, leaving {m} controls "
-                             f"after {n} states and {e} exogenous inputs; it needs at least one")
+                             f"after n_states={n} states and n_exo={e} exogenous inputs; it "
+                             "needs at least one")
         self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
-        self.residual = bool(residual)
+        self.residual = check_flag(residual, "residual")
         self._cache = OrderedDict()
 
     @property
@@ -114,7 +122,7 @@ class Dynamics:
         """Controls as (B or 1, T, m) and whether a batch was given."""
         U = check_finite(as_float(U, name), name)
         m = self.n_controls
-        if U.ndim in (2, 3) and U.shape[-1] == m and U.shape[-2] >= 1:
+        if U.ndim in (2, 3) and U.shape[-1] == m and U.shape[-2] >= 1 and U.shape[0] >= 1:
             if T is not None and U.shape[-2] != T:
                 raise ValueError(f"{name} must have {T} rows (the horizon), got shape {U.shape}")
             return (U[None] if U.ndim == 2 else U), U.ndim == 3
@@ -171,7 +179,7 @@ class Dynamics:
         """
         X0, bx = self.check_x0(x0)
         U3, bu = self.check_controls(U)
-        B = _batch_size(X0.shape[0], U3.shape[0])
+        B = _batch_size(X0.shape[0], U3.shape[0], ("x0", "U"))
         T = U3.shape[1]
         ur = self._unroll(T, B)
         ur.sync()
@@ -190,7 +198,7 @@ class Dynamics:
         if U.shape != (m,) and not (U.ndim == 2 and U.shape[1] == m):
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {U.shape}")
         U = np.atleast_2d(U)
-        B = _batch_size(X.shape[0], U.shape[0])
+        B = _batch_size(X.shape[0], U.shape[0], ("x", "u"))
         parts = [np.broadcast_to(X, (B, self.n_states)), np.broadcast_to(U, (B, m))]
         if self.n_exo or exo is not None:
             E = self.check_exo(exo, 1, B)
@@ -211,7 +219,7 @@ class Dynamics:
         m, n = self.n_controls, self.n_states
         if U.ndim != 2 or U.shape[1] != m:
             raise ValueError(f"u must have shape ({m},) or (B, {m}), got {np.shape(u)}")
-        B = _batch_size(X.shape[0], U.shape[0])
+        B = _batch_size(X.shape[0], U.shape[0], ("x", "u"))
         parts = [np.broadcast_to(X, (B, n)), np.broadcast_to(U, (B, m))]
         if self.n_exo or exo is not None:
             E = self.check_exo(exo, 1, B)
@@ -223,10 +231,13 @@ class Dynamics:
         return (A, Bm) if (bx or np.ndim(u) == 2) else (A[0], Bm[0])
 
 
-def _batch_size(b1, b2):
-    """The common batch size of two leading dimensions (1 broadcasts)."""
+def _batch_size(b1, b2, names):
+    """The common batch size of two leading dimensions (1 broadcasts); ``names`` are the
+    arguments they come from (states, controls), for the error."""
     if b1 != b2 and 1 not in (b1, b2):
-        raise ValueError(f"batch sizes differ: {b1} initial states but {b2} control sequences")
+        raise ValueError(f"batch sizes differ: {names[0]} holds {b1} initial states but "
+                         f"{names[1]} holds {b2} control sequences (give equal batches, or "
+                         "one of them unbatched to share it)")
     return max(b1, b2)
 
 
@@ -534,9 +545,10 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
         TrajectoryObjective once: it keeps its buffers.
     """
     check_model(model)
+    wrt_x0 = check_flag(wrt_x0, "wrt_x0")
     X0, bx = model.check_x0(x0)
-    U3, bu = model.check_controls(U)
-    B = _batch_size(X0.shape[0], U3.shape[0])
+    U3, bu = model.check_controls(U, name="U")
+    B = _batch_size(X0.shape[0], U3.shape[0], ("x0", "U"))
     X0 = np.broadcast_to(X0, (B, model.n_states))
     obj = TrajectoryObjective(model, X0 if (bx or bu) else X0[0], U3.shape[1], cost, exo)
     U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])

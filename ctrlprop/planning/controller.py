@@ -111,9 +111,10 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
     x0 : array_like, shape (n,) or (B, n)
     steps : int
     goal : array_like, shape (n,) or (B, n), optional
-        Required when the controller reads the goal.
+        Required when the controller reads the goal (2n inputs); refused when it does not.
     exo : array_like, optional
-        A Dynamics model's exogenous inputs, (e,) or (steps, e).
+        A Dynamics model's exogenous inputs, (e,) or (steps, e); refused for a model
+        without them and for a plant callable.
 
     Returns
     -------
@@ -134,24 +135,35 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
     X = as_float(x0, "x0")
     batched = X.ndim == 2
     X = np.atleast_2d(X)
-    if n is None:
-        n = X.shape[1]
-    if X.ndim != 2 or X.shape[1] != n or X.shape[0] == 0 or not np.all(np.isfinite(X)):
-        raise ValueError(f"x0 must be a finite array of shape ({n},) or (B, {n}), "
+    if n is None:                                    # a plant: x0 says how many states
+        n = X.shape[1] if X.ndim == 2 else 0
+    if (X.ndim != 2 or X.shape[1] != n or n == 0 or X.shape[0] == 0
+            or not np.all(np.isfinite(X))):
+        raise ValueError(f"x0 must be a finite array of shape ({n or 'n'},) or (B, {n or 'n'}), "
                          f"got {np.shape(x0)}")
     if controller.n_inputs not in (n, 2 * n):
-        raise ValueError(f"the controller must have {n} or {2 * n} inputs for {n} states, "
-                         f"got {controller.n_inputs}")
+        raise ValueError(f"the controller must have {n} or {2 * n} inputs for the {n} states "
+                         f"of x0, got {controller.n_inputs}")
     B, m = X.shape[0], controller.n_outputs
-    G = check_goals(goal, n, B, controller.n_inputs == 2 * n)
+    reads_goal = controller.n_inputs == 2 * n
+    if goal is not None and not reads_goal:
+        raise ValueError(f"goal was given but the controller has {n} inputs (u = c(x)) for "
+                         f"the {n} states of x0: it does not read a goal")
+    if goal is None and reads_goal:
+        raise ValueError(f"the controller reads the goal ({2 * n} inputs for the {n} states "
+                         f"of x0): pass goal= as ({n},) or ({B}, {n})")
+    G = check_goals(goal, n, B, reads_goal)
     if isinstance(system, Dynamics):
         if system.n_controls != m:
             raise ValueError(f"the controller has {m} outputs but the model takes "
                              f"{system.n_controls} controls")
-        E = system.check_exo(exo, K, 1) if system.n_exo else None
+        E = system.check_exo(exo, K, 1)
 
         def step(Xa, Ua, t):
             return system.step(Xa, Ua, None if E is None else E[min(t, E.shape[0] - 1), :, 0])
+    elif exo is not None:
+        raise ValueError("exo is for a Dynamics model's exogenous inputs; a plant callable "
+                         "takes none (close over them in the plant instead)")
     else:
         want = (B, n) if batched else (n,)
 

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from ..core.checks import check_data, check_sample_weight
+from ..core.network import Network
 from ..core.scaling import data_scaling
 from ..core.threads import blas_threads, resolve_threads
 from ..objectives.weights import WeightObjective, as_mask
@@ -25,6 +26,7 @@ from ..solvers.progress import Progress
 from ..solvers.result import (CALLBACK, CONVERGED, EARLY_STOP, NONFINITE, STATUS, Notifier,
                               Result, warn_unless_success)
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
+from ..solvers.starts import check_seed
 
 __all__ = ["fit", "FIT_METHODS"]
 
@@ -261,6 +263,8 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     Bad data (row counts that differ, NaN or inf, empty arrays) and unknown methods raise
     ValueError or TypeError before anything changes.
     """
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
     method = resolve(method, FIT_METHODS, "L-BFGS-B", "fit")
     options, maxiter = solver_options(options, maxiter, _DEFAULT_MAXITER[method.family])
     X, Y = check_data(net, X, Y)
@@ -272,7 +276,7 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     notify = Notifier(callback)
     if not isinstance(scale, (bool, np.bool_)):
         raise TypeError(f"scale must be True or False, got {scale!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     (Xt, Yt, swt), val = _split(X, Y, sw, validation, rng)
     if val is not None:
         Xv, Yv = check_data(net, val[0], val[1], names=("X_val", "Y_val"))

@@ -170,6 +170,10 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     exo_seq = None
     if exo is not None:
         E = as_float(exo, "exo")
+        if E.ndim not in (1, 2):
+            raise ValueError(f"mpc drives one plant over absolute time: exo must be ({model.n_exo},) "
+                             f"(constant) or (N, {model.n_exo}) over times 0..N-1, got shape "
+                             f"{E.shape}")
         if E.ndim == 2:
             exo_seq = _absolute(E, need, "exo", model.n_exo)
 

@@ -6,6 +6,8 @@
 * ``maxiter`` is the one iteration limit (``options`` may not carry one too): minimize's
   ``maxiter`` (TNC's ``maxfun``: TNC counts function evaluations), least_squares'
   ``max_nfev`` (residual evaluations, about one per iteration for trf, dogbox and lm);
+* ``options`` the method does not take raise (a ValueError naming them) instead of
+  scipy's warning or TypeError;
 * the exact ``hessp`` / ``hess`` / constraints are passed to the methods that use them;
 * ``notify`` (a :class:`~ctrlprop.solvers.result.Notifier`, or any callable of the
   fields ``x``, ``fun``, ``nit``) sees every iteration -- minimize's callback, or each
@@ -19,16 +21,26 @@
   start and after every iteration.
 """
 
+import inspect
+import warnings
+
 import numpy as np
-from scipy.optimize import Bounds, least_squares, minimize
+from scipy.optimize import Bounds, OptimizeWarning, least_squares, minimize
 from scipy.sparse.linalg import LinearOperator
 
 from ..core.checks import check_int
 from .result import CALLBACK, CONVERGED, EARLY_STOP, NONFINITE, STATUS, Result, scipy_status
 
-__all__ = ["LIMIT_KEYS", "solver_options", "run_minimize", "run_least_squares"]
+__all__ = ["LIMIT_KEYS", "LEAST_SQUARES_OPTIONS", "solver_options", "run_minimize",
+           "run_least_squares"]
 
 LIMIT_KEYS = ("maxiter", "maxfun", "max_nfev", "maxfev", "max_iter")
+
+# least_squares keywords that ctrlprop sets itself (the problem, the method, the bounds, the
+# iteration limit, the callback): the others may come through ``options``
+_LS_OWN = ("fun", "x0", "jac", "bounds", "method", "max_nfev", "args", "kwargs", "callback")
+LEAST_SQUARES_OPTIONS = tuple(k for k in inspect.signature(least_squares).parameters
+                              if k not in _LS_OWN)
 
 
 def solver_options(options, maxiter, default=None, least=0):
@@ -210,7 +222,23 @@ def run_minimize(method, fun, x0, *, bounds=None, hessp=None, hess=None, constra
     try:
         v0, _ = f(np.asarray(x0, dtype=np.float64))
         tr.iteration(x0, v0)
-        res = minimize(f, x0, **kw)
+        with warnings.catch_warnings():
+            # scipy warns (most methods) or raises a TypeError (trust-constr) for an option
+            # the method does not have; both become a ValueError naming options
+            warnings.filterwarnings("error", "Unknown solver options", OptimizeWarning)
+            try:
+                res = minimize(f, x0, **kw)
+            except OptimizeWarning as w:
+                raise ValueError(f"options has keys that method {method.name!r} does not "
+                                 f"take ({w}); see scipy.optimize.show_options('minimize', "
+                                 f"{method.name!r})") from None
+            except TypeError as e:
+                if "unexpected keyword argument" not in str(e) or not any(
+                        repr(k) in str(e) for k in opts):
+                    raise
+                raise TypeError(f"options has keys that method {method.name!r} does not take "
+                                f"({e}); see scipy.optimize.show_options('minimize', "
+                                f"{method.name!r})") from None
     except _Stop as stop:
         return tr.stopped(stop, "minimize")
     x = np.asarray(res.x, dtype=np.float64)
@@ -238,6 +266,12 @@ def run_least_squares(method, residuals, jacobian, x0, *, bounds=None, maxiter=N
     Result
     """
     reshape = reshape or (lambda x: x)
+    unknown = sorted(set(options or {}) - set(LEAST_SQUARES_OPTIONS))
+    if unknown:
+        raise ValueError(f"options {unknown} are not options of least-squares method "
+                         f"{method.name!r}; it takes {list(LEAST_SQUARES_OPTIONS)} (the "
+                         "iteration limit goes through maxiter=, the callback through "
+                         "callback=)")
     pin = _pins(x0, bounds)
     if pin is not None:                                # solve for the free variables only
         if not pin.free.size:
