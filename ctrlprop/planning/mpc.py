@@ -171,9 +171,9 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     if exo is not None:
         E = as_float(exo, "exo")
         if E.ndim not in (1, 2):
-            raise ValueError(f"mpc drives one plant over absolute time: exo must be ({model.n_exo},) "
-                             f"(constant) or (N, {model.n_exo}) over times 0..N-1, got shape "
-                             f"{E.shape}")
+            e = model.n_exo
+            raise ValueError(f"mpc drives one plant over absolute time: exo must be ({e},) "
+                             f"(constant) or (N, {e}) over times 0..N-1, got shape {E.shape}")
         if E.ndim == 2:
             exo_seq = _absolute(E, need, "exo", model.n_exo)
 
