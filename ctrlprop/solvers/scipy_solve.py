@@ -195,6 +195,8 @@ def run_minimize(method, fun, x0, *, bounds=None, hessp=None, hess=None, constra
         v, g = fun(x)
         tr.evaluated(x.copy(), v)
         tr.njev += 1
+        if not tr.nit:                    # scipy's first evaluation is the start: iteration 0
+            tr.iteration(x, v)
         return v, g
 
     def cb(intermediate_result):
@@ -220,8 +222,6 @@ def run_minimize(method, fun, x0, *, bounds=None, hessp=None, hess=None, constra
     if method.constraints and constraints is not None:
         kw["constraints"] = constraints
     try:
-        v0, _ = f(np.asarray(x0, dtype=np.float64))
-        tr.iteration(x0, v0)
         with warnings.catch_warnings():
             # scipy warns (most methods) or raises a TypeError (trust-constr) for an option
             # the method does not have; both become a ValueError naming options
