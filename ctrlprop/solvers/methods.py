@@ -22,6 +22,9 @@ lm                 least_squares   residuals and exact Jacobian (MINPACK; no bou
 trf, dogbox        least_squares   residuals and exact Jacobian; bounds
 batch-lm           batch           ctrlprop's batched projected Levenberg-Marquardt
 batch-lbfgs        batch           ctrlprop's batched projected L-BFGS
+ilqr               ddp             ctrlprop's batched iLQR (step Jacobians, cost Hessians,
+                                   feedback gains); bounds by the box QP
+ddp                ddp             iLQR plus the second-order dynamics terms (exact DDP)
 adam               stochastic      minibatch gradients (training only)
 =================  ==============  ===============================================
 """
@@ -36,7 +39,7 @@ class Method:
     """One solver method: its name, family and what it needs or supports."""
 
     name: str
-    family: str                 # "minimize", "least_squares", "batch", "stochastic"
+    family: str                 # "minimize", "least_squares", "batch", "ddp", "stochastic"
     bounds: bool = False        # handles box bounds
     hessp: bool = False         # uses exact Hessian-vector products
     hess: bool = False          # uses the full Hessian
@@ -60,6 +63,8 @@ METHODS = {m.name.lower(): m for m in (
     Method("dogbox", "least_squares", bounds=True),
     Method("batch-lm", "batch", bounds=True),
     Method("batch-lbfgs", "batch", bounds=True),
+    Method("ilqr", "ddp", bounds=True),
+    Method("ddp", "ddp", bounds=True),
     Method("adam", "stochastic"),
 )}
 
