@@ -11,7 +11,11 @@ BPTT sweep (:class:`~ctrlprop.TrajectoryObjective`).  The methods:
 * a least-squares method (Gauss-Newton / Levenberg-Marquardt on the exact residual form
   of the quadratic cost, ``J = 1/2 |r|^2``, with the exact (T n x T m) Jacobian);
 * ``"batch-lbfgs"``: a projected L-BFGS run on every trajectory at once, each with its
-  own memory, line search and convergence test (:mod:`ctrlprop.solvers.batch_lbfgs`).
+  own memory, line search and convergence test (:mod:`ctrlprop.solvers.batch_lbfgs`);
+* ``"ilqr"`` and ``"ddp"``: iLQR and DDP through the learned model on every trajectory at
+  once, control limits by the box QP of control-limited DDP, returning the local feedback
+  policy (gains) with the plan (:mod:`ctrlprop.solvers.ddp`, with the model's and cost's
+  derivatives from :mod:`ctrlprop.objectives.ddp_terms`).
 
 With scipy methods a batch (initial states x starts) is one summed problem in one
 vectorized rollout (its trajectories share the solver's line search and memory), or, with
@@ -25,11 +29,13 @@ import numpy as np
 from ..core.checks import check_int, check_within, parse_bounds
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
+from ..objectives.ddp_terms import DDPTerms
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
 from ..solvers.batch_lbfgs import batch_lbfgs
+from ..solvers.ddp import ddp, ddp_options
 from ..solvers.methods import METHODS, resolve
 from ..solvers.progress import Progress
-from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, Notifier, Result,
+from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, STATUS, Notifier, Result,
                               warn_unless_success)
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
 from ..solvers.starts import default_start, random_starts
@@ -37,7 +43,8 @@ from ..solvers.starts import default_start, random_starts
 __all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "solve_once"]
 
 TRAJECTORY_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
-                      "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs")
+                      "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs",
+                      "ilqr", "ddp")
 BATCH_LBFGS_OPTIONS = ("maxcor", "gtol", "ftol", "maxls")
 _BATCH_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
 
@@ -63,6 +70,17 @@ class TrajectoryResult(Result):
     all_controls, all_states, all_fun, best
         With ``restarts``: every start's result, axes (start, ...) or (problem, start,
         ...), and the index of the start returned.
+    gains : ndarray, (T, m, n) or (B, T, m, n)
+        Methods "ilqr" and "ddp" only: the feedback gains K_t of the returned trajectory's
+        backward pass.  The local policy around the plan is
+        ``u_t = controls_t + gains_t (x_t - states_t) + gains_prev_t (u_{t-1} -
+        controls_{t-1})`` (clipped to the bounds); a control at its bound has zero gains.
+    gains_prev : ndarray, (T, m, m) or (B, T, m, m)
+        "ilqr"/"ddp": feedback on the previous control's deviation, nonzero only with a
+        control-rate cost S (whose exact treatment augments the state with u_{t-1}).
+    feedforward : ndarray, (T, m) or (B, T, m)
+        "ilqr"/"ddp": the backward pass's remaining open-loop step k_t at the returned
+        trajectory (about 0 at convergence).
     method : str
     """
 
@@ -163,6 +181,32 @@ def _solve_batch(obj, starts, lohi, maxiter, options, notify, reshape):
     return res, r.x.reshape(-1), status, r.converged
 
 
+def _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
+               reshape):
+    """Every trajectory by the batched iLQR/DDP solver; (Result, flat u, per-trajectory
+    status and success, gains (N, T, m, n_aug), feedforward (N, T, m), n)."""
+    settings = ddp_options(options, method.name)
+    N, T, m = starts.shape
+    terms = DDPTerms(model, X0, T, cost, exo)
+
+    def cb(Z, U, J, it):
+        return notify(x=reshape(U.reshape(-1)), fun=float(J.sum()), nit=it)
+    out = ddp(terms.step, terms.cost_values, terms.jacobians, terms.cost_derivatives,
+              terms.initial_states(), starts, lohi[0], lohi[1],
+              curvature=terms.curvature if method.name == "ddp" else None,
+              maxiter=100 if maxiter is None else maxiter,
+              notify=cb if notify else None, **settings)
+    status = out["status"]
+    success = status == CONVERGED
+    worst = int(status.max())
+    msg = (f"{int(success.sum())} of {N} trajectories converged"
+           + ("" if worst == CONVERGED else f"; the others: {STATUS[worst]}"))
+    res = Result(success=bool(success.all()), status=worst, message=msg,
+                 nit=int(out["nit"].max()), nfev=int(out["nfev"]), njev=int(out["njev"]),
+                 history={"fun": np.asarray(out["history"])})
+    return res, out["controls"].reshape(-1), status, success, out["gains"], out["feedforward"]
+
+
 def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, method=None,
                         maxiter=None, options=None, callback=None, progress=False, exo=None,
                         restarts=0, seed=0, init_scale=1.0, independent=False):
@@ -190,15 +234,23 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         get the exact Hessian product :meth:`TrajectoryObjective.hessp`), least-squares
         methods "lm", "trf", "dogbox" (exact Jacobian; quadratic costs only), or
         "batch-lbfgs" (every trajectory with its own L-BFGS memory, line search and
-        convergence test, one vectorized rollout per evaluation; bounds by projection).
+        convergence test, one vectorized rollout per evaluation; bounds by projection),
+        "ilqr" or "ddp" (iLQR / DDP on every trajectory at once, each with its own
+        regularization, line search and convergence test; bounds by the box QP of
+        control-limited DDP; the result carries the feedback ``gains``).
     maxiter : int, optional
         Iteration limit: minimize's ``maxiter`` (TNC: function evaluations), least
-        squares' ``max_nfev``, batch-lbfgs's iterations per trajectory (default 500).
-        None leaves scipy's default.
+        squares' ``max_nfev``, batch-lbfgs's iterations per trajectory (default 500),
+        ilqr/ddp's iterations (default 100).  None leaves scipy's default.
     options : dict, optional
         Other solver options (minimize's ``options``, least_squares' keywords, or for
-        batch-lbfgs ``maxcor`` (10), ``gtol`` (1e-6), ``ftol`` (1e-10), ``maxls`` (20)).
-        Iteration limits go through ``maxiter``.
+        batch-lbfgs ``maxcor`` (10), ``gtol`` (1e-6), ``ftol`` (1e-10), ``maxls`` (20);
+        for ilqr/ddp ``mu0`` (0), ``mu_min`` (1e-6), ``mu_max`` (1e10), ``mu_factor`` (2),
+        the regularization schedule of Q_uu; ``tol`` (1e-10: converged when the full
+        step's expected reduction is below tol (1 + J)); ``maxls`` (10 line-search steps
+        1, 1/2, ...); ``accept`` (0.1, of the expected reduction); ``qp_maxiter`` (100)).
+        Unknown keys raise a ValueError listing the accepted ones.  Iteration limits go
+        through ``maxiter``.
     callback : callable, optional
         ``callback(intermediate_result)`` after every iteration, with a Result holding
         ``x`` (the controls, shape (T, m), (B, T, m), with an axis of starts before T
@@ -218,7 +270,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     independent : bool
         With a scipy method: False (default) solves all trajectories as one summed
         problem; True gives each trajectory its own solver run, one after another.
-        "batch-lbfgs" always treats them independently.
+        "batch-lbfgs", "ilqr" and "ddp" always treat them independently.
 
     Returns
     -------
@@ -254,7 +306,12 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     reshape = lambda x: np.reshape(x, shape)          # noqa: E731
     with Progress(progress, "optimize_trajectory", maxiter) as bar, blas_threads(1):
         notify = notify.with_bar(bar)
-        if method.name == "batch-lbfgs":
+        gains = None
+        if method.family == "ddp":
+            res, u, status, success, gains, ff = _solve_ddp(model, X0, starts, cost, exo,
+                                                            method, (lo, hi), maxiter,
+                                                            options, notify, reshape)
+        elif method.name == "batch-lbfgs":
             res, u, status, success = _solve_batch(obj, starts, (lo, hi), maxiter, options,
                                                    notify, reshape)
         elif independent:
@@ -281,6 +338,14 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         message=str(res.message), nit=int(res.nit), nfev=int(res.nfev),
         njev=int(res.get("njev", 0) or 0), nhev=int(res.get("nhev", 0) or 0),
         history=res.history, method=method.name)
+    if gains is not None:
+        nz = gains.shape[-1]
+        K = gains.reshape(B, R, T, m, nz)[k, best]
+        Kp = K[..., n:] if nz > n else np.zeros((B, T, m, m))
+        kf = ff.reshape(B, R, T, m)[k, best]
+        out.gains, out.gains_prev, out.feedforward = (
+            (K[..., :n].copy(), Kp.copy(), kf.copy()) if batched
+            else (K[0, ..., :n].copy(), Kp[0].copy(), kf[0].copy()))
     if R > 1:
         out.all_states, out.all_controls, out.all_fun, out.best = (
             (S, U.copy(), J, best) if batched else (S[0], U[0].copy(), J[0], int(best[0])))
