@@ -419,3 +419,41 @@ def test_matches_lbfgs_with_exo_and_scaling_and_restarts():
                                      options=dict(gtol=1e-12, ftol=1e-15))
         assert res.fun[b] <= ref.fun + 1e-9
         np.testing.assert_allclose(res.controls[b], ref.controls, atol=1e-4)
+
+
+def test_solver_status_codes_on_a_scalar_model():
+    """The solver alone on x' = x + u with callables: a start whose rollout is non-finite
+    gets status 4 and stays where it was; the others converge to the LQR answer."""
+    from ctrlprop.solvers.ddp import ddp
+
+    T = 5
+
+    def step(t, X, U):
+        Y = X + U
+        Y[np.abs(U[:, 0]) > 50] = np.nan                  # the model breaks far away
+        return Y
+
+    def cost(X, U):
+        return 0.5 * (X[:, 1:, 0] ** 2).sum(1) + 0.5 * (U[:, :, 0] ** 2).sum(1)
+
+    def jac(X, U):
+        B = X.shape[0]
+        return np.ones((B, T, 1, 1)), np.ones((B, T, 1, 1))
+
+    def derivs(X, U):
+        B = X.shape[0]
+        lx = X.copy()
+        lx[:, 0] = 0
+        lxx = np.ones((B, T + 1, 1, 1))
+        lxx[:, 0] = 0
+        return lx, U.copy(), lxx, np.ones((B, T, 1, 1)), np.zeros((B, T, 1, 1))
+    x0 = np.array([[1.0], [40.0], [2.0]])
+    U0 = np.zeros((3, T, 1))
+    U0[1, 0] = 60.0                                      # non-finite rollout
+    out = ddp(step, cost, jac, derivs, x0, U0, maxiter=20)
+    np.testing.assert_array_equal(out["status"], [0, 4, 0])
+    np.testing.assert_array_equal(out["controls"][1], U0[1])
+    for b in (0, 2):
+        U, _, J = riccati(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), T, x0[b])
+        np.testing.assert_allclose(out["controls"][b], U, atol=1e-10)
+        np.testing.assert_allclose(out["cost"][b], J, rtol=1e-12)

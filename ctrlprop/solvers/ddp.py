@@ -129,9 +129,11 @@ def ddp_options(options, method="ddp"):
 def _pd_solve(H, rhs):
     """Solve H X = rhs for a batch of symmetric H (B, m, m), rhs (B, m, k); (X, ok) with
     ok (B,) False where H is not positive definite (its X is then 0)."""
+    finite = np.isfinite(H).all(axis=(1, 2)) & np.isfinite(rhs).all(axis=(1, 2))
+    H = np.where(finite[:, None, None], H, np.eye(H.shape[1]))
     lam = np.linalg.eigvalsh(H)
     scale = np.maximum(np.abs(H).max(axis=(1, 2)), np.finfo(float).tiny)
-    ok = np.isfinite(lam).all(axis=1) & (lam[:, 0] > 1e-13 * scale)
+    ok = finite & (lam[:, 0] > 1e-13 * scale)
     Hs = np.where(ok[:, None, None], H, np.eye(H.shape[1]))
     X = np.linalg.solve(Hs, np.where(ok[:, None, None], rhs, 0.0))
     return X, ok
