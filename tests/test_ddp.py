@@ -457,3 +457,26 @@ def test_solver_status_codes_on_a_scalar_model():
         U, _, J = riccati(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), T, x0[b])
         np.testing.assert_allclose(out["controls"][b], U, atol=1e-10)
         np.testing.assert_allclose(out["cost"][b], J, rtol=1e-12)
+
+
+def test_solver_bad_input_names_the_argument():
+    from ctrlprop.solvers.ddp import ddp
+
+    f = lambda *a: None                                            # noqa: E731
+    x0, U0 = np.zeros((2, 1)), np.zeros((2, 3, 1))
+    with pytest.raises(TypeError, match="step"):
+        ddp(3, f, f, f, x0, U0)
+    with pytest.raises(ValueError, match="U0"):
+        ddp(f, f, f, f, x0, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="U0"):
+        ddp(f, f, f, f, x0, np.full((2, 3, 1), np.nan))
+    with pytest.raises(ValueError, match="x0"):
+        ddp(f, f, f, f, np.zeros((3, 1)), U0)
+    with pytest.raises(ValueError, match="lo and hi"):
+        ddp(f, f, f, f, x0, U0, lo=np.zeros((4, 1)), hi=np.ones((4, 1)))
+    with pytest.raises(ValueError, match="outside"):
+        ddp(f, f, f, f, x0, U0, lo=0.5, hi=1.0)
+    with pytest.raises(ValueError, match="maxiter"):
+        ddp(f, f, f, f, x0, U0, maxiter=-1)
+    with pytest.raises(ValueError, match="H must"):
+        box_qp(np.eye(2), np.zeros((1, 2)), -1, 1)

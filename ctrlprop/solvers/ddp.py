@@ -22,7 +22,7 @@ controls feed back on the new states).
 
 import numpy as np
 
-from ..core.checks import check_callable, check_int, check_nonneg
+from ..core.checks import as_float, check_callable, check_finite, check_int, check_nonneg
 from .result import CALLBACK, CONVERGED, FAILED, MAXITER, NONFINITE
 
 __all__ = ["ddp", "box_qp", "DDP_OPTIONS", "ddp_options"]
@@ -173,8 +173,14 @@ def box_qp(H, g, lower, upper, x0=None, maxiter=100):
     (factor 0.6, sufficient decrease 0.1).  It stops when the free gradient is below
     ``1e-13 (1 + |g|)``, the step stops improving the value, or everything is clamped.
     """
+    H, g = as_float(H, "H"), as_float(g, "g")
+    if g.ndim != 2 or H.shape != g.shape + g.shape[-1:]:
+        raise ValueError(f"H must have shape (B, m, m) and g (B, m); got {H.shape} and {g.shape}")
     B, m = g.shape
-    x = np.zeros((B, m)) if x0 is None else np.array(x0, dtype=float)
+    lower = np.broadcast_to(as_float(lower, "lower"), (B, m))
+    upper = np.broadcast_to(as_float(upper, "upper"), (B, m))
+    maxiter = check_int(maxiter, "maxiter", 0)
+    x = np.zeros((B, m)) if x0 is None else np.array(as_float(x0, "x0"), dtype=float)
     x = np.clip(x, lower, upper)
     ok = np.ones(B, bool)
     free = np.ones((B, m), bool)
@@ -338,12 +344,30 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
     for name, f in (("step", step), ("cost", cost), ("jacobians", jacobians),
                     ("cost_derivatives", cost_derivatives)):
         check_callable(f, name, f"{name}(...)")
-    x0 = np.asarray(x0, dtype=float)
-    U = np.array(U0, dtype=float)
+    curvature = check_callable(curvature, "curvature", "curvature(t, v)")
+    notify = check_callable(notify, "notify", "notify(X, U, J, nit)")
+    x0 = check_finite(as_float(x0, "x0"), "x0")
+    U = check_finite(as_float(U0, "U0"), "U0").copy()
+    if U.ndim != 3 or 0 in U.shape:
+        raise ValueError(f"U0 must have shape (B, T, m), got {U.shape}")
     B, T, m = U.shape
+    if x0.ndim != 2 or x0.shape[0] != B or x0.shape[1] == 0:
+        raise ValueError(f"x0 must have shape ({B}, n) for {B} control sequences, got {x0.shape}")
+    maxiter = check_int(maxiter, "maxiter", 0)
+    maxls = check_int(maxls, "maxls", 1)
+    if (lo is None) != (hi is None):
+        raise ValueError("give both lo and hi, or neither")
     if lo is not None:
-        lo = np.broadcast_to(np.asarray(lo, float), (B, T, m))
-        hi = np.broadcast_to(np.asarray(hi, float), (B, T, m))
+        try:
+            lo = np.broadcast_to(as_float(lo, "lo"), (B, T, m))
+            hi = np.broadcast_to(as_float(hi, "hi"), (B, T, m))
+        except ValueError:
+            raise ValueError(f"lo and hi must broadcast to the controls' shape {(B, T, m)}, "
+                             f"got {np.shape(lo)} and {np.shape(hi)}") from None
+        if np.any(np.isnan(lo)) or np.any(np.isnan(hi)) or np.any(lo > hi):
+            raise ValueError("lo and hi must be ordered bounds without NaN (lo <= hi)")
+        if np.any(U < lo) or np.any(U > hi):
+            raise ValueError("U0 lies outside the bounds lo, hi")
         if not (np.isfinite(lo).any() or np.isfinite(hi).any()):
             lo = hi = None
     alphas = 0.5 ** np.arange(int(maxls))
