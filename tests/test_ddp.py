@@ -147,7 +147,8 @@ def test_curvature_matches_differences_of_input_jacobians(seed, residual, scaled
     e = int(seed % 2)
     model = cp.Dynamics(dynamics_net(rng, n, m, e, scaled), n, residual=residual, n_exo=e)
     K = 5
-    x, u, lam = rng.standard_normal((K, n)), rng.standard_normal((K, m)), rng.standard_normal((K, n))
+    x, u = rng.standard_normal((K, n)), rng.standard_normal((K, m))
+    lam = rng.standard_normal((K, n))
     exo = rng.standard_normal((K, e)) if e else None
     cxx, cux, cuu = dynamics_curvature(model, x, u, lam, exo)
     assert cxx.shape == (K, n, n) and cux.shape == (K, m, n) and cuu.shape == (K, m, m)
@@ -225,7 +226,8 @@ def test_cost_derivatives_match_the_gradient_and_quadratic_hessians():
 # ---------------------------------------------------------------- custom terms' Hessians
 def custom_cost(goal):
     def running(X, U):
-        v = np.cos(X).sum(axis=2) + 0.25 * (U ** 4).sum(axis=2) + (X[..., :1] * U[..., :1]).sum(2) ** 2
+        v = (np.cos(X).sum(axis=2) + 0.25 * (U ** 4).sum(axis=2)
+             + (X[..., :1] * U[..., :1]).sum(2) ** 2)
         c = X[..., 0] * U[..., 0]
         gx = -np.sin(X)
         gx[..., 0] += 2 * c * U[..., 0]
@@ -238,7 +240,8 @@ def custom_cost(goal):
         return (d ** 4).sum(axis=1), 4 * d ** 3
 
     def trajectory(S, U):                     # couples neighbouring steps
-        v = (np.sin(S[:, 1:, 0]) * S[:, :-1, 0]).sum(axis=1) + (U[:, :, 0] ** 2 * S[:, :-1, -1]).sum(1)
+        v = ((np.sin(S[:, 1:, 0]) * S[:, :-1, 0]).sum(axis=1)
+             + (U[:, :, 0] ** 2 * S[:, :-1, -1]).sum(1))
         gs = np.zeros_like(S)
         gs[:, 1:, 0] += np.cos(S[:, 1:, 0]) * S[:, :-1, 0]
         gs[:, :-1, 0] += np.sin(S[:, 1:, 0])

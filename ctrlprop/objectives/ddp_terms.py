@@ -171,7 +171,8 @@ def custom_hessian_blocks(cost, states, controls):
     def diff(bound, dS, dU):
         _, gxp, gup = bound.evaluate(St + h * dS, Ut + h * dU)
         _, gxm, gum = bound.evaluate(St - h * dS, Ut - h * dU)
-        return ((gxp - gxm) / (2 * h)).transpose(2, 0, 1), ((gup - gum) / (2 * h)).transpose(2, 0, 1)
+        return (((gxp - gxm) / (2 * h)).transpose(2, 0, 1),
+                ((gup - gum) / (2 * h)).transpose(2, 0, 1))
 
     zS, zU = np.zeros_like(St), np.zeros_like(Ut)
     for bound, separable in parts:
