@@ -30,7 +30,7 @@ Conventions shared by the dynamical plants (:class:`Plant` subclasses):
 from dataclasses import dataclass
 
 import numpy as np
-from .core.checks import as_float, check_int
+from .core.checks import as_float, check_callable, check_int, check_nonneg, check_seed
 from .core.simulation import simulate
 
 __all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
@@ -46,8 +46,11 @@ def wrap_angle(a):
 
 
 def _generator(rng):
-    """A numpy Generator from a Generator, a seed or None."""
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    """A numpy Generator from a Generator, a seed (an int >= 0, a SeedSequence or a
+    BitGenerator) or None; anything else raises naming ``rng``."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(check_seed(rng, "rng"))
 
 
 @dataclass
@@ -314,7 +317,9 @@ class Plant:
         Rollout
         """
         x0 = self._check_states(x0, "x0")
+        check_callable(policy, "policy", "policy(x) -> u", allow_none=False)
         T = check_int(n_steps, "n_steps", 1)
+        check_callable(stop, "stop", "stop(X) -> bool array (B,)")
         single = x0.ndim == 1
         S, U, steps, stopped = simulate(
             lambda X, U, t: self._step(X, self._check_controls(U, "policy output")),
@@ -646,7 +651,7 @@ class Pendulum(Plant):
 
     def __init__(self, saturate=False, max_speed=8.0, wrap=True):
         super().__init__(saturate, wrap)
-        if max_speed is not None and not (np.isfinite(max_speed) and max_speed > 0):
+        if max_speed is not None and check_nonneg(max_speed, "max_speed") == 0:
             raise ValueError(f"max_speed must be positive or None, got {max_speed!r}")
         self.max_speed = None if max_speed is None else float(max_speed)
         self.u_low, self.u_high = np.array([-self.max_torque]), np.array([self.max_torque])

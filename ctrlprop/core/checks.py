@@ -65,7 +65,13 @@ def check_indices(idx, n, what):
 
 
 def check_nonneg(v, name):
-    """``v`` as a finite float >= 0, or a TypeError/ValueError naming it."""
+    """``v`` as a finite float >= 0, or a TypeError/ValueError naming it.
+
+    A bool or a string is refused (TypeError), not read as 1.0 / a number.
+    """
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a non-negative number, got {type(v).__name__}: "
+                        f"{v!r:.60}")
     try:
         x = float(v)
     except (TypeError, ValueError):
@@ -73,6 +79,39 @@ def check_nonneg(v, name):
     if not np.isfinite(x) or x < 0:
         raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
     return x
+
+
+def check_bool(v, name):
+    """``v`` as a bool if it is True or False (a numpy bool too), else a TypeError naming
+    ``name`` (no truthiness: 1, "yes", [True] and None are refused)."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(v).__name__}: {v!r:.60}")
+    return bool(v)
+
+
+def check_seed(seed, name="seed"):
+    """``seed`` if numpy.random.default_rng takes it as documented -- None, an int >= 0, or
+    a numpy Generator / BitGenerator / SeedSequence -- else a TypeError/ValueError naming
+    ``name`` (numpy's own error does not)."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.BitGenerator,
+                                         np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not hasattr(seed, "__index__"):
+        raise TypeError(f"{name} must be None, an integer >= 0 or a numpy Generator, "
+                        f"got {type(seed).__name__}: {seed!r:.60}")
+    return check_int(seed, name, 0)
+
+
+def as_list(v, name, what):
+    """The items of ``v`` as a list, or a TypeError naming ``name`` and ``what`` it must be
+    (e.g. "a sequence of (source, destination) pairs") for a string, a dict or anything
+    that is not iterable."""
+    if not isinstance(v, (str, bytes, dict)):
+        try:
+            return list(v)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be {what}, got {type(v).__name__}: {v!r:.60}")
 
 
 def canonical_method(method, families, what="method"):
@@ -277,8 +316,10 @@ def check_state(y, n, what):
     return a
 
 
-def check_callable(f, name, signature):
-    """``f`` if it is None or callable, else a TypeError naming ``name`` and its signature."""
-    if f is not None and not callable(f):
-        raise TypeError(f"{name} must be callable as {signature}, got {type(f).__name__}")
-    return f
+def check_callable(f, name, signature, allow_none=True):
+    """``f`` if it is callable (or None, when ``allow_none``), else a TypeError naming
+    ``name`` and its signature."""
+    if (f is None and allow_none) or callable(f):
+        return f
+    alt = " (or None)" if allow_none else ""
+    raise TypeError(f"{name} must be callable as {signature}{alt}, got {type(f).__name__}")

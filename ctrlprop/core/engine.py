@@ -48,9 +48,11 @@ Input/output standardisation, when the network has it, is applied here, so
 callers work in raw units: ``x_int = (x - m_x) / s_x``, ``y = y_int s_y + m_y``.
 """
 
+import math
+
 import numpy as np
 
-from .checks import check_indices
+from .checks import as_float, check_finite, check_indices
 
 __all__ = ["Plan", "Trace", "Weights", "Buffers", "SecondOrder", "StaleTraceError",
            "backward_steps"]
@@ -58,6 +60,24 @@ __all__ = ["Plan", "Trace", "Weights", "Buffers", "SecondOrder", "StaleTraceErro
 
 class StaleTraceError(RuntimeError):
     """A trace whose shared work buffers were overwritten by a later forward pass."""
+
+
+# The finiteness check of X and dY runs on every forward and backward pass, where one sample
+# takes ~14 us in all.  An array of at most _SMALL entries (a sample or a few) is tested by
+# summing it as a Python list, a third of the cost of a numpy reduction call: the sum is
+# finite exactly when every entry is, unless it overflows, and then the exact check decides.
+# The hot paths inline that test; larger arrays take np.isfinite(A).all(), small beside the
+# pass itself.
+_SMALL = 64
+_isfinite = math.isfinite
+
+
+def _finite(A, name):
+    """``A`` (a float64 array) if it holds no NaN or inf, else the ValueError of
+    :func:`checks.check_finite` naming ``name``."""
+    if not np.isfinite(A).all():
+        check_finite(A, name)
+    return A
 
 
 def _unpicklable(obj):
@@ -422,22 +442,24 @@ class Plan:
 
     # ------------------------------------------------------------ helpers
     def _as_batch(self, X):
-        """(2-D float array (K, n_inputs), was_single) after checking the shape of X."""
+        """(2-D float array (K, n_inputs), was_single) after checking X: numeric, of shape
+        (K, n_inputs) or (n_inputs,), finite.  A float64 array is used as it is; a valid
+        (K, n_inputs) one costs five attribute tests and one finiteness test (``_SMALL``)."""
+        n = self.n_inputs
         if (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
-                and X.shape[1] == self.n_inputs and X.shape[0]):
-            return X, False
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim == 1:
-            if X.shape[0] != self.n_inputs:
-                raise ValueError(f"X must have shape (K, {self.n_inputs}) or ({self.n_inputs},), "
-                                 f"got {X.shape}")
-            return X[None, :], True
-        if X.ndim != 2 or X.shape[1] != self.n_inputs:
-            raise ValueError(f"X must have shape (K, {self.n_inputs}) or ({self.n_inputs},), "
-                             f"got {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("X is empty (0 samples)")
-        return X, False
+                and X.shape[1] == n and X.shape[0]):
+            single = False
+        else:
+            if not (type(X) is np.ndarray and X.dtype == np.float64):
+                X = as_float(X, "X")
+            if X.ndim not in (1, 2) or X.shape[-1] != n:
+                raise ValueError(f"X must have shape (K, {n}) or ({n},), got {X.shape}")
+            if not X.shape[0]:
+                raise ValueError("X is empty (0 samples)")
+            single = X.ndim == 1
+        if not (X.size <= _SMALL and _isfinite(sum(X.ravel().tolist()))):
+            _finite(X, "X")
+        return (X[None, :] if single else X), single
 
     def forward(self, w, X, in_scale=None, out_scale=None, keep=False):
         """Run the forward pass of a batch and return its :class:`Trace`."""
@@ -497,12 +519,14 @@ class Trace:
         return out[0] if self.single else out
 
     def _cotangent(self, dY):
-        """dY (shape of the outputs) as the unit-major (n_out, K) view."""
+        """dY (shape of the outputs, finite) as the unit-major (n_out, K) view."""
         want = (self.plan.n_out,) if self.single else (self.K, self.plan.n_out)
         if not (type(dY) is np.ndarray and dY.dtype == np.float64):
-            dY = np.asarray(dY, dtype=np.float64)
+            dY = as_float(dY, "dY")
         if dY.shape != want:
             raise ValueError(f"dY must have the shape of the outputs {want}, got {dY.shape}")
+        if not (dY.size <= _SMALL and _isfinite(sum(dY.ravel().tolist()))):
+            _finite(dY, "dY")
         return dY.reshape(self.K, self.plan.n_out).T
 
     def backward(self, dY, wrt="both", grad_out=None):

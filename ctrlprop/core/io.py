@@ -9,6 +9,7 @@ that are saved (:meth:`ctrlprop.Network.save`) build on these two functions, so 
 module imports nothing of ctrlprop's.
 """
 
+import os
 import zipfile
 
 import numpy as np
@@ -35,12 +36,17 @@ def read_arrays(path, kind, version, required=()):
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a file name (str, bytes, os.PathLike) or an open binary file.
     FileNotFoundError
         If there is no such file.
     ValueError
         If the file is truncated or corrupt, is not a ``kind`` file, has another
         format version, or lacks one of the ``required`` keys; the message names the file.
     """
+    if not (isinstance(path, (str, bytes, os.PathLike)) or hasattr(path, "read")):
+        raise TypeError(f"path must be a file name (str or os.PathLike) or an open binary "
+                        f"file, got {type(path).__name__}: {path!r:.60}")
     try:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}

@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .checks import check_int
+from .checks import as_float, as_list, check_bool, check_int, check_seed
 from .engine import Plan
 from .io import read_arrays, write_arrays
 from .transfer import get_transfer, transfer_names
@@ -102,11 +102,18 @@ class Network:
         -------
         Network
         """
-        sizes = list(sizes)
+        sizes = as_list(sizes, "sizes", "a sequence of int [n_in, ..., n_out]")
         if len(sizes) < 2:
             raise ValueError(f"mlp sizes must be [n_in, ..., n_out] with at least two "
                              f"positive entries, got {sizes}")
         sizes = [check_int(s, f"sizes[{i}]", 1) for i, s in enumerate(sizes)]
+        specs = {}
+        for name, spec in (("hidden", hidden), ("output", output)):
+            try:
+                specs[name] = get_transfer(spec)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{name}: {e}") from None
+        hidden, output = specs["hidden"], specs["output"]
         starts = np.cumsum([0] + sizes)
         edges, transfers = [], []
         for a, b, c in zip(starts[:-2], starts[1:-1], starts[2:]):
@@ -119,7 +126,11 @@ class Network:
     def _build(self, n_inputs, edges, transfers, outputs, bias):
         """Validate the structure and compute order, levels and weight layout."""
         n_in = check_int(n_inputs, "n_inputs", 1)
-        transfers = list(transfers)
+        bias = check_bool(bias, "bias")
+        transfers = as_list(transfers, "transfers", "a sequence of transfer functions (registered "
+                            "names or (h, h') pairs), one per computing unit")
+        edges = as_list(edges, "edges", "a sequence of (source, destination) pairs")
+        outputs = as_list(outputs, "outputs", "a sequence of computing-unit indices")
         if not transfers:
             raise ValueError("transfers is empty: a network needs at least one computing unit")
         n = n_in + len(transfers)
@@ -170,10 +181,10 @@ class Network:
                     queue.append(v)
         if not reached.all():
             bad = np.flatnonzero(~reached).tolist()
-            raise ValueError(f"computing unit(s) {bad} are reached by no input unit; "
-                             "connect them (directly or through other units) to an input")
+            raise ValueError(f"computing unit(s) {bad} are reached by no input unit; the "
+                             "edges must connect them (directly or through other units) to an "
+                             "input")
 
-        outputs = list(outputs)
         if not outputs:
             raise ValueError("outputs is empty: list the units that form the network output")
         outs = [check_int(o, "output") for o in outputs]
@@ -227,7 +238,7 @@ class Network:
         self.edges = tuple(clean)
         self.transfers = tuple(tr)
         self.outputs = tuple(outs)
-        self.bias = bool(bias)
+        self.bias = bias
         self.order = tuple(int(u) for u in order)
         self.levels = tuple(levels)
         self.level_of = level
@@ -268,7 +279,7 @@ class Network:
     # ------------------------------------------------------------ numbers
     def init_weights(self, seed=0):
         """Return freshly initialised weights (see the module docstring), shape ``(n_weights,)``."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         std = np.empty(self.n_weights)
         for k, (s, d) in enumerate(self._labels):
             gain = np.sqrt(2.0) if self.transfers[d - self.n_inputs].name in (
@@ -287,7 +298,7 @@ class Network:
 
     def check_weights(self, w):
         """Return ``w`` as a float64 vector after checking its length and finiteness."""
-        w = np.asarray(w, dtype=np.float64)
+        w = as_float(w, "weights")
         if w.shape != (self.n_weights,):
             raise ValueError(f"weights must have shape ({self.n_weights},), got {w.shape}")
         if not np.all(np.isfinite(w)):
@@ -364,8 +375,8 @@ class Network:
         def pair(m, s, n, side):
             if m is None and s is None:
                 return None
-            m = np.zeros(n) if m is None else np.asarray(m, float)
-            s = np.ones(n) if s is None else np.asarray(s, float)
+            m = np.zeros(n) if m is None else as_float(m, f"{side}_mean")
+            s = np.ones(n) if s is None else as_float(s, f"{side}_scale")
             for name, a in ((f"{side}_mean", m), (f"{side}_scale", s)):
                 if a.shape != (n,):
                     raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
@@ -514,9 +525,21 @@ def load(path):
     ValueError
         If the file is truncated or corrupt, is not a ctrlprop network, has an
         unsupported format version, names an unregistered transfer function,
-        or holds inconsistent arrays.  The message names the file.
+        or holds inconsistent arrays (a non-integer stored count is refused, never
+        truncated).  The message names the file.
+    TypeError
+        If ``path`` is not a file name or an open binary file.
     """
     d = read_arrays(path, _KIND, FORMAT_VERSION, _REQUIRED)
+    for key, kind in (("n_inputs", np.integer), ("bias", np.bool_)):
+        a = d[key]
+        if a.ndim != 0 or not np.issubdtype(a.dtype, kind):
+            raise ValueError(f"{path}: inconsistent model file: {key} must be a stored "
+                             f"{'integer' if kind is np.integer else 'bool'} scalar, got "
+                             f"{a.dtype} array of shape {a.shape}")
+    if d["transfers"].ndim != 1:
+        raise ValueError(f"{path}: inconsistent model file: transfers must be a 1-D array of "
+                         f"names, got shape {d['transfers'].shape}")
     names = [str(t) for t in d["transfers"]]
     unknown = sorted(set(names) - set(transfer_names()))
     if unknown:
@@ -524,7 +547,7 @@ def load(path):
                          "them with ctrlprop.register_transfer(name, h, dh) before loading")
     try:
         net = Network.from_edges(int(d["n_inputs"]), [tuple(e) for e in d["edges"].tolist()],
-                                 names, d["outputs"].tolist(), bias=bool(d["bias"]))
+                                 names, d["outputs"].tolist(), bias=bool(d["bias"][()]))
         net.weights = d["weights"]
         if "x_mean" in d or "y_mean" in d:
             net.set_scaling(d.get("x_mean"), d.get("x_scale"), d.get("y_mean"), d.get("y_scale"))

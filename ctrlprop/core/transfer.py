@@ -24,6 +24,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .checks import check_bool
+
 __all__ = ["Transfer", "register_transfer", "get_transfer", "transfer_names"]
 
 
@@ -243,6 +245,7 @@ def register_transfer(name, h, dh, d2h=None, overwrite=False):
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"transfer name must be a non-empty string, got {name!r}")
+    overwrite = check_bool(overwrite, "overwrite")
     if name in _BUILTIN:
         raise ValueError(f"transfer {name!r} is built in and cannot be replaced; "
                          "register yours under another name")

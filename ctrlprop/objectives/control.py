@@ -31,7 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
-from ..core.checks import as_float, check_finite, check_indices, parse_bounds
+from ..core.checks import as_float, check_finite, check_indices, check_nonneg, parse_bounds
+from ..core.network import Network
 from .metric import Metric
 
 __all__ = ["ControlObjective"]
@@ -108,6 +109,8 @@ class ControlObjective:
 
     def __init__(self, net, target, inputs=None, control=None, Q=None, R=0.0, u_rest=None,
                  output_bounds=None, penalty=1e4, hessian="exact"):
+        if not isinstance(net, Network):
+            raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
         n_in, n_out = net.n_inputs, net.n_outputs
         self.net_n_inputs, self.n_outputs = n_in, n_out
         ctl = np.arange(n_in) if control is None else check_indices(control, n_in, "control")
@@ -142,9 +145,7 @@ class ControlObjective:
         lo, hi = parse_bounds(output_bounds, n_out, name="output_bounds", what="outputs")
         self._cidx = np.flatnonzero(np.isfinite(lo) | np.isfinite(hi))
         self._clo, self._chi = lo[self._cidx], hi[self._cidx]
-        penalty = float(penalty)
-        if not np.isfinite(penalty) or penalty < 0:
-            raise ValueError(f"penalty must be a finite number >= 0, got {penalty}")
+        penalty = check_nonneg(penalty, "penalty")
         self.penalty = penalty
         self._n_pen = len(self._cidx) if penalty > 0 else 0
         if hessian not in ("exact", "gauss-newton"):

@@ -22,7 +22,7 @@ for ``u = u_max * tanh(.)``.  The trained controller is an ordinary Network (sav
 
 import numpy as np
 
-from ..core.checks import as_float
+from ..core.checks import as_float, check_nonneg
 from ..core.network import Network
 from .trajectory import check_model, check_horizon
 from .unroll import Scales, Unroll, affine_ops, fast_products, ident, prune
@@ -107,9 +107,7 @@ class ControllerObjective:
             cost = cost.with_goal(self.goal[:, None, :])
         self.cost = cost
         self._cost = cost.bind(n, m, T, B)
-        self.l2 = float(l2)
-        if not np.isfinite(self.l2) or self.l2 < 0:
-            raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
+        self.l2 = check_nonneg(l2, "l2")
         self._decay = np.array([s != "bias" for s, _ in controller.weight_labels], float)
         self._ur = Unroll(model, T, B)
         self._ur.set_x0(X0)

@@ -18,6 +18,7 @@ frozen at their values when the objective was built).
 import numpy as np
 from ..core.checks import check_data, check_nonneg, check_sample_weight
 from ..core.engine import SecondOrder
+from ..core.network import Network
 
 __all__ = ["WeightObjective"]
 
@@ -50,6 +51,10 @@ def as_mask(net, trainable):
         if not arr.any():
             raise ValueError("the trainable mask selects no weight")
         return arr.copy()
+    if isinstance(trainable, (str, bytes, dict)) or not hasattr(trainable, "__iter__") \
+            or (arr is not None and arr.ndim == 0):
+        raise TypeError(f"trainable must be None, a boolean mask over the weights or a list of "
+                        f"unit indices, got {type(trainable).__name__}: {trainable!r:.60}")
     units = list(trainable)
     if not units:
         raise ValueError("trainable lists no unit")
@@ -142,6 +147,8 @@ class WeightObjective:
     """
 
     def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None):
+        if not isinstance(net, Network):
+            raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
         X, Y = check_data(net, X, Y)
         l2 = check_nonneg(l2, "l2")
         sw = check_sample_weight(sample_weight, X.shape[0])

@@ -12,22 +12,10 @@ One rule for all entry points (controls, trajectories):
 
 import numpy as np
 
-from ..core.checks import check_int, check_nonneg
+from ..core.checks import check_nonneg, check_seed
 
+# check_seed is defined in core.checks (Network.init_weights uses it too); re-exported here
 __all__ = ["default_start", "random_starts", "check_seed"]
-
-
-def check_seed(seed, name="seed"):
-    """``seed`` if numpy.random.default_rng takes it as documented -- None, an int >= 0, or
-    a numpy Generator / BitGenerator / SeedSequence -- else a TypeError/ValueError naming
-    ``name`` (numpy's own error does not)."""
-    if seed is None or isinstance(seed, (np.random.Generator, np.random.BitGenerator,
-                                         np.random.SeedSequence)):
-        return seed
-    if isinstance(seed, (bool, np.bool_)) or not hasattr(seed, "__index__"):
-        raise TypeError(f"{name} must be None, an integer >= 0 or a numpy Generator, "
-                        f"got {type(seed).__name__}: {seed!r:.60}")
-    return check_int(seed, name, 0)
 
 
 def default_start(lo, hi):
