@@ -333,6 +333,16 @@ class ControlObjective:
         return self._rj(np.asarray(U, dtype=np.float64), rows, cap)
 
     @property
+    def n_controls(self):
+        """Number of controls m."""
+        return self.m
+
+    @property
+    def n_inputs(self):
+        """Inputs of the network (controls and the others)."""
+        return self.net_n_inputs
+
+    @property
     def n_output_bounds(self):
         """Number of bounded outputs."""
         return len(self._cidx)

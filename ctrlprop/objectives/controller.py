@@ -131,6 +131,16 @@ class ControllerObjective:
         return (ControllerObjective, (self.model, self.controller, X0, T, cost, goal, exo,
                                       self.l2))
 
+    @property
+    def n_states(self):
+        """State dimension n of the model."""
+        return self.model.n_states
+
+    @property
+    def n_controls(self):
+        """Control dimension m of the model (= the controller's outputs)."""
+        return self.model.n_controls
+
     def _compile(self):
         """Build the closed-loop forward and backward op lists for the current scalings."""
         model, ur, T = self.model, self._ur, self.T
