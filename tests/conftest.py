@@ -36,6 +36,17 @@ def random_dag(rng, n_in=None, n_comp=None, transfers=SMOOTH, p_edge=0.4, bias=T
     return net
 
 
+def dynamics_net(rng, n, m, e=0, scaled=False, min_hidden=1):
+    """A random DAG with n + m + e inputs and n outputs (skips, fan-out, mixed transfers),
+    n + [min_hidden, 6) computing units; ``scaled`` adds random input/output scaling."""
+    net = random_dag(rng, n_in=n + m + e, n_comp=n + int(rng.integers(min_hidden, 6)), n_out=n)
+    if scaled:
+        k = net.n_inputs
+        net.set_scaling(rng.standard_normal(k), rng.uniform(0.5, 2, k),
+                        rng.standard_normal(n), rng.uniform(0.5, 2, n))
+    return net
+
+
 def reference_forward(net, X):
     """Unit-by-unit forward pass in topological order, straight from the lecture."""
     X = np.atleast_2d(X)

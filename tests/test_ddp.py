@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import Bounds, minimize
 
 import ctrlprop as cp
-from conftest import random_dag
+from conftest import dynamics_net
 from ctrlprop.objectives.ddp_terms import DDPTerms, custom_hessian_blocks, dynamics_curvature
 from ctrlprop.solvers.ddp import box_qp
 from test_trajectory_opt import linear_model, riccati, spd
@@ -129,13 +129,6 @@ def test_box_qp_against_exact_solution():
 
 
 # ---------------------------------------------------------------- DDP's second-order terms
-def dynamics_net(rng, n, m, e=0, scaled=False):
-    net = random_dag(rng, n_in=n + m + e, n_comp=n + int(rng.integers(2, 6)), n_out=n)
-    if scaled:
-        k = net.n_inputs
-        net.set_scaling(rng.standard_normal(k), rng.uniform(0.5, 2, k),
-                        rng.standard_normal(n), rng.uniform(0.5, 2, n))
-    return net
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -145,7 +138,8 @@ def test_curvature_matches_differences_of_input_jacobians(seed, residual, scaled
     rng = np.random.default_rng([seed, residual, scaled])
     n, m = int(rng.integers(1, 4)), int(rng.integers(1, 3))
     e = int(seed % 2)
-    model = cp.Dynamics(dynamics_net(rng, n, m, e, scaled), n, residual=residual, n_exo=e)
+    model = cp.Dynamics(dynamics_net(rng, n, m, e, scaled, min_hidden=2), n, residual=residual,
+                        n_exo=e)
     K = 5
     x, u = rng.standard_normal((K, n)), rng.standard_normal((K, m))
     lam = rng.standard_normal((K, n))
@@ -172,7 +166,8 @@ def test_curvature_matches_differences_of_input_jacobians(seed, residual, scaled
 def test_terms_curvature_pads_the_augmented_state():
     rng = np.random.default_rng(2)
     n, m, T = 2, 1, 4
-    model = cp.Dynamics(dynamics_net(rng, n, m, 1, True), n, residual=True, n_exo=1)
+    model = cp.Dynamics(dynamics_net(rng, n, m, 1, True, min_hidden=2), n, residual=True,
+                        n_exo=1)
     terms = DDPTerms(model, rng.standard_normal(n), T, dict(S=0.3, R=0.1),
                      exo=rng.standard_normal((T, 1)))
     assert terms.augmented and terms.n_aug == n + m
@@ -197,7 +192,7 @@ def test_cost_derivatives_match_the_gradient_and_quadratic_hessians():
     l_xx, l_uu, l_ux are the exact Hessians of the quadratic terms (rate term included)."""
     rng = np.random.default_rng(7)
     n, m, T = 2, 2, 5
-    model = cp.Dynamics(dynamics_net(rng, n, m, 0, True), n, residual=True)
+    model = cp.Dynamics(dynamics_net(rng, n, m, 0, True, min_hidden=2), n, residual=True)
     cost = cp.TrajectoryCost(goal=rng.standard_normal((T, n)), Q=spd(rng, n), Qf=spd(rng, n),
                              R=spd(rng, m), S=spd(rng, m))
     x0 = rng.standard_normal(n)
@@ -288,7 +283,7 @@ def test_custom_hessian_blocks_against_gradient_differences():
 def test_custom_terms_solve_to_a_stationary_point():
     rng = np.random.default_rng(8)
     n, m, T = 3, 2, 6
-    model = cp.Dynamics(dynamics_net(rng, n, m), n, residual=True)
+    model = cp.Dynamics(dynamics_net(rng, n, m, min_hidden=2), n, residual=True)
     base = custom_cost(np.zeros(n))
     cost = cp.TrajectoryCost(Q=0.5, R=1.0, running=base.running, terminal=base.terminal)
     x0 = 0.5 * rng.standard_normal(n)
@@ -409,7 +404,8 @@ def test_callback_stop_options_and_warnings():
 def test_matches_lbfgs_with_exo_and_scaling_and_restarts():
     rng = np.random.default_rng(9)
     n, m, T = 2, 1, 8
-    model = cp.Dynamics(dynamics_net(rng, n, m, 1, True), n, residual=True, n_exo=1)
+    model = cp.Dynamics(dynamics_net(rng, n, m, 1, True, min_hidden=2), n, residual=True,
+                        n_exo=1)
     cost = cp.TrajectoryCost(goal=rng.standard_normal((2, 1, n)), Q=1.0, R=0.5, S=0.2)
     X0 = rng.standard_normal((2, n))
     exo = rng.standard_normal((2, T, 1))

@@ -5,20 +5,12 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import ctrlprop as cp
-from conftest import random_dag
+from conftest import dynamics_net
 from ctrlprop.core.gradcheck import numerical_gradient
 
 dags = st.integers(0, 2 ** 32 - 1).map(lambda s: np.random.default_rng(s))
 
 
-def dynamics_net(rng, n, m, e=0, scaled=False):
-    """A random DAG with n + m + e inputs and n outputs (skips, fan-out, mixed transfers)."""
-    net = random_dag(rng, n_in=n + m + e, n_comp=n + int(rng.integers(1, 6)), n_out=n)
-    if scaled:
-        k = net.n_inputs
-        net.set_scaling(rng.standard_normal(k), rng.uniform(0.5, 2, k),
-                        rng.standard_normal(n), rng.uniform(0.5, 2, n))
-    return net
 
 
 def naive_rollout(net, x0, U, residual=False, exo=None):

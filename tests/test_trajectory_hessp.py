@@ -6,17 +6,9 @@ import pytest
 from scipy.optimize import minimize
 
 import ctrlprop as cp
-from conftest import random_dag
+from conftest import dynamics_net
 
 
-def dynamics_net(rng, n, m, e=0, scaled=False):
-    """A random DAG with n + m + e inputs and n outputs (skips, fan-out, mixed transfers)."""
-    net = random_dag(rng, n_in=n + m + e, n_comp=n + int(rng.integers(1, 6)), n_out=n)
-    if scaled:
-        k = net.n_inputs
-        net.set_scaling(rng.standard_normal(k), rng.uniform(0.5, 2, k),
-                        rng.standard_normal(n), rng.uniform(0.5, 2, n))
-    return net
 
 
 def spd(rng, k):

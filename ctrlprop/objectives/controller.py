@@ -24,7 +24,7 @@ import numpy as np
 
 from ..core.checks import as_float, check_nonneg
 from ..core.network import Network
-from .trajectory import check_model, check_horizon
+from .trajectory import ModelDimensions, check_horizon, check_model
 from .unroll import Scales, Unroll, affine_ops, fast_products, ident, prune
 from .cost import as_cost
 
@@ -65,7 +65,7 @@ def check_goals(goal, n, B, needed):
     return g.copy()
 
 
-class ControllerObjective:
+class ControllerObjective(ModelDimensions):
     """Mean closed-loop trajectory cost as a function of the controller's weights.
 
     ``obj(v) -> (F, dF/dv)`` with ``F = mean_b J_b + l2/2 |v_nonbias|^2`` (biases not
@@ -130,16 +130,6 @@ class ControllerObjective:
         X0, T, cost, goal, exo = self._args
         return (ControllerObjective, (self.model, self.controller, X0, T, cost, goal, exo,
                                       self.l2))
-
-    @property
-    def n_states(self):
-        """State dimension n of the model."""
-        return self.model.n_states
-
-    @property
-    def n_controls(self):
-        """Control dimension m of the model (= the controller's outputs)."""
-        return self.model.n_controls
 
     def _compile(self):
         """Build the closed-loop forward and backward op lists for the current scalings."""

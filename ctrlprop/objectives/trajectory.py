@@ -30,7 +30,7 @@ from ..core.network import Network
 from .cost import as_cost
 from .unroll import Unroll
 
-__all__ = ["Dynamics", "TrajectoryObjective", "bptt"]
+__all__ = ["Dynamics", "ModelDimensions", "TrajectoryObjective", "bptt"]
 
 
 def check_horizon(horizon):
@@ -248,7 +248,22 @@ def check_model(model):
                         f"Dynamics(net, n_states)), got {type(model).__name__}")
 
 
-class TrajectoryObjective:
+class ModelDimensions:
+    """``n_states`` and ``n_controls`` of an object's ``model`` (a Dynamics), for the
+    objectives built on one."""
+
+    @property
+    def n_states(self):
+        """State dimension n of the model."""
+        return self.model.n_states
+
+    @property
+    def n_controls(self):
+        """Control dimension m of the model."""
+        return self.model.n_controls
+
+
+class TrajectoryObjective(ModelDimensions):
     """The trajectory cost as a function of the controls, for ``scipy.optimize``.
 
     ``obj(u) -> (J, dJ/du)`` with ``u`` the flattened controls (B*T*m,) ordered
@@ -287,16 +302,6 @@ class TrajectoryObjective:
         self.set_exo(exo)
         self.nfev = 0
         self.last_costs = None        # per-trajectory costs at the last rollout (or None)
-
-    @property
-    def n_states(self):
-        """State dimension n of the model."""
-        return self.model.n_states
-
-    @property
-    def n_controls(self):
-        """Control dimension m of the model."""
-        return self.model.n_controls
 
     # ------------------------------------------------------------ pickling
     # The Unroll pickles as its raw inputs and is rebuilt (see Unroll.__getstate__); the
