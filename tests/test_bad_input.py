@@ -18,9 +18,6 @@ The structure:
   all failures of an entry point reported together.
 * ``test_random_corruption_is_named``: the property -- hypothesis picks an argument and a
   corrupted value (drawing the parametrised ones) and the call must raise naming it.
-* ``KNOWN``: defects whose fix belongs in files owned elsewhere; they are excluded from the
-  two tests above and run one by one as strict xfails (``test_known_defect``), so fixing
-  one makes its case XPASS and fail until it is removed from ``KNOWN``.
 
 The message must contain the argument's name as a word (``names``): the argument itself, or
 a documented alias where the natural name differs (``bounds.lb``, ``bounds[0]`` contain
@@ -388,10 +385,9 @@ class Entry:
         a = self.aliases.get(arg, ())
         return (arg,) + tuple(a(kw) if callable(a) else a)
 
-    def items(self, known=True):
-        """(arg, Bad) pairs, without the KNOWN defects unless ``known``."""
-        return [(arg, b) for arg, bads in self.args.items() for b in bads
-                if known or (self.name, arg, b.label) not in KNOWN]
+    def items(self):
+        """Every (arg, Bad) pair."""
+        return [(arg, b) for arg, bads in self.args.items() for b in bads]
 
 
 COST_ALIASES = ("goal", "goals", "Q", "Qf", "R", "S")
@@ -922,21 +918,6 @@ ENTRIES = [
           lambda kw: kw.pop("arm").training_data(**kw), {"n": ints(1), "rng": SEEDS}),
 ] + plant_entries("Pendulum") + plant_entries("Car") + plant_entries("TruckBackerUpper")
 
-BY_NAME = {e.name: e for e in ENTRIES}
-
-# ================================================================ known defects
-# (entry, argument, corruption label) -> what happens now.  Their fixes belong in files owned
-# elsewhere (ctrlprop/core/*, objectives/{weights,control,cost,metric,unroll,controller}.py,
-# plants.py); each runs as a strict xfail until fixed, then must be removed from here.
-KNOWN = {}
-
-
-def _known(entries, args, labels, reason):
-    for e in entries:
-        for a in args:
-            for label in labels:
-                KNOWN[(e, a, label)] = reason
-
 
 # ================================================================ the tests
 def named(message, names):
@@ -972,7 +953,7 @@ def test_baseline_is_valid(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
 def test_every_corruption_is_named(entry):
     failures = []
-    for arg, bad in entry.items(known=False):
+    for arg, bad in entry.items():
         kw = entry.base()
         value = bad.draw(kw)
         what = check(entry, arg, bad, kw, value)
@@ -983,7 +964,7 @@ def test_every_corruption_is_named(entry):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
 def test_random_corruption_is_named(entry):
-    items = entry.items(known=False)
+    items = entry.items()
 
     @settings(max_examples=entry.max_examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -1002,15 +983,3 @@ def test_random_corruption_is_named(entry):
         assert named(str(info.value), names), \
             f"the message does not name {names}: {type(info.value).__name__}: {info.value}"
     run()
-
-
-@pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=r),
-                                              id=" / ".join(k)) for k, r in KNOWN.items()])
-def test_known_defect(key):
-    name, arg, label = key
-    entry = BY_NAME[name]
-    bad = next(b for b in entry.args[arg] if b.label == label)
-    kw = entry.base()
-    what = check(entry, arg, bad, kw, bad.draw(kw))
-    if what is not None:                   # no traceback: formatting one costs ~50 ms here
-        pytest.fail(f"{name}({arg} = {label}) -> {what}", pytrace=False)
