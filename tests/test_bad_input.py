@@ -181,6 +181,13 @@ OPTIONS = ([K("list", [1]), K("string", "abc"), K("int", 3), K("tuple of pairs",
             K("unknown option", {"bogus_option": 1})]
            + [K(f"{k} inside options", {k: 3}) for k in LIMIT_KEYS])
 
+
+def solver_args(least_maxiter):
+    """The arguments every solver entry point shares (the README's convention table), with
+    their corruptions: maxiter, options, callback, progress."""
+    return {"maxiter": maxiters(least_maxiter), "options": OPTIONS, "callback": callables(),
+            "progress": PROGRESS}
+
 SEEDS = [H("negative", st.integers(-10 ** 6, -1), -1), K("string", "abc"), K("float", 1.5),
          K("dict", {}), K("object", object()), K("list of floats", [1.5])]
 
@@ -509,10 +516,7 @@ def ctl_solve_args():
                  lambda kw, x: np.array([x, 0.0]))],
         "bounds": bounds(2) + [K("Bounds for 3 problems", Bounds(np.zeros((3, 2)), 1.0))],
         "method": methods("adam", "batch-lbfgs") + [K("BFGS with bounds", "BFGS")],
-        "maxiter": maxiters(0),
-        "options": OPTIONS,
-        "callback": callables(),
-        "progress": PROGRESS,
+        **solver_args(0),
         "restarts": ints(0),
         "seed": SEEDS,
         "init_scale": reals(),
@@ -567,10 +571,7 @@ def opt_traj_args():
         "bounds": bounds(1, (3, 1)),
         "method": methods("adam", "batch-lm", "trust-exact", "dogleg")
         + [K("BFGS with bounds", "BFGS"), K("lm with bounds", "lm")],
-        "maxiter": maxiters(0),
-        "options": OPTIONS,
-        "callback": callables(),
-        "progress": PROGRESS,
+        **solver_args(0),
         "restarts": ints(0),
         "seed": SEEDS,
         "init_scale": reals(),
@@ -607,10 +608,7 @@ def mpc_args():
                                          Bounds(np.array([[-2.0], [-1.0], [-2.0]]), 2.0))],
         "method": methods("adam", "batch-lm", "batch-lbfgs", "trust-exact")
         + [K("BFGS with bounds", "BFGS")],
-        "maxiter": maxiters(1),
-        "options": OPTIONS,
-        "callback": callables(),
-        "progress": PROGRESS,
+        **solver_args(1),
         "exo": [K("given without exogenous inputs", np.zeros(1)), K("string", "abc"),
                 K("sequence without exogenous inputs", np.zeros((4, 1)))],
     }
@@ -655,10 +653,7 @@ def train_ctrl_base():
 def train_ctrl_args():
     return dict(ctrl_args(), **{
         "method": methods("Newton-CG", "trust-krylov", "lm", "adam", "batch-lbfgs"),
-        "maxiter": maxiters(0),
-        "options": OPTIONS,
-        "callback": callables(),
-        "progress": PROGRESS,
+        **solver_args(0),
     })
 
 
