@@ -2,13 +2,16 @@
 
 Layers (imports run downward only)::
 
-    planning     fit, optimize_controls, optimize_trajectory, mpc, train_controller
+    planning     fit, optimize_controls, optimize_trajectory, mpc, Planner, train_controller,
+                 collect, evaluate, fit_dynamics, learn_and_plan
     solvers      method registry, Result / ConvergenceWarning / status codes, scipy
                  dispatch, batched Levenberg-Marquardt, batched L-BFGS, Adam, starts
     objectives   WeightObjective, ControlObjective, TrajectoryCost, Dynamics, ...
-    core         Network, engine, transfer table, persistence, scaling, checks
+    core         Network, engine, transfer table, persistence, scaling, checks, the
+                 environment protocol (gymnasium's interface, by duck typing), Transitions
 
-    beside:      plants (simulators), plot (matplotlib, imported lazily)
+    beside:      plants (simulators), envs (gymnasium's environments and their task costs,
+                 gymnasium imported lazily), plot (matplotlib, imported lazily)
 """
 
 __version__ = "0.2.0"
@@ -17,11 +20,14 @@ from .core import (Transfer, register_transfer, get_transfer, transfer_names, Ne
                    StaleTraceError, save, load, check_gradients, check_objective,
                    numerical_gradient, learn_scaling, data_scaling, standardize,
                    blas_threads, auto_threads)
+from .core.environment import Box, is_environment
+from .core.transitions import Transitions
 from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
                          TrajectoryObjective, bptt, ControllerObjective)
 from .solvers import Result, ConvergenceWarning, STATUS, METHODS
 from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,
-                       TrajectoryResult, mpc, MPCResult, MPCError, train_controller,
-                       closed_loop, ControllerResult)
-from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, wrap_angle
+                       TrajectoryResult, mpc, Planner, MPCResult, MPCError, collect, evaluate,
+                       CollectError, fit_dynamics, learn_and_plan, LearnResult, LearnError,
+                       train_controller, closed_loop, ClosedLoopResult, ControllerResult)
+from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, PlantEnv, wrap_angle
 from . import plants, plot   # plot imports matplotlib lazily, inside its functions

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from .core.checks import as_float, check_callable, check_int, check_nonneg, check_seed
+from .core.environment import Box
 from .core.simulation import simulate
 
-__all__ = ["wrap_angle", "Plant", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
+__all__ = ["wrap_angle", "Plant", "PlantEnv", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
            "sabs", "car_control_cost", "car_running_cost", "car_final_cost",
            "car_trajectory_cost", "CAR_X0", "CAR_T"]
 
@@ -222,6 +223,29 @@ class Plant:
         n = check_int(n, "n", 1)
         return _generator(rng).uniform(self.u_low, self.u_high, (n, self.n_controls))
 
+    def env(self, max_steps=200, reward=None, terminated=None):
+        """This plant as an environment with the gymnasium interface (no gymnasium needed).
+
+        Parameters
+        ----------
+        max_steps : int
+            Episodes are truncated after this many steps.
+        reward : callable, optional
+            ``reward(x, u, x_next) -> float``; default: the plant's :meth:`reward`.
+        terminated : callable, optional
+            ``terminated(x_next) -> bool``; default: the plant's own ``terminated`` test
+            where it has one, else never.
+
+        Returns
+        -------
+        PlantEnv
+        """
+        return PlantEnv(self, max_steps, reward, terminated)
+
+    def reward(self, x, u, x_next):
+        """The reward of a step in :meth:`env` (0 unless a plant defines one)."""
+        return 0.0
+
     def training_data(self, n, rng=None, episode_length=None):
         """Transitions from random interaction, for learning a forward model.
 
@@ -331,6 +355,54 @@ class Plant:
 
 
 # =============================================================================================
+class PlantEnv:
+    """A :class:`Plant` behind the gymnasium interface (see :meth:`Plant.env`).
+
+    ``reset(seed=None)`` draws the start from :meth:`Plant.sample_starts` with that seed;
+    ``step(action)`` applies :meth:`Plant.step` (out-of-limit actions raise unless the
+    plant saturates), and returns ``(x_next, reward, terminated, truncated, {})`` with
+    truncation after ``max_steps`` steps.  ``action_space`` is the box of the control
+    limits, ``observation_space`` the unbounded box of the states.
+    """
+
+    def __init__(self, plant, max_steps=200, reward=None, terminated=None):
+        if not isinstance(plant, Plant):
+            raise TypeError(f"plant must be a ctrlprop Plant, got {type(plant).__name__}")
+        self.plant = plant
+        self.max_steps = check_int(max_steps, "max_steps", 1)
+        self.reward_fn = check_callable(reward, "reward", "reward(x, u, x_next) -> float")
+        self.terminated_fn = check_callable(terminated, "terminated", "terminated(x) -> bool")
+        if self.terminated_fn is None and callable(getattr(plant, "terminated", None)):
+            self.terminated_fn = plant.terminated
+        self.action_space = Box(plant.u_low, plant.u_high)
+        inf = np.full(plant.n_states, np.inf)
+        self.observation_space = Box(-inf, inf)
+        self.state, self.t = None, 0
+
+    def reset(self, seed=None, options=None):
+        """Start an episode from a start state drawn with ``seed``: ``(x0, {})``."""
+        self.state = self.plant.sample_starts(1, _generator(seed))[0]
+        self.t = 0
+        return self.state.copy(), {}
+
+    def step(self, action):
+        """``(x_next, reward, terminated, truncated, {})``."""
+        if self.state is None:
+            raise ValueError("call reset() before step()")
+        x = self.state
+        u = as_float(action, "action")
+        x_next = self.plant.step(x, u)
+        f = self.reward_fn if self.reward_fn is not None else self.plant.reward
+        r = float(f(x, u, x_next))
+        term = bool(self.terminated_fn(x_next)) if self.terminated_fn is not None else False
+        self.t += 1
+        self.state = x_next
+        return x_next.copy(), r, term, self.t >= self.max_steps and not term, {}
+
+    def __repr__(self):
+        return f"PlantEnv({self.plant!r}, max_steps={self.max_steps})"
+
+
 class PlanarArm:
     """An n-link planar arm: joint angles q -> end-effector position (a static map).
 
@@ -698,6 +770,13 @@ class Pendulum(Plant):
     def hanging(self):
         """The hanging-down rest state ``[-pi, 0]``."""
         return np.array([-np.pi, 0.0])
+
+    def reward(self, x, u, x_next):
+        """Pendulum-v1's reward of a step: ``-(theta^2 + 0.1 theta_dot^2 + 0.001 u^2)`` at
+        the state before the step (theta wrapped, u clipped to the limits)."""
+        th, thd = wrap_angle(x[0]), x[1]
+        u = np.clip(u[0], self.u_low[0], self.u_high[0])
+        return -float(th ** 2 + 0.1 * thd ** 2 + 0.001 * u ** 2)
 
     def upright(self, x, tol=0.1):
         """``|wrap(theta)| <= tol``, for states (..., 2); bool, shape ``x.shape[:-1]``."""

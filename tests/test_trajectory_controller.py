@@ -113,12 +113,15 @@ def test_trained_controller_is_an_ordinary_network(rng, tmp_path):
     ctrl.save(tmp_path / "ctrl.npz")
     loaded = cp.load(tmp_path / "ctrl.npz")
     x0, g = np.array([0.5, 0.0]), np.array([-0.5, 0.0])
-    S1, U1 = cp.closed_loop(ctrl, model, x0, 60, goal=g)
-    S2, U2 = cp.closed_loop(loaded, lambda x, u: A @ x + B @ u, x0, 60, goal=g)
+    r1 = cp.closed_loop(ctrl, model, x0, 60, goal=g)
+    S1, U1 = r1.states, r1.controls
+    r2 = cp.closed_loop(loaded, lambda x, u: A @ x + B @ u, x0, 60, goal=g)
+    S2, U2 = r2.states, r2.controls
     np.testing.assert_allclose(S1, S2, atol=1e-12)
     assert S1.shape == (61, 2) and U1.shape == (60, 1) and np.all(np.abs(U1) < 3)
     assert abs(S1[-1, 0] - g[0]) < 0.1 * abs(x0[0] - g[0])       # it steers to the goal
-    SB, UB = cp.closed_loop(ctrl, model, X0[:5], 10, goal=goals[:5])
+    rb = cp.closed_loop(ctrl, model, X0[:5], 10, goal=goals[:5])
+    SB, UB = rb.states, rb.controls
     assert SB.shape == (5, 11, 2) and UB.shape == (5, 10, 1)
     np.testing.assert_allclose(SB[:, :, :], res.states[:5, :11], atol=1e-12)
 
@@ -144,7 +147,7 @@ def test_controller_bad_input(rng):
     obj = cp.ControllerObjective(model, cp.Network.mlp([2, 1]), X0, 3)
     with pytest.raises(ValueError, match="3 entries"):
         obj(np.zeros(5))
-    with pytest.raises(TypeError, match="Dynamics model or a callable"):
+    with pytest.raises(TypeError, match="Dynamics model, a callable"):
         cp.closed_loop(cp.Network.mlp([2, 1]), 3, X0[0], 5)
 
 
@@ -155,5 +158,6 @@ def test_closed_loop_checks_what_the_plant_returns():
     with pytest.raises(ValueError, match="step 1: the plant returned NaN or inf"):
         cp.closed_loop(ctrl, lambda x, u: x / 10 if abs(x[0]) > 0.05 else x * np.nan,
                        [0.1, 0.2], 5)
-    S, U = cp.closed_loop(ctrl, lambda x, u: 0.5 * x, [[0.1, 0.2], [1.0, 2.0]], 3)
+    r = cp.closed_loop(ctrl, lambda x, u: 0.5 * x, [[0.1, 0.2], [1.0, 2.0]], 3)
+    S, U = r.states, r.controls
     np.testing.assert_allclose(S[:, -1], 0.125 * np.array([[0.1, 0.2], [1.0, 2.0]]))

@@ -1,12 +1,15 @@
-"""The entry points: training, control optimisation, trajectory optimisation, MPC and
-controller training.  Imports the layers below (core, objectives, solvers)."""
+"""The entry points: training, control optimisation, trajectory optimisation, MPC,
+controller training, and acting in environments (collect, fit_dynamics, learn_and_plan).  Imports the layers below (core, objectives, solvers)."""
 
 from .fit import fit
 from .controls import optimize_controls, ControlResult
 from .trajectory import optimize_trajectory, TrajectoryResult
-from .mpc import mpc, MPCResult, MPCError
-from .controller import train_controller, closed_loop, ControllerResult
+from .mpc import mpc, Planner, MPCResult, MPCError
+from .episodes import collect, evaluate, CollectError
+from .learning import fit_dynamics, learn_and_plan, LearnResult, LearnError
+from .controller import train_controller, closed_loop, ClosedLoopResult, ControllerResult
 
 __all__ = ["fit", "optimize_controls", "ControlResult", "optimize_trajectory",
-           "TrajectoryResult", "mpc", "MPCResult", "MPCError", "train_controller",
-           "closed_loop", "ControllerResult"]
+           "TrajectoryResult", "mpc", "Planner", "MPCResult", "MPCError", "collect", "evaluate",
+           "CollectError", "fit_dynamics", "learn_and_plan", "LearnResult", "LearnError",
+           "train_controller", "closed_loop", "ClosedLoopResult", "ControllerResult"]

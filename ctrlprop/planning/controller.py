@@ -11,6 +11,7 @@ controller at every step) over the controller's weights with a gradient method o
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_state
+from ..core.environment import Environment, is_environment
 from ..core.network import Network
 from ..core.simulation import simulate
 from ..core.threads import blas_threads
@@ -21,7 +22,7 @@ from ..solvers.progress import Progress
 from ..solvers.result import Notifier, Result, warn_unless_success
 from ..solvers.scipy_solve import run_minimize, solver_options
 
-__all__ = ["train_controller", "closed_loop", "ControllerResult", "CONTROLLER_METHODS"]
+__all__ = ["train_controller", "closed_loop", "ClosedLoopResult", "ControllerResult", "CONTROLLER_METHODS"]
 
 CONTROLLER_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP")
 
@@ -98,39 +99,76 @@ def train_controller(model, controller, x0, horizon, cost=None, *, goal=None, ex
     return out
 
 
-def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
-    """Run a controller in closed loop on a model or a plant.
+class ClosedLoopResult(Result):
+    """Result of :func:`closed_loop` (a :class:`~ctrlprop.Result`).
+
+    Attributes
+    ----------
+    states : ndarray, (steps+1, n) or (B, steps+1, n)
+        After a stop (an environment's end of episode) the last state is repeated.
+    x, controls : ndarray, (steps, m) or (B, steps, m)
+        NaN after a stop.
+    steps : int or ndarray of int (B,)
+        Steps taken.
+    rewards : ndarray (steps,) or None
+        An environment's rewards (0 after the end of the episode); None otherwise.
+    episode_return : float or None
+        Their sum.
+    terminated, truncated : bool
+        The environment ended the episode (False for models and plant callables).
+    """
+
+
+def closed_loop(controller, system, x0, steps, *, goal=None, exo=None, seed=None):
+    """Run a controller in closed loop on a model, a plant or an environment.
 
     Parameters
     ----------
     controller : Network
         n inputs (u = c(x)) or 2n inputs (u = c(x, goal)).
-    system : Dynamics or callable
-        A Dynamics model, or a plant ``plant(x, u) -> x_next`` called with the shapes of
-        x0 ((n,) and (m,), or (B, n) and (B, m)).
-    x0 : array_like, shape (n,) or (B, n)
+    system : Dynamics, callable or environment
+        A Dynamics model; a plant ``plant(x, u) -> x_next`` called with the shapes of
+        x0 ((n,) and (m,), or (B, n) and (B, m)); or an object with the gymnasium
+        interface, reset with ``seed`` and run for one episode (at most ``steps``).
+    x0 : array_like, shape (n,) or (B, n), or None
+        None for an environment (it starts from its reset).
     steps : int
     goal : array_like, shape (n,) or (B, n), optional
         Required when the controller reads the goal (2n inputs); refused when it does not.
     exo : array_like, optional
         A Dynamics model's exogenous inputs, (e,) or (steps, e); refused for a model
-        without them and for a plant callable.
+        without them and for a plant.
+    seed : int, optional
+        An environment's reset seed (refused for models and plant callables).
 
     Returns
     -------
-    states : ndarray, (steps+1, n) or (B, steps+1, n)
-    controls : ndarray, (steps, m) or (B, steps, m)
+    ClosedLoopResult
     """
     if not isinstance(controller, Network):
         raise TypeError(f"controller must be a ctrlprop Network, got "
                         f"{type(controller).__name__}")
     K = check_int(steps, "steps", 1)
-    if isinstance(system, Dynamics):
+    env = None
+    if is_environment(system):
+        env = Environment(system, "system")
+        if x0 is not None:
+            raise ValueError("an environment starts from its own reset(seed=...): pass "
+                             "x0=None (and seed=) for an environment system")
+        if exo is not None:
+            raise ValueError("exo is for a Dynamics model's exogenous inputs; an "
+                             "environment takes none")
+        x0 = env.reset(seed)
+        n = env.n_obs
+    elif seed is not None:
+        raise ValueError("seed= resets an environment; a model or plant starts from x0")
+    elif isinstance(system, Dynamics):
         n = system.n_states
     elif callable(system):
         n = None
     else:
-        raise TypeError(f"system must be a Dynamics model or a callable plant(x, u), got "
+        raise TypeError(f"system must be a Dynamics model, a callable plant(x, u) or an "
+                        f"environment with the gymnasium interface, got "
                         f"{type(system).__name__}")
     X = as_float(x0, "x0")
     batched = X.ndim == 2
@@ -153,11 +191,27 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
         raise ValueError(f"the controller reads the goal ({2 * n} inputs for the {n} states "
                          f"of x0): pass goal= as ({n},) or ({B}, {n})")
     G = check_goals(goal, n, B, reads_goal)
-    if isinstance(system, Dynamics):
+    ended = [False, False]
+    rewards = []
+    if env is not None:
+        if env.n_act != m:
+            raise ValueError(f"the controller has {m} outputs but the environment takes "
+                             f"{env.n_act} actions")
+
+        def step(Xa, Ua, t):
+            x_next, r, term, trunc = env.step(env.action(Ua[0]), t)
+            rewards.append(r)
+            ended[:] = term, trunc
+            return x_next[None]
+
+        def stop(Xs):
+            return np.full(Xs.shape[0], any(ended))
+    elif isinstance(system, Dynamics):
         if system.n_controls != m:
             raise ValueError(f"the controller has {m} outputs but the model takes "
                              f"{system.n_controls} controls")
         E = system.check_exo(exo, K, 1)
+        stop = None
 
         def step(Xa, Ua, t):
             return system.step(Xa, Ua, None if E is None else E[min(t, E.shape[0] - 1), :, 0])
@@ -166,6 +220,7 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
                          "takes none (close over them in the plant instead)")
     else:
         want = (B, n) if batched else (n,)
+        stop = None
 
         def step(Xa, Ua, t):
             out = system(Xa if batched else Xa[0], Ua if batched else Ua[0])
@@ -174,5 +229,14 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None):
     def policy(Xs):
         return controller.forward(Xs if G is None else np.hstack([Xs, G]))
 
-    S, U, _, _ = simulate(step, policy, X, K, m, name="the controller")
-    return (S, U) if batched else (S[0], U[0])
+    S, U, taken, _ = simulate(step, policy, X, K, m, stop=stop, name="the controller")
+    out = ClosedLoopResult(states=S if batched else S[0], controls=U if batched else U[0],
+                           steps=taken if batched else int(taken[0]), rewards=None,
+                           episode_return=None, terminated=bool(ended[0]),
+                           truncated=bool(ended[1]))
+    out.x = out.controls
+    if env is not None:
+        R = np.zeros(K)
+        R[:len(rewards)] = rewards
+        out.rewards, out.episode_return = R, float(R.sum())
+    return out

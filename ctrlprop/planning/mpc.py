@@ -2,9 +2,13 @@
 
 At step k, from the measured state x_k, the controls of the next ``horizon`` steps are
 optimized through the learned model (warm-started from the previous plan shifted by one
-step, its last control repeated), the first control is applied to the true plant, and the
-plant's next state is measured.  The model's one-step prediction is kept next to what the
-plant did, so model error is visible.
+step, its last control repeated), the first control is applied to the true system, and
+its next state is measured.  The model's one-step prediction is kept next to what the
+system did, so model error is visible.
+
+:class:`Planner` is one such controller, stateful over an episode (``reset``, then one
+``plan`` or call per step); :func:`mpc` runs it in closed loop on a plant callable or on
+an environment with the gymnasium interface (:mod:`ctrlprop.core.environment`).
 """
 
 import time
@@ -12,6 +16,7 @@ import time
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_state
+from ..core.environment import Environment, is_environment
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
@@ -21,7 +26,7 @@ from ..solvers.result import CALLBACK, CONVERGED, Notifier, Result
 from ..solvers.scipy_solve import solver_options
 from .trajectory import check_controls_start, solve_once, trajectory_bounds
 
-__all__ = ["mpc", "MPCResult", "MPCError", "MPC_METHODS"]
+__all__ = ["mpc", "Planner", "MPCResult", "MPCError", "MPC_METHODS"]
 
 MPC_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
                "trust-krylov", "trust-constr", "lm", "trf", "dogbox")
@@ -33,9 +38,10 @@ class MPCResult(Result):
     Attributes
     ----------
     x, controls : ndarray, (K, m)
-        Controls applied (K = steps completed; ``x`` is ``controls``).
+        Controls applied (K = steps completed; ``x`` is ``controls``).  For an
+        environment: the actions as sent (in the action space's dtype, as float64).
     states : ndarray, (K+1, n)
-        Measured plant states x_0 .. x_K.
+        Measured states x_0 .. x_K (an environment's observations).
     fun : float
         The cost J of the executed trajectory (the same cost, horizon K; a goal
         trajectory is read at times 1..K).
@@ -46,16 +52,23 @@ class MPCResult(Result):
     plans : ndarray, (K, horizon, m)
         The optimized control sequence at every step.
     time_per_step : ndarray, (K,)
-        Seconds spent optimizing at each step (the plant call excluded).
+        Seconds spent optimizing at each step (the system's step excluded).
+    rewards : ndarray (K,) or None
+        The environment's rewards (None for a plant callable).
+    episode_return : float or None
+        Their sum (None for a plant callable).
+    terminated, truncated : bool
+        The environment ended the episode (always False for a plant callable).
     history : dict of (K,) arrays
         Per step: ``"fun"`` (the predicted cost of the plan), ``"nit"``, ``"nfev"``,
         ``"status"`` of the step's solve, ``"time"`` (= time_per_step).
     nit, nfev : int
         Solver iterations and evaluations over all steps.
     success : bool
-        Every step ran.  A step's solve that stops at ``maxiter`` is MPC working as
-        designed (its plan is applied); per-step codes are in ``history["status"]`` and
-        the message counts the steps whose solve did not converge.
+        Every step ran (until ``steps`` or the environment's end of the episode).  A
+        step's solve that stops at ``maxiter`` is MPC working as designed (its plan is
+        applied); per-step codes are in ``history["status"]`` and the message counts the
+        steps whose solve did not converge.
     status : int
         CONVERGED (0) when every step ran, CALLBACK (2) when the callback stopped the
         loop.
@@ -66,8 +79,8 @@ class MPCResult(Result):
 
 
 class MPCError(ValueError):
-    """The MPC loop stopped on a bad plant output; ``.result`` holds what was done so far
-    (an :class:`MPCResult` over the completed steps)."""
+    """The MPC loop stopped on a bad plant or environment output; ``.result`` holds what
+    was done so far (an :class:`MPCResult` over the completed steps)."""
 
     def __init__(self, message, result):
         super().__init__(message)
@@ -83,21 +96,161 @@ def _absolute(a, need, name, width):
     return a
 
 
-def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, method=None,
-        maxiter=20, options=None, callback=None, progress=False, exo=None):
-    """Receding-horizon control of a plant through a learned model.
+class Planner:
+    """A receding-horizon controller through a model: at every call, optimize the next
+    ``horizon`` controls from the given state and return the first.
 
     Parameters
     ----------
     model : Dynamics
         The (learned) model used for planning.
-    plant : callable
-        ``plant(x, u) -> x_next``: the true system, one state (n,) and control (m,) at a
-        time.  Its output must be a finite (n,) array.
-    x0 : array_like, shape (n,)
-        The plant's initial state.
+    horizon : int
+        Planning horizon H >= 1.
+    cost : TrajectoryCost or dict, optional
+        The planning cost over the horizon.  A goal given as a trajectory (N, n) is a
+        reference over absolute times 1..N of the episode: the plan at step k sees its
+        entries k+1 .. k+H.
+    bounds : optional
+        Control limits in any form of :func:`ctrlprop.core.checks.parse_bounds`, the same
+        at every step (scalars or (m,) per control).
+    method : str, optional
+        Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; one of
+        ``MPC_METHODS``).
+    maxiter : int
+        Iteration limit of every step's solve (default 20).
+    options : dict, optional
+        Further solver options (no iteration limits: use maxiter).
+    exo : array_like, optional
+        The model's exogenous inputs: (e,) constant, or (N, e) over absolute times 0..N-1.
+    u0 : array_like, shape (H, m), optional
+        The first plan's initial controls (default as in :func:`optimize_trajectory`).
+
+    Notes
+    -----
+    ``planner(x)`` returns the control (m,) for state x; :meth:`plan` returns it with the
+    step's record.  :meth:`reset` starts a new episode (absolute time 0, the first plan
+    from ``u0``); :func:`ctrlprop.collect` calls it at every episode start.  The plan is
+    warm-started from the previous one shifted by a step.  BLAS runs on one thread inside
+    each call (the small products of a rollout are fastest that way).
+    """
+
+    def __init__(self, model, horizon, cost=None, *, bounds=None, method=None, maxiter=20,
+                 options=None, exo=None, u0=None):
+        check_model(model)
+        self.model = model
+        self.horizon = H = check_horizon(horizon)
+        self.method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
+        self.options, self.maxiter = solver_options(options, maxiter, 20, least=1)
+        n, m = model.n_states, model.n_controls
+        lo, hi = trajectory_bounds(bounds, H, m)
+        if not (np.all(lo == lo[:1]) and np.all(hi == hi[:1])):
+            raise ValueError("mpc bounds must be the same at every step (scalars or (m,) "
+                             "per control): the horizon slides over absolute time")
+        self.lo, self.hi = lo, hi
+        self.u0 = check_controls_start(model, u0, lo, hi, H, 1)[0]
+        self.cost = cost = as_cost(cost)
+        goal = cost.goal
+        if goal is not None and goal.ndim == 3:
+            raise ValueError("mpc plans one trajectory: the goal must be a state (n,) or a "
+                             "reference trajectory (N, n)")
+        if goal is not None and goal.shape[-1] != n:
+            raise ValueError(f"the goal must have {n} entries per state (the model has {n} "
+                             f"states), got shape {goal.shape}")
+        self.goal_seq = goal is not None and goal.ndim == 2
+        self.exo_seq, exo0 = None, exo
+        if exo is not None:
+            E = as_float(exo, "exo")
+            if E.ndim not in (1, 2):
+                e = model.n_exo
+                raise ValueError(f"mpc drives one system over absolute time: exo must be "
+                                 f"({e},) (constant) or (N, {e}) over times 0..N-1, got "
+                                 f"shape {E.shape}")
+            if E.ndim == 2:
+                self.exo_seq = E
+                exo0 = _absolute(E, H, "exo", model.n_exo)[:H]
+        if self.goal_seq:
+            _absolute(goal, H, "goal", n)
+        self.obj = TrajectoryObjective(model, np.zeros(n), H,
+                                       cost.with_goal(goal[:H]) if self.goal_seq else cost,
+                                       exo0)
+        self.reset()
+
+    def covers(self, steps):
+        """Raise unless the goal and exo sequences cover ``steps`` steps of an episode."""
+        need = steps + self.horizon - 1
+        if self.goal_seq:
+            _absolute(self.cost.goal, need, "goal", self.model.n_states)
+        if self.exo_seq is not None:
+            _absolute(self.exo_seq, need, "exo", self.model.n_exo)
+
+    def reset(self):
+        """Start a new episode: absolute time 0, the next plan from ``u0``."""
+        self.k = 0
+        self.U = self.u0.copy()
+
+    def plan(self, x):
+        """Optimize the plan from state ``x`` (n,) at the current time and advance it.
+
+        Returns
+        -------
+        Result
+            ``x`` (the control to apply, (m,)), ``plan`` (H, m), ``predicted`` (the
+            model's x_{k+1}), ``fun`` (the plan's predicted cost), ``nit``, ``nfev``,
+            ``status`` of the solve, ``time`` (seconds), ``step`` (k).
+        """
+        t0 = time.perf_counter()
+        k, H, obj = self.k, self.horizon, self.obj
+        x = check_state(x, (self.model.n_states,), "the planner's state")
+        if self.goal_seq:
+            self.covers(k + 1)
+        if self.exo_seq is not None:
+            _absolute(self.exo_seq, k + H, "exo", self.model.n_exo)
+        with blas_threads(1):
+            obj.set_x0(x)
+            U = self.U
+            if k:
+                if self.goal_seq:
+                    obj.set_cost(self.cost.with_goal(self.cost.goal[k:k + H]))
+                if self.exo_seq is not None:
+                    obj.set_exo(self.exo_seq[k:k + H])
+                U = np.clip(np.concatenate([U[1:], U[-1:]]), self.lo, self.hi)  # shift
+            res = solve_once(obj, U.reshape(-1), self.method, (self.lo, self.hi),
+                             self.maxiter, self.options, Notifier(None), None)
+            self.U = U = res.x.reshape(H, self.model.n_controls)
+            pred = obj.states(res.x)[1]
+            fun = obj.value(res.x)
+        self.k = k + 1
+        return Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun),
+                      nit=int(res.nit), nfev=int(res.nfev), status=int(res.status),
+                      time=time.perf_counter() - t0, step=k)
+
+    def __call__(self, x):
+        """The control (m,) to apply at state x (n,) (see :meth:`plan`)."""
+        return self.plan(x).x
+
+    def __repr__(self):
+        return (f"Planner(horizon={self.horizon}, method={self.method.name!r}, "
+                f"maxiter={self.maxiter}, model={self.model!r})")
+
+
+def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, method=None,
+        maxiter=20, options=None, callback=None, progress=False, exo=None, seed=None):
+    """Receding-horizon control of a plant or environment through a learned model.
+
+    Parameters
+    ----------
+    model : Dynamics
+        The (learned) model used for planning.
+    plant : callable or environment
+        The true system: ``plant(x, u) -> x_next``, one state (n,) and control (m,) at a
+        time, returning a finite (n,) array; or an object with the gymnasium interface
+        (``reset``, ``step``, Box ``action_space``/``observation_space``), whose
+        observations are the model's states: it is reset with ``seed``, its rewards are
+        recorded, and the loop ends early when it terminates or truncates the episode.
+    x0 : array_like, shape (n,), or None
+        The plant's initial state; None for an environment (it starts from ``reset``).
     steps : int
-        Number of closed-loop steps K >= 1.
+        Number of closed-loop steps K >= 1 (at most, for an environment).
     horizon : int
         Planning horizon H >= 1.
     cost : TrajectoryCost or dict, optional
@@ -109,7 +262,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     bounds : optional
         Control limits in any form of :func:`ctrlprop.core.checks.parse_bounds`
         (scalars or (m,) per control: the same limits at every step), enforced on
-        every plan.
+        every plan.  For an environment the default is its action space's box.
     method : str, optional
         Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; not batch-lbfgs).
     maxiter : int
@@ -121,12 +274,15 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
         ``callback(intermediate_result)`` after every step, with a Result holding ``x``
         (the control applied), ``fun`` (the plan's predicted cost), ``nit`` (the step's
         solver iterations), ``step`` (k), ``state`` (the measured x_{k+1}) and ``plan``
-        (H, m).  Returning True or raising StopIteration stops the loop.
+        (H, m), and ``reward`` for an environment.  Returning True or raising
+        StopIteration stops the loop.
     progress : bool
         Show a progress line over the steps (needs tqdm).
     exo : array_like, optional
         The model's exogenous inputs: (e,) constant, or (N, e) over absolute times
         0..N-1 with N >= steps + horizon - 1.
+    seed : int, optional
+        The environment's reset seed (refused for a plant callable).
 
     Returns
     -------
@@ -135,98 +291,88 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     Raises
     ------
     MPCError
-        When the plant returns an array of the wrong shape or with NaN/inf; the error's
-        ``result`` attribute holds the closed-loop record up to that step.
+        When the plant returns an array of the wrong shape or with NaN/inf (or an
+        environment a bad observation or reward); the error's ``result`` attribute holds
+        the closed-loop record up to that step.
 
     """
     check_model(model)
-    if not callable(plant):
-        raise TypeError(f"plant must be callable as plant(x, u) -> x_next, "
-                        f"got {type(plant).__name__}")
-    H = check_horizon(horizon)
+    env = None
+    if is_environment(plant):
+        env = Environment(plant, "plant")
+        if x0 is not None:
+            raise ValueError("an environment starts from its own reset(seed=...): pass "
+                             "x0=None (and seed=) for an environment plant")
+        if (env.n_obs, env.n_act) != (model.n_states, model.n_controls):
+            raise ValueError(f"the environment has {env.n_obs} observations and {env.n_act} "
+                             f"actions, the model {model.n_states} states and "
+                             f"{model.n_controls} controls")
+        if bounds is None and env.bounded:
+            bounds = [(a, b) for a, b in zip(env.low, env.high)]
+    elif not callable(plant):
+        raise TypeError(f"plant must be callable as plant(x, u) -> x_next or an environment "
+                        f"with the gymnasium interface, got {type(plant).__name__}")
+    elif seed is not None:
+        raise ValueError("seed= resets an environment; a plant callable starts from x0")
     K = check_int(steps, "steps", 1)
-    method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
-    options, maxiter = solver_options(options, maxiter, 20, least=1)
+    planner = Planner(model, horizon, cost, bounds=bounds, method=method, maxiter=maxiter,
+                      options=options, exo=exo, u0=u0)
+    planner.covers(K)
     notify = Notifier(callback)
-    X0, batched = model.check_x0(x0)
-    if batched:
-        raise ValueError(f"mpc controls one plant: x0 must have shape ({model.n_states},), "
-                         f"got {np.shape(x0)}")
-    n, m = model.n_states, model.n_controls
-    lo, hi = trajectory_bounds(bounds, H, m)
-    if not (np.all(lo == lo[:1]) and np.all(hi == hi[:1])):
-        raise ValueError("mpc bounds must be the same at every step (scalars or (m,) per "
-                         "control): the horizon slides over absolute time")
-    U = check_controls_start(model, u0, lo, hi, H, 1)[0]
-    cost = as_cost(cost)
-    need = K + H - 1
-    goal = cost.goal
-    if goal is not None and goal.ndim == 3:
-        raise ValueError("mpc plans one trajectory: the goal must be a state (n,) or a "
-                         "reference trajectory (N, n)")
-    goal_seq = goal is not None and goal.ndim == 2
-    if goal_seq:
-        _absolute(goal, need, "goal", n)
-    exo_seq = None
-    if exo is not None:
-        E = as_float(exo, "exo")
-        if E.ndim not in (1, 2):
-            e = model.n_exo
-            raise ValueError(f"mpc drives one plant over absolute time: exo must be ({e},) "
-                             f"(constant) or (N, {e}) over times 0..N-1, got shape {E.shape}")
-        if E.ndim == 2:
-            exo_seq = _absolute(E, need, "exo", model.n_exo)
-
-    obj = TrajectoryObjective(model, X0[0], H,
-                              cost.with_goal(goal[:H]) if goal_seq else cost,
-                              exo_seq[:H] if exo_seq is not None else exo)
-    rec = dict(states=[X0[0].copy()], controls=[], predicted=[], plans=[], fun=[], time=[],
-               nit=[], nfev=[], status=[])
-    x = X0[0].copy()
-    stopped = False
-    quiet = Notifier(None)
-    with Progress(progress, "mpc", K, unit="step") as bar, blas_threads(1):
+    n = model.n_states
+    if env is None:
+        X0, batched = model.check_x0(x0)
+        if batched:
+            raise ValueError(f"mpc controls one plant: x0 must have shape ({n},), "
+                             f"got {np.shape(x0)}")
+        x = X0[0].copy()
+    else:
+        x = env.reset(seed)
+    rec = dict(states=[x.copy()], controls=[], predicted=[], plans=[], fun=[], time=[],
+               nit=[], nfev=[], status=[], rewards=[])
+    stopped, ended = False, (False, False)
+    parts = (rec, model, planner, env)
+    with Progress(progress, "mpc", K, unit="step") as bar:
         for k in range(K):
-            t0 = time.perf_counter()
-            if k:
-                obj.set_x0(x)
-                if goal_seq:
-                    obj.set_cost(cost.with_goal(goal[k:k + H]))
-                if exo_seq is not None:
-                    obj.set_exo(exo_seq[k:k + H])
-                U = np.clip(np.concatenate([U[1:], U[-1:]]), lo, hi)   # warm start: shift
-            res = solve_once(obj, U.reshape(-1), method, (lo, hi), maxiter, options, quiet,
-                             None)
-            U = res.x.reshape(H, m)
-            pred = obj.states(res.x)[1]
-            rec["time"].append(time.perf_counter() - t0)
-            rec["fun"].append(obj.value(res.x))
-            rec["plans"].append(U.copy())
-            rec["nit"].append(int(res.nit))
-            rec["nfev"].append(int(res.nfev))
-            rec["status"].append(int(res.status))
-            u_k = U[0].copy()
+            step = planner.plan(x)
+            for key in ("fun", "time", "nit", "nfev", "status"):
+                rec[key].append(getattr(step, key))
+            rec["plans"].append(step.plan)
+            u_k = step.x
             try:
-                x_next = check_state(plant(x.copy(), u_k.copy()), (n,), f"step {k}: the plant")
+                if env is None:
+                    x_next = check_state(plant(x.copy(), u_k.copy()), (n,),
+                                         f"step {k}: the plant")
+                else:
+                    a = env.action(u_k)
+                    x_next, r, term, trunc = env.step(a, k)
+                    u_k = a.astype(np.float64)
             except ValueError as e:
-                raise MPCError(str(e), _result(rec, model, cost, goal_seq,
-                                               f"stopped at step {k}: {e}", False,
-                                               method.name)) from None
+                raise MPCError(str(e), _result(*parts, f"stopped at step {k}: {e}", False,
+                                               ended)) from None
             rec["controls"].append(u_k)
-            rec["predicted"].append(pred)
+            rec["predicted"].append(step.predicted)
             rec["states"].append(x_next)
+            extra = {}
+            if env is not None:
+                rec["rewards"].append(r)
+                ended = (term, trunc)
+                extra["reward"] = r
             x = x_next
-            bar.update(fun=rec["fun"][-1])
-            if notify(x=u_k.copy(), fun=rec["fun"][-1], nit=rec["nit"][-1], step=k,
-                      state=x.copy(), plan=U.copy()):
+            bar.update(fun=step.fun)
+            if notify(x=u_k.copy(), fun=step.fun, nit=step.nit, step=k, state=x.copy(),
+                      plan=step.plan.copy(), **extra):
                 stopped = True
                 break
-    return _result(rec, model, cost, goal_seq, None, stopped, method.name)
+            if any(ended):
+                break
+    return _result(*parts, None, stopped, ended)
 
 
-def _result(rec, model, cost, goal_seq, message, stopped, method):
+def _result(rec, model, planner, env, message, stopped, ended):
     """Assemble the MPCResult from the per-step records."""
     n, m = model.n_states, model.n_controls
+    cost = planner.cost
     K = len(rec["controls"])
     S = np.array(rec["states"]).reshape(K + 1, n)
     Uc = np.array(rec["controls"]).reshape(K, m)
@@ -238,18 +384,27 @@ def _result(rec, model, cost, goal_seq, message, stopped, method):
         status, msg = CALLBACK, f"stopped by the callback after step {K - 1}"
     else:
         status, msg = CONVERGED, f"completed {K} steps"
+        if ended[0]:
+            msg += " (the environment terminated the episode)"
+        elif ended[1]:
+            msg += " (the environment truncated the episode)"
     if bad:
         msg += f"; {bad} of {K} step solves stopped before converging (the per-step maxiter)"
     if message is not None:
         msg = message
+    rewards = None if env is None else np.array(rec["rewards"][:K], dtype=float)
     r = MPCResult(x=Uc, controls=Uc, states=S, predicted=P,
                   prediction_error=np.linalg.norm(S[1:] - P, axis=1),
-                  plans=np.array(rec["plans"][:K]), time_per_step=hist["time"],
-                  history=hist, nit=int(hist["nit"].sum()), nfev=int(hist["nfev"].sum()),
+                  plans=np.array(rec["plans"][:K]).reshape(K, planner.horizon, m),
+                  time_per_step=hist["time"], history=hist, nit=int(hist["nit"].sum()),
+                  nfev=int(hist["nfev"].sum()),
                   success=bool(status == CONVERGED and message is None), status=status,
-                  message=msg, steps_done=K, fun=np.nan, method=method)
+                  message=msg, steps_done=K, fun=np.nan, method=planner.method.name,
+                  rewards=rewards,
+                  episode_return=None if rewards is None else float(rewards.sum()),
+                  terminated=bool(ended[0]), truncated=bool(ended[1]))
     if K:
-        c = cost.with_goal(cost.goal[:K]) if goal_seq else cost
+        c = cost.with_goal(cost.goal[:K]) if planner.goal_seq else cost
         vals, _, _ = c.bind(n, m, K, 1).evaluate(S[:, :, None], Uc[:, :, None])
         r.fun = float(vals[0])
     return r

@@ -1,0 +1,246 @@
+"""Acting in an environment: recording transitions (:func:`collect`) and scoring a policy
+(:func:`evaluate`), over the one episode loop of this module.
+
+A *policy* is any of
+
+* ``None``: actions drawn uniformly from the action space's box;
+* a :class:`~ctrlprop.Network` controller with n_obs inputs and n_act outputs
+  (``u = c(obs)``);
+* a :class:`~ctrlprop.Planner` (receding-horizon control through a model), reset at
+  every episode start;
+* any callable ``policy(obs) -> action``; when it has a ``reset()`` method, that is called
+  at every episode start.
+
+Episode ``i`` of a run seeded by ``seed`` is reset with a seed derived from ``(seed, i)``
+(:func:`ctrlprop.core.environment.episode_seed`) and random actions in it come from a
+generator seeded the same way, so an episode does not depend on how many came before it.
+"""
+
+import numpy as np
+
+from ..core.checks import as_float, check_int
+from ..core.environment import Environment, episode_seed
+from ..core.network import Network
+from ..core.transitions import Transitions
+from ..solvers.progress import Progress
+from ..solvers.result import Result
+
+__all__ = ["collect", "evaluate", "CollectError", "as_policy"]
+
+
+class CollectError(RuntimeError):
+    """Acting in the environment failed part-way; ``.data`` holds every transition
+    recorded before the failure (a :class:`~ctrlprop.Transitions`)."""
+
+    def __init__(self, message, data):
+        super().__init__(message)
+        self.data = data
+
+
+class _Uniform:
+    """Uniform random actions in a bounded box, reseeded per episode."""
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+        self.rng = None
+
+    def reset(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs):
+        return self.rng.uniform(self.low, self.high)
+
+
+class _Controller:
+    """A Network controller u = c(obs)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def reset(self, seed):
+        pass
+
+    def __call__(self, obs):
+        return self.net.forward(obs)
+
+
+class _Callable:
+    """A user's policy(obs), with its reset() called at episode starts if it has one."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def reset(self, seed):
+        r = getattr(self.f, "reset", None)
+        if callable(r):
+            r()
+
+    def __call__(self, obs):
+        return self.f(obs)
+
+
+def as_policy(policy, env):
+    """A policy (see the module docstring) as an object with ``reset(seed)`` and
+    ``__call__(obs)``, checked against the Environment ``env``."""
+    if policy is None:
+        if not env.bounded:
+            raise ValueError(f"random actions need a bounded action space; {env.name} has "
+                             f"low={env.low}, high={env.high}: pass a policy")
+        return _Uniform(env.low, env.high)
+    if isinstance(policy, Network):
+        if (policy.n_inputs, policy.n_outputs) != (env.n_obs, env.n_act):
+            raise ValueError(f"a controller network needs {env.n_obs} inputs (observations) "
+                             f"and {env.n_act} outputs (actions), got "
+                             f"{policy.n_inputs} and {policy.n_outputs}")
+        return _Controller(policy)
+    if callable(policy):
+        return _Callable(policy)
+    raise TypeError(f"policy must be None (random), a Network controller, a Planner or a "
+                    f"callable policy(obs) -> action, got {type(policy).__name__}")
+
+
+def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=None,
+            first_episode=0):
+    """Run episodes until ``steps`` transitions or ``episodes`` episodes; the Transitions,
+    and the error that stopped the run (None when it completed)."""
+    n, m = env.n_obs, env.n_act
+    cols = {k: [] for k in ("obs", "actions", "next_obs", "rewards", "terminated",
+                            "truncated", "episode")}
+    total, i, error = 0, first_episode, None
+    try:
+        while (steps is None or total < steps) and \
+                (episodes is None or i < first_episode + episodes):
+            s = episode_seed(seed, i)
+            obs = env.reset(s)
+            pol.reset(s)
+            t = 0
+            while True:
+                a = env.action(as_float(pol(obs.copy()), "the policy's action"))
+                nxt, r, term, trunc = env.step(a, t)
+                t += 1
+                total += 1
+                cut = episode_steps is not None and t >= episode_steps
+                last = steps is not None and total >= steps
+                for k, v in (("obs", obs), ("actions", a.astype(np.float64)),
+                             ("next_obs", nxt), ("rewards", r), ("terminated", term),
+                             ("truncated", trunc or (cut and not term)), ("episode", i)):
+                    cols[k].append(v)
+                if bar is not None:
+                    bar.update(1)
+                obs = nxt
+                if term or trunc or cut or last:
+                    break
+            i += 1
+    except Exception as e:             # keep what was recorded; the caller re-raises
+        error = e
+    if not cols["obs"]:
+        data = Transitions.empty(n, m)
+    else:
+        data = Transitions(np.array(cols["obs"]).reshape(-1, n),
+                           np.array(cols["actions"]).reshape(-1, m),
+                           np.array(cols["next_obs"]).reshape(-1, n),
+                           np.array(cols["rewards"], dtype=float),
+                           np.array(cols["terminated"], dtype=bool),
+                           np.array(cols["truncated"], dtype=bool),
+                           np.array(cols["episode"], dtype=np.int64))
+    return data, error
+
+
+def _raise(error, data, what):
+    """Re-raise a failure of the loop as a CollectError carrying the data."""
+    raise CollectError(f"{what} stopped after {len(data)} transitions "
+                       f"({type(error).__name__}: {error}); the error's .data holds them",
+                       data) from error
+
+
+def collect(env, steps, policy=None, seed=0, *, episode_steps=None, progress=False):
+    """Record ``steps`` transitions of ``policy`` acting in ``env``.
+
+    Parameters
+    ----------
+    env : environment
+        An object with the gymnasium interface (gymnasium's environments, or a built-in
+        plant's :meth:`~ctrlprop.plants.Plant.env`).
+    steps : int
+        Number of transitions N >= 1 (episodes are run one after another; the last one
+        stops at N).
+    policy : None, Network, Planner or callable, optional
+        See :mod:`ctrlprop.planning.episodes`; None is uniform random in the action
+        space.
+    seed : int
+        Seeds every episode's reset and the random actions (per episode).
+    episode_steps : int, optional
+        End an episode after this many steps (its last row is marked ``truncated``);
+        default: when the environment ends it.
+    progress : bool
+        Show a progress line over the steps (needs tqdm).
+
+    Returns
+    -------
+    Transitions
+        N rows; episodes are numbered 0, 1, ...
+
+    Raises
+    ------
+    CollectError
+        When the environment or the policy fails part-way; its ``data`` attribute holds
+        the transitions recorded until then.
+    """
+    env = Environment(env)
+    N = check_int(steps, "steps", 1)
+    check_int(seed, "seed", 0)
+    E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    pol = as_policy(policy, env)
+    with Progress(progress, "collect", N, unit="step") as bar:
+        data, error = _record(env, pol, seed, steps=N, episode_steps=E,
+                              bar=bar if bar.bar is not None else None)
+    if error is not None:
+        _raise(error, data, "collect")
+    return data
+
+
+def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=False):
+    """Score ``policy`` on ``episodes`` whole episodes of ``env``.
+
+    Parameters
+    ----------
+    env : environment
+    policy : None, Network, Planner or callable
+        As for :func:`collect`.
+    episodes : int
+        Number of episodes E >= 1.
+    seed : int
+        Episode i is reset with the seed derived from ``(seed, i)``.
+    episode_steps : int, optional
+        Cut every episode after this many steps (default: the environment ends it).
+    progress : bool
+
+    Returns
+    -------
+    Result
+        ``returns`` (E,) (sum of rewards per episode), ``lengths`` (E,) (steps),
+        ``mean_return``, ``std_return``, ``terminated`` (E,) (the episode ended by
+        termination rather than truncation), ``data`` (the Transitions).
+
+    Raises
+    ------
+    CollectError
+        As :func:`collect`.
+    """
+    env = Environment(env)
+    n_ep = check_int(episodes, "episodes", 1)
+    check_int(seed, "seed", 0)
+    E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    pol = as_policy(policy, env)
+    with Progress(progress, "evaluate", n_ep, unit="episode") as bar:
+        data, error = _record(env, pol, seed, episodes=n_ep, episode_steps=E)
+        bar.update(n_ep)
+    if error is not None:
+        _raise(error, data, "evaluate")
+    ids = data.episode_ids()
+    lengths = np.array([(data.episode == i).sum() for i in ids])
+    ends = np.cumsum(lengths) - 1
+    returns = data.returns()
+    return Result(returns=returns, lengths=lengths, mean_return=float(returns.mean()),
+                  std_return=float(returns.std()), terminated=data.terminated[ends].copy(),
+                  data=data)

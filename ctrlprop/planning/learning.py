@@ -1,0 +1,413 @@
+"""Learning a model from interaction and planning through it.
+
+:func:`fit_dynamics` trains a :class:`~ctrlprop.Dynamics` on recorded
+:class:`~ctrlprop.Transitions` and measures it on held-out episodes;
+:func:`learn_and_plan` runs the loop of model-based control: random warm-up data, then
+repeatedly fit (warm-started) -> act with MPC through the model -> append the data, with
+evaluation episodes after every fit.
+"""
+
+import copy
+import time
+import warnings
+
+import numpy as np
+
+from ..core.checks import as_list, check_int, check_nonneg
+from ..core.environment import Environment
+from ..core.network import Network
+from ..core.transitions import Transitions
+from ..objectives.trajectory import Dynamics
+from ..solvers.progress import Progress
+from ..solvers.result import (CALLBACK, CONVERGED, FAILED, ConvergenceWarning, Notifier,
+                              Result)
+from .episodes import CollectError, collect, evaluate
+from .fit import fit
+from .mpc import Planner
+
+__all__ = ["fit_dynamics", "learn_and_plan", "LearnResult", "LearnError"]
+
+
+# ---------------------------------------------------------------- fit_dynamics
+def _split(data, validation, rng):
+    """(train rows, validation rows) as boolean masks: whole episodes held out (at least
+    one when there are two or more), or the last rows of a single episode."""
+    N = len(data)
+    if validation == 0:
+        return np.ones(N, bool), np.zeros(N, bool)
+    ids = data.episode_ids()
+    if ids.size >= 2:
+        k = min(max(1, int(round(validation * ids.size))), ids.size - 1)
+        held = rng.choice(ids, k, replace=False)
+        val = np.isin(data.episode, held)
+    else:
+        cut = N - max(1, int(round(validation * N)))
+        val = np.arange(N) >= cut
+    return ~val, val
+
+
+def _windows(data, rows, H):
+    """Open-loop windows of H steps inside held-out episodes: starts (W,), from rows."""
+    idx = np.flatnonzero(rows)
+    starts = []
+    for e in np.unique(data.episode[idx]):
+        r = idx[data.episode[idx] == e]
+        # contiguous rows of one episode; a window may not cross a row gap
+        for s in range(0, r.size - H + 1):
+            if r[s + H - 1] - r[s] == H - 1:
+                starts.append(r[s])
+    return np.array(starts, dtype=int)
+
+
+def prediction_errors(model, data, rows=None, horizon=10):
+    """One-step and open-loop multi-step prediction errors of ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : Dynamics
+    data : Transitions
+    rows : bool array (N,), optional
+        The rows to measure on (default all).
+    horizon : int
+        Open-loop horizon H: from every row where H consecutive steps of one episode
+        follow, the model is rolled out on the recorded actions and compared with the
+        recorded observations.
+
+    Returns
+    -------
+    Result
+        ``one_step_rmse`` (n,) per state, ``multi_step_rmse`` (H, n) per step ahead and
+        state (NaN when no window fits), ``windows`` (how many), ``rows``.
+    """
+    rows = np.ones(len(data), bool) if rows is None else rows
+    X = np.hstack([data.obs[rows], data.actions[rows]])
+    n = model.n_states
+    pred = model.step(X[:, :n], X[:, n:]) if X.shape[0] else np.empty((0, n))
+    one = np.sqrt(np.mean((pred - data.next_obs[rows]) ** 2, axis=0))
+    H = check_int(horizon, "horizon", 1)
+    starts = _windows(data, rows, H)
+    if starts.size:
+        U = data.actions[starts[:, None] + np.arange(H)]            # (W, H, m)
+        S = model.rollout(data.obs[starts], U)                       # (W, H+1, n)
+        truth = data.next_obs[starts[:, None] + np.arange(H)]        # (W, H, n)
+        multi = np.sqrt(np.mean((S[:, 1:] - truth) ** 2, axis=0))
+    else:
+        multi = np.full((H, n), np.nan)
+    return Result(one_step_rmse=one, multi_step_rmse=multi, windows=int(starts.size),
+                  rows=int(rows.sum()))
+
+
+def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="tanh",
+                 method=None, maxiter=None, options=None, l2=0.0, validation=0.2,
+                 patience=20, horizon=10, seed=0, callback=None, progress=False):
+    """Train a dynamics model ``obs_{t+1} = F(obs_t, action_t)`` on recorded transitions.
+
+    Parameters
+    ----------
+    data : Transitions
+    hidden : sequence of int
+        Hidden layer sizes of a new model (ignored with ``model``).
+    residual : bool
+        A new model predicts the increment ``obs_{t+1} - obs_t`` (ignored with ``model``:
+        its own setting is kept).
+    model : Dynamics, optional
+        Warm start: train a copy of this model from its weights, keeping its scaling
+        (so the warm start is exact).  It is not modified.
+    transfer : str
+        Hidden transfer function of a new model.
+    method, maxiter, options, l2, patience, callback, progress
+        As for :func:`ctrlprop.fit` (default L-BFGS-B, 1000 iterations).
+    validation : float
+        Fraction of episodes held out (at least one of two or more; the last rows when
+        the data is a single episode), in [0, 1).  The fit keeps the weights of lowest
+        validation loss and stops after ``patience`` iterations without improvement.
+    horizon : int
+        Steps of the open-loop prediction error measured on the held-out episodes.
+    seed : int
+        Seeds the new model's weights and the choice of held-out episodes.
+
+    Returns
+    -------
+    Dynamics
+        The trained model.  Its ``report`` attribute (a Result) holds the fit's
+        ``fit`` result, and, measured on the held-out rows, ``one_step_rmse`` (n,),
+        ``multi_step_rmse`` (H, n) (the error of an open-loop rollout on the recorded
+        actions, per step ahead), ``n_train`` and ``n_validation`` rows.  Errors are in
+        the observations' units.
+    """
+    if not isinstance(data, Transitions):
+        raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect), got "
+                        f"{type(data).__name__}")
+    if len(data) < 2:
+        raise ValueError(f"fit_dynamics needs at least 2 transitions, got {len(data)}")
+    v = check_nonneg(validation, "validation")
+    if not v < 1:
+        raise ValueError(f"validation must be a fraction in [0, 1), got {validation}")
+    H = check_int(horizon, "horizon", 1)
+    n, m = data.n_obs, data.n_act
+    if model is None:
+        sizes = [n + m] + [check_int(h, f"hidden[{i}]", 1) for i, h in
+                           enumerate(as_list(hidden, "hidden", "a sequence of layer sizes"))]
+        net = Network.mlp(sizes + [n], hidden=transfer, seed=seed)
+        dyn = Dynamics(net, n, residual=residual)
+        scale = True
+    else:
+        if not isinstance(model, Dynamics):
+            raise TypeError(f"model must be a Dynamics (a warm start), got "
+                            f"{type(model).__name__}")
+        if (model.n_states, model.n_controls, model.n_exo) != (n, m, 0):
+            raise ValueError(f"the model has {model.n_states} states, {model.n_controls} "
+                             f"controls and {model.n_exo} exogenous inputs; the data "
+                             f"{n} observations and {m} actions")
+        dyn = copy.deepcopy(model)
+        dyn.__dict__.pop("report", None)
+        scale = False
+    train, val = _split(data, v, np.random.default_rng(seed))
+    X, Y = data.training_pairs(dyn.residual)
+    res = fit(dyn.net, X[train], Y[train], method, l2=l2, maxiter=maxiter, options=options,
+              validation=(X[val], Y[val]) if val.any() else None, patience=patience,
+              scale=scale, callback=callback, progress=progress, seed=seed)
+    err = prediction_errors(dyn, data, val if val.any() else train, H)
+    dyn.report = Result(fit=res, one_step_rmse=err.one_step_rmse,
+                        multi_step_rmse=err.multi_step_rmse, n_train=int(train.sum()),
+                        n_validation=int(val.sum()),
+                        measured_on="validation" if val.any() else "training")
+    return dyn
+
+
+# ---------------------------------------------------------------- learn_and_plan
+class LearnResult(Result):
+    """Result of :func:`learn_and_plan` (a :class:`~ctrlprop.Result`).
+
+    Attributes
+    ----------
+    returns : ndarray (I+1,)
+        Mean evaluation return after every fit: after the warm-up's (index 0) and after
+        each of the I iterations.
+    returns_std : ndarray (I+1,)
+    steps : ndarray of int (I+1,)
+        Interaction steps (every environment step of data collection, warm-up included;
+        evaluation episodes are not counted and their data is not trained on) when the
+        model that was evaluated had been fitted.
+    model : Dynamics
+        The last fitted model.
+    data : Transitions
+        Every transition collected.
+    fun : float
+        Minus the last mean evaluation return (the cost the loop lowers).
+    history : dict of (I+1,) arrays
+        ``"fun"`` (minus the mean return), ``"return"``, ``"return_std"``, ``"steps"``,
+        ``"one_step_rmse"`` (the model's held-out one-step error, averaged over states),
+        ``"fit_time"``, ``"act_time"``, ``"eval_time"`` (seconds) and ``"ms_per_step"``
+        (planning milliseconds per environment step during evaluation).
+    evaluations : list of Result
+        Every :func:`ctrlprop.evaluate` result (per-episode returns and lengths).
+    success, status, message, nit (iterations completed)
+    """
+
+
+class LearnError(RuntimeError):
+    """:func:`learn_and_plan` failed part-way; ``.result`` is a :class:`LearnResult` with
+    everything done before the failure: all the data collected, the last model, the
+    returns measured."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
+
+
+def _sub_seed(seed, *keys):
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+class _TimedPlanner:
+    """A planner as a policy that adds up its planning time (for ms per step)."""
+
+    def __init__(self, planner):
+        self.planner, self.total, self.calls = planner, 0.0, 0
+
+    def reset(self):
+        self.planner.reset()
+
+    def __call__(self, obs):
+        step = self.planner.plan(obs)
+        self.total += step.time
+        self.calls += 1
+        return step.x
+
+
+def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20, seed=0, *,
+                   warmup=None, model=None, data=None, fit=None, plan=None,
+                   eval_episodes=10, episode_steps=None, checkpoint=None, callback=None,
+                   progress=False):
+    """Model-based control by the loop: collect, fit, plan through the model, repeat.
+
+    1. Warm-up: ``warmup`` transitions of uniform random actions (skipped when ``data``
+       is given: resume from it).
+    2. Fit the model on all the data (:func:`fit_dynamics`, warm-started from the
+       previous model after the first fit) and evaluate MPC through it on
+       ``eval_episodes`` episodes.
+    3. ``iterations`` times: act with MPC through the model for ``steps_per_iteration``
+       steps, append them to the data, and go to 2.
+
+    Parameters
+    ----------
+    env : environment
+        An object with the gymnasium interface.  Observations are the model's states.
+    cost : TrajectoryCost or dict
+        The planning cost on (observation, action) trajectories, e.g. a task's
+        ``ctrlprop.envs.task(env_id).cost()``.
+    iterations : int
+        Rounds of act -> fit -> evaluate after the warm-up (>= 0).
+    steps_per_iteration : int
+        Environment steps collected with MPC per round.
+    horizon : int
+        MPC planning horizon.
+    seed : int
+        Seeds everything: the warm-up, every round's episodes, the evaluation episodes
+        (the same every round, and different from the training ones), the model.
+    warmup : int, optional
+        Random warm-up steps (default: ``steps_per_iteration``).
+    model : Dynamics, optional
+        Start from this model (warm start of the first fit).
+    data : Transitions, optional
+        Resume from these transitions (e.g. a previous result's ``data``): no warm-up.
+    fit : dict, optional
+        Keyword arguments of :func:`fit_dynamics` (``hidden``, ``transfer``, ``maxiter``,
+        ``l2``, ``validation``, ...).
+    plan : dict, optional
+        Keyword arguments of :class:`~ctrlprop.Planner` (``method``, ``maxiter``,
+        ``options``, ``bounds``; the bounds default to the action space).
+    eval_episodes : int
+        Evaluation episodes after every fit (>= 1).
+    episode_steps : int, optional
+        Cut episodes (collection and evaluation) after this many steps.
+    checkpoint : str or path, optional
+        Save the data there (:meth:`Transitions.save`) whenever it grows.
+    callback : callable, optional
+        ``callback(intermediate_result)`` after every evaluation, with ``iteration``,
+        ``fun``, ``mean_return``, ``steps``, ``model`` and ``data``; True or
+        StopIteration ends the loop.
+    progress : bool
+        Show a progress line over the rounds (needs tqdm).
+
+    Returns
+    -------
+    LearnResult
+
+    Raises
+    ------
+    LearnError
+        When a stage fails; its ``result`` holds all data collected up to the failure
+        (transitions recorded inside the failing episode included).
+    """
+    envw = Environment(env)
+    check_int(seed, "seed", 0)
+    I = check_int(iterations, "iterations", 0)
+    N = check_int(steps_per_iteration, "steps_per_iteration", 1)
+    H = check_int(horizon, "horizon", 1)
+    W = N if warmup is None else check_int(warmup, "warmup", 1)
+    n_eval = check_int(eval_episodes, "eval_episodes", 1)
+    E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    fit_kw = dict(fit or {})
+    plan_kw = dict(plan or {})
+    for name, kw, bad in (("fit", fit_kw, ("data", "model", "seed")),
+                          ("plan", plan_kw, ("model", "horizon", "cost"))):
+        clash = sorted(set(kw) & set(bad))
+        if clash:
+            raise ValueError(f"{name}= must not set {clash}: learn_and_plan sets them")
+    if "bounds" not in plan_kw and envw.bounded:
+        plan_kw["bounds"] = [(a, b) for a, b in zip(envw.low, envw.high)]
+    if data is not None and not isinstance(data, Transitions):
+        raise TypeError(f"data must be Transitions (to resume), got {type(data).__name__}")
+    if data is not None and (data.n_obs, data.n_act) != (envw.n_obs, envw.n_act):
+        raise ValueError(f"data has {data.n_obs} observations and {data.n_act} actions, the "
+                         f"environment {envw.n_obs} and {envw.n_act}")
+    Planner(model or Dynamics(Network.mlp([envw.n_obs + envw.n_act, envw.n_obs]),
+                              envw.n_obs), H, cost, **plan_kw)     # check cost and plan now
+    notify = Notifier(callback)
+    eval_seed = _sub_seed(seed, 1)
+    st = dict(data=data, model=model, returns=[], std=[], steps=[], rmse=[], fit_time=[],
+              act_time=[], eval_time=[], ms=[], evals=[], it=0)
+
+    def grow(new):
+        st["data"] = new if st["data"] is None else st["data"] + new
+        if checkpoint is not None:
+            st["data"].save(checkpoint)
+
+    def act(n_steps, policy, s):
+        try:
+            new = collect(env, n_steps, policy, s, episode_steps=E)
+        except CollectError as e:
+            if len(e.data):
+                grow(e.data)
+            raise
+        grow(new)
+
+    stopped = False
+    try:
+        with Progress(progress, "learn_and_plan", I + 1, unit="fit") as bar:
+            if st["data"] is None:
+                t0 = time.perf_counter()
+                act(W, None, _sub_seed(seed, 0))
+                st["act_time"].append(time.perf_counter() - t0)
+            else:
+                st["act_time"].append(0.0)
+            for it in range(I + 1):
+                st["it"] = it
+                if it:
+                    t0 = time.perf_counter()
+                    act(N, Planner(st["model"], H, cost, **plan_kw), _sub_seed(seed, 2, it))
+                    st["act_time"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    st["model"] = fit_dynamics(st["data"], model=st["model"],
+                                               seed=_sub_seed(seed, 3, it), **fit_kw)
+                st["fit_time"].append(time.perf_counter() - t0)
+                st["rmse"].append(float(np.mean(st["model"].report.one_step_rmse)))
+                t0 = time.perf_counter()
+                timed = _TimedPlanner(Planner(st["model"], H, cost, **plan_kw))
+                ev = evaluate(env, timed, n_eval, eval_seed, episode_steps=E)
+                st["eval_time"].append(time.perf_counter() - t0)
+                st["ms"].append(1e3 * timed.total / max(timed.calls, 1))
+                st["evals"].append(ev)
+                st["returns"].append(ev.mean_return)
+                st["std"].append(ev.std_return)
+                st["steps"].append(len(st["data"]))
+                bar.update(fun=-ev.mean_return)
+                if notify(iteration=it, fun=-ev.mean_return, mean_return=ev.mean_return,
+                          steps=len(st["data"]), model=st["model"], data=st["data"]):
+                    stopped = True
+                    break
+    except Exception as e:
+        raise LearnError(f"learn_and_plan failed in round {st['it']} "
+                         f"({type(e).__name__}: {e}); the error's .result holds the "
+                         f"{0 if st['data'] is None else len(st['data'])} transitions "
+                         f"collected and the last model", _learn_result(st, False, str(e))) \
+            from e
+    return _learn_result(st, stopped, None)
+
+
+def _learn_result(st, stopped, error):
+    k = len(st["returns"])
+    R = np.array(st["returns"], dtype=float)
+    hist = {"fun": -R, "return": R, "return_std": np.array(st["std"], dtype=float),
+            "steps": np.array(st["steps"], dtype=int),
+            "one_step_rmse": np.array(st["rmse"][:k], dtype=float),
+            "fit_time": np.array(st["fit_time"][:k], dtype=float),
+            "act_time": np.array(st["act_time"][:k], dtype=float),
+            "eval_time": np.array(st["eval_time"][:k], dtype=float),
+            "ms_per_step": np.array(st["ms"][:k], dtype=float)}
+    if error is not None:
+        status, msg = FAILED, f"failed: {error}"
+    elif stopped:
+        status, msg = CALLBACK, f"stopped by the callback after round {k - 1}"
+    else:
+        status, msg = CONVERGED, f"completed {k - 1} rounds after the warm-up"
+    return LearnResult(returns=R, returns_std=hist["return_std"], steps=hist["steps"],
+                       model=st["model"], data=st["data"], history=hist,
+                       evaluations=st["evals"], fun=float(-R[-1]) if k else np.nan,
+                       x=None if st["model"] is None else st["model"].net.weights.copy(),
+                       success=error is None,
+                       status=status, message=msg, nit=max(k - 1, 0))
