@@ -30,4 +30,4 @@ from .planning import (fit, optimize_controls, ControlResult, optimize_trajector
                        CollectError, fit_dynamics, learn_and_plan, LearnResult, LearnError,
                        train_controller, closed_loop, ClosedLoopResult, ControllerResult)
 from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, PlantEnv, wrap_angle
-from . import plants, plot   # plot imports matplotlib lazily, inside its functions
+from . import plants, plot, envs   # plot imports matplotlib, envs gymnasium, lazily

@@ -21,7 +21,7 @@ import numpy as np
 __all__ = ["new_figure", "save_figure", "plot_time_series", "plot_paths",
            "plot_training_curves", "draw_arm", "plot_arm_postures", "draw_truck",
            "plot_truck_paths", "draw_car", "plot_car_paths", "plot_error_map",
-           "plot_phase_portrait"]
+           "plot_phase_portrait", "plot_learning_curve"]
 
 _X_KEYS = ("epoch", "epochs", "iteration", "iterations", "iter", "nit", "step", "steps", "nfev")
 
@@ -662,4 +662,55 @@ def plot_phase_portrait(trajectories, labels=None, wrap=True, vector_field=None,
         ax.plot(*target, "*", color="crimson", ms=12, label="target")
     _finish(ax, xlim, ylim, xlabel, ylabel, title, False,
             legend=labels is not None or target is not None)
+    return fig
+
+
+def plot_learning_curve(steps, returns, std=None, references=None, goal=None, title=None,
+                        label="ctrlprop"):
+    """Evaluation return against interaction steps, with reference values as lines.
+
+    Parameters
+    ----------
+    steps : array_like (I,)
+        Interaction steps at every evaluation (e.g. a learn_and_plan result's ``steps``).
+    returns : array_like (I,)
+        Mean evaluation returns (its ``returns``).
+    std : array_like (I,), optional
+        Their standard deviation over episodes, drawn as a band.
+    references : sequence of (label, value) or (label, value, steps), optional
+        Published returns drawn as horizontal lines (with the steps they were reached at
+        in the label when given).
+    goal : (value, max_steps), optional
+        A goal region: return >= value within max_steps, shaded.
+    title : str, optional
+    label : str
+
+    Returns
+    -------
+    Figure
+    """
+    s, r = _array(steps, "steps", 1), _array(returns, "returns", 1)
+    if s.shape != r.shape:
+        raise ValueError(f"steps and returns must have one length, got {s.shape} and "
+                         f"{r.shape}")
+    fig, ax = new_figure(figsize=(6.4, 4.2))
+    ax.plot(s, r, "o-", color="C0", label=label, zorder=3)
+    if std is not None:
+        sd = _array(std, "std", 1)
+        ax.fill_between(s, r - sd, r + sd, color="C0", alpha=0.2, lw=0)
+    for i, ref in enumerate(references or ()):
+        name, value = ref[0], float(ref[1])
+        text = name if len(ref) < 3 else f"{name} ({ref[2]:,} steps)"
+        ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1.2, label=text)
+    if goal is not None:
+        gv, gs = float(goal[0]), float(goal[1])
+        top = max(np.max(r), gv, *[float(x[1]) for x in (references or ())])
+        ax.fill_between([0, gs], gv, top + 0.05 * abs(top) + 1e-9, color="C2", alpha=0.08,
+                        label=f"goal: >= {gv:g} within {gs:,.0f} steps")
+    ax.set_xlabel("interaction steps")
+    ax.set_ylabel("evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title)
     return fig
