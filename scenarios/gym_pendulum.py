@@ -23,8 +23,8 @@ SPEC = {
     "full": dict(warmup=400, iterations=4, steps_per_iteration=400, horizon=30,
                  fit=dict(hidden=(64, 64), maxiter=500), plan=dict(maxiter=20),
                  eval_episodes=20),
-    "quick": dict(warmup=200, iterations=1, steps_per_iteration=200, horizon=20,
-                  fit=dict(hidden=(32, 32), maxiter=200), plan=dict(maxiter=10),
+    "quick": dict(warmup=400, iterations=1, steps_per_iteration=200, horizon=25,
+                  fit=dict(hidden=(32, 32), maxiter=300), plan=dict(maxiter=10),
                   eval_episodes=2, episode_steps=100),
 }
 

@@ -680,6 +680,122 @@ def closed_args(plant=False):
     return out
 
 
+class TinyEnv:
+    """A two-state environment with the gymnasium interface (x' = 0.9 x + 0.1 u)."""
+
+    def __init__(self):
+        self.action_space = cp.Box([-1.0], [1.0])
+        self.observation_space = cp.Box([-np.inf] * 2, [np.inf] * 2)
+
+    def reset(self, seed=None, options=None):
+        self.x, self.t = np.random.default_rng(seed).uniform(-1, 1, 2), 0
+        return self.x.copy(), {}
+
+    def step(self, a):
+        self.x = 0.9 * self.x + 0.1 * np.asarray(a, float)[0]
+        self.t += 1
+        return self.x.copy(), -float(self.x @ self.x), False, self.t >= 5, {}
+
+
+def env_data(n=12):
+    return cp.collect(TinyEnv(), n, seed=0)
+
+
+ENV_ARG = callables(none=False) + [K("a plant callable", lambda x, u: x)]
+POLICY = [K("string", "random"), K("int", 3), K("dict", {}), K("object", object()),
+          F("controller with wrong inputs", lambda kw: controller((3, 4, 1)))]
+
+
+def env_entries():
+    """collect, evaluate, fit_dynamics, learn_and_plan, Planner, mpc and closed_loop on an
+    environment, Transitions, Box."""
+    d = env_data()
+    tr = dict(obs=d.obs, actions=d.actions, next_obs=d.next_obs, rewards=d.rewards,
+              terminated=d.terminated, truncated=d.truncated, episode=d.episode)
+    flags_bad = [K("floats", np.zeros(12)), K("wrong length", np.zeros(11, bool)),
+                 K("string", "abc"), K("None", None)]
+    rows = lambda name, width: [K("wrong width", np.zeros((12, width + 1))),   # noqa: E731
+                                K("wrong rows", np.zeros((11, width))), K("1-D", np.zeros(12)),
+                                K("NaN", np.full((12, width), NAN)), K("string", "abc"),
+                                K("None", None)]
+    return [
+        Entry("collect", lambda: dict(env=TinyEnv(), steps=6, seed=0),
+              lambda kw: cp.collect(**kw),
+              {"env": ENV_ARG, "steps": ints(1), "policy": POLICY, "seed": SEEDS + [K("None", None)],
+               "episode_steps": ints(1, none=True), "progress": PROGRESS}, max_examples=40),
+        Entry("evaluate", lambda: dict(env=TinyEnv(), policy=None, episodes=1, seed=0),
+              lambda kw: cp.evaluate(**kw),
+              {"env": ENV_ARG, "policy": POLICY, "episodes": ints(1), "seed": SEEDS,
+               "episode_steps": ints(1, none=True), "progress": PROGRESS}, max_examples=40),
+        Entry("fit_dynamics", lambda: dict(data=env_data(), hidden=(3,), maxiter=2),
+              lambda kw: cp.fit_dynamics(**kw),
+              {"data": [K("array", np.zeros((12, 3))), K("None", None), K("dict", {}),
+                        F("one row", lambda kw: kw["data"][:1])],
+               "hidden": [K("zero", (0,)), K("string", "abc"), K("float", (2.5,)),
+                          K("None", None)],
+               "model": [K("string", "m"), K("a Network", mlp((3, 2))),
+                         F("wrong sizes", lambda kw: cp.Dynamics(mlp((4, 3)), 3))],
+               "validation": reals() + [K("one", 1.0)], "horizon": ints(1),
+               "residual": flags(), "transfer": [K("unknown", "nope"), K("int", 3)],
+               "maxiter": maxiters(0), "seed": SEEDS}, max_examples=30),
+        Entry("learn_and_plan",
+              lambda: dict(env=TinyEnv(), cost=dict(Q=1.0, R=0.1), iterations=0,
+                           steps_per_iteration=5, horizon=2, warmup=10, eval_episodes=1,
+                           fit=dict(hidden=(3,), maxiter=2), plan=dict(maxiter=2)),
+              lambda kw: cp.learn_and_plan(**kw),
+              {"env": ENV_ARG, "cost": [K("string", "abc"), K("wrong Q", {"Q": np.ones(3)})],
+               "iterations": ints(0), "steps_per_iteration": ints(1), "horizon": ints(1),
+               "warmup": ints(1, none=True), "eval_episodes": ints(1),
+               "episode_steps": ints(1, none=True), "seed": SEEDS + [K("None", None)],
+               "data": [K("array", np.zeros((3, 3))), F("wrong sizes",
+                                                        lambda kw: cp.Transitions.empty(3, 1))],
+               "fit": [K("sets the data", {"data": None}), K("unknown", {"bogus": 1})],
+               "plan": [K("sets the horizon", {"horizon": 3}), K("unknown", {"bogus": 1}),
+                        K("bad method", {"method": "nope"})],
+               "callback": callables(), "progress": PROGRESS},
+              aliases={"cost": COST_ALIASES, "fit": ("bogus",), "plan": ("bogus", "method")},
+              max_examples=30),
+        Entry("Planner", lambda: dict(model=model(), horizon=3, cost=dict(Q=1.0, R=0.1),
+                                      bounds=(-2.0, 2.0), maxiter=2),
+              lambda kw: cp.Planner(**kw)(X0.copy()),        # built, then one plan
+              {"model": dynamics_bad(), "horizon": ints(1), "cost": cost_bad(long_goal_ok=True),
+               "bounds": bounds(1, (3, 1)), "maxiter": maxiters(1), "options": OPTIONS,
+               "method": methods("adam", "batch-lm", "batch-lbfgs")},
+              aliases={"cost": COST_ALIASES, "options": ("option",)}),
+        Entry("mpc[env]", lambda: dict(model=model(), plant=TinyEnv(), x0=None, steps=3,
+                                       horizon=2, maxiter=2, seed=0),
+              lambda kw: cp.mpc(**kw),
+              {"x0": [K("a state", X0.copy())], "seed": SEEDS,
+               "model": [F("wrong sizes", lambda kw: cp.Dynamics(mlp((4, 6, 3)), 3))]},
+              max_examples=20),
+        Entry("closed_loop[env]", lambda: dict(controller=controller(), system=TinyEnv(),
+                                               x0=None, steps=3, seed=0),
+              lambda kw: cp.closed_loop(**kw),
+              {"x0": [K("a state", X0.copy())], "seed": SEEDS,
+               "exo": [K("for an environment", np.zeros(1))],
+               "controller": [F("wrong outputs", lambda kw: controller((2, 4, 2)))]},
+              max_examples=20),
+        Entry("Transitions", lambda: dict(tr),
+              lambda kw: cp.Transitions(**kw),
+              {"obs": rows("obs", 2), "actions": rows("actions", 1)[1:],    # any width is valid
+               "next_obs": rows("next_obs", 2),
+               "rewards": [K("wrong length", np.zeros(11)), K("NaN", np.full(12, NAN)),
+                           K("string", "abc"), K("2-D", np.zeros((12, 1)))],
+               "terminated": flags_bad, "truncated": flags_bad,
+               "episode": [K("decreasing", np.arange(12)[::-1]), K("floats", np.zeros(12)),
+                           K("negative", -np.ones(12, int)), K("wrong length", np.zeros(3, int))]},
+              aliases={"obs": ("next_obs",), "next_obs": ("obs",), "actions": ("obs",)}),
+        Entry("Box", lambda: dict(low=[-1.0], high=[1.0]), lambda kw: cp.Box(**kw),
+              {"low": [K("above high", [2.0]), K("NaN", [NAN]), K("string", "abc"),
+                       K("wrong length", [0.0, 0.0]), K("empty", [])],
+               "high": [K("below low", [-2.0]), K("NaN", [NAN]), K("string", "abc")]},
+              aliases={"low": ("high",), "high": ("low",)}),
+        Entry("Plant.env", lambda: dict(plant=cp.Pendulum(), max_steps=5),
+              lambda kw: kw.pop("plant").env(**kw),
+              {"max_steps": ints(1), "reward": callables(), "terminated": callables()}),
+    ]
+
+
 PLANT_STATES = {"Pendulum": np.array([0.1, 0.0]), "Car": np.array([1.0, 1.0, 0.5, 0.1]),
                 "TruckBackerUpper": np.array([20.0, 0.0, 0.1, 0.0])}
 PLANT_CONTROLS = {"Pendulum": np.array([0.5]), "Car": np.array([0.1, 0.5]),
@@ -911,7 +1027,8 @@ ENTRIES = [
                  K("object", object()), K("None", None), K("empty", np.zeros(0))]}),
     Entry("PlanarArm.training_data", lambda: dict(arm=cp.PlanarArm(), n=5, rng=0),
           lambda kw: kw.pop("arm").training_data(**kw), {"n": ints(1), "rng": SEEDS}),
-] + plant_entries("Pendulum") + plant_entries("Car") + plant_entries("TruckBackerUpper")
+] + plant_entries("Pendulum") + plant_entries("Car") + plant_entries("TruckBackerUpper") \
+    + env_entries()
 
 
 # ================================================================ the tests

@@ -152,6 +152,7 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None, seed=None
     env = None
     if is_environment(system):
         env = Environment(system, "system")
+        check_int(seed, "seed", 0, allow_none=True)
         if x0 is not None:
             raise ValueError("an environment starts from its own reset(seed=...): pass "
                              "x0=None (and seed=) for an environment system")

@@ -89,7 +89,7 @@ def as_policy(policy, env):
         return _Uniform(env.low, env.high)
     if isinstance(policy, Network):
         if (policy.n_inputs, policy.n_outputs) != (env.n_obs, env.n_act):
-            raise ValueError(f"a controller network needs {env.n_obs} inputs (observations) "
+            raise ValueError(f"policy: a controller network needs {env.n_obs} inputs (observations) "
                              f"and {env.n_act} outputs (actions), got "
                              f"{policy.n_inputs} and {policy.n_outputs}")
         return _Controller(policy)

@@ -8,12 +8,13 @@ evaluation episodes after every fit.
 """
 
 import copy
+import inspect
 import time
 import warnings
 
 import numpy as np
 
-from ..core.checks import as_list, check_int, check_nonneg
+from ..core.checks import as_list, check_bool, check_int, check_nonneg
 from ..core.environment import Environment
 from ..core.network import Network
 from ..core.transitions import Transitions
@@ -99,7 +100,7 @@ def prediction_errors(model, data, rows=None, horizon=10):
 
 def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="tanh",
                  method=None, maxiter=None, options=None, l2=0.0, validation=0.2,
-                 patience=20, horizon=10, seed=0, callback=None, progress=False):
+                 patience=100, horizon=10, seed=0, callback=None, progress=False):
     """Train a dynamics model ``obs_{t+1} = F(obs_t, action_t)`` on recorded transitions.
 
     Parameters
@@ -115,8 +116,11 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         (so the warm start is exact).  It is not modified.
     transfer : str
         Hidden transfer function of a new model.
-    method, maxiter, options, l2, patience, callback, progress
+    method, maxiter, options, l2, callback, progress
         As for :func:`ctrlprop.fit` (default L-BFGS-B, 1000 iterations).
+    patience : int or None
+        Stop when the validation loss has not improved for this many iterations (default
+        100: a full-batch method's validation loss wanders in its first iterations).
     validation : float
         Fraction of episodes held out (at least one of two or more; the last rows when
         the data is a single episode), in [0, 1).  The fit keeps the weights of lowest
@@ -139,7 +143,8 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect), got "
                         f"{type(data).__name__}")
     if len(data) < 2:
-        raise ValueError(f"fit_dynamics needs at least 2 transitions, got {len(data)}")
+        raise ValueError(f"data must hold at least 2 transitions to fit a model, got "
+                         f"{len(data)}")
     v = check_nonneg(validation, "validation")
     if not v < 1:
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation}")
@@ -311,11 +316,16 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
     fit_kw = dict(fit or {})
     plan_kw = dict(plan or {})
-    for name, kw, bad in (("fit", fit_kw, ("data", "model", "seed")),
-                          ("plan", plan_kw, ("model", "horizon", "cost"))):
+    for name, kw, target, bad in (("fit", fit_kw, fit_dynamics, ("data", "model", "seed")),
+                                  ("plan", plan_kw, Planner, ("model", "horizon", "cost"))):
         clash = sorted(set(kw) & set(bad))
         if clash:
             raise ValueError(f"{name}= must not set {clash}: learn_and_plan sets them")
+        known = set(inspect.signature(target).parameters) - set(bad)
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise TypeError(f"{name}= has unknown keys {unknown}; it takes {sorted(known)}")
+    check_bool(progress, "progress")
     if "bounds" not in plan_kw and envw.bounded:
         plan_kw["bounds"] = [(a, b) for a, b in zip(envw.low, envw.high)]
     if data is not None and not isinstance(data, Transitions):

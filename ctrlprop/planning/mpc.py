@@ -300,6 +300,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     env = None
     if is_environment(plant):
         env = Environment(plant, "plant")
+        check_int(seed, "seed", 0, allow_none=True)
         if x0 is not None:
             raise ValueError("an environment starts from its own reset(seed=...): pass "
                              "x0=None (and seed=) for an environment plant")
