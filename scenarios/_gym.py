@@ -73,6 +73,7 @@ def plots(args, spec, res, episode):
     S = np.vstack([episode.obs, episode.next_obs[-1:]])
     fig = cp.plot.plot_time_series(
         S, episode.actions, state_labels=spec.get("obs_labels"),
+        control_labels=spec.get("action_labels"),
         title=f"{spec['env_id']}: one evaluation episode, return "
               f"{episode.rewards.sum():.1f} over {len(episode)} steps")
     cp.plot.save_figure(fig, os.path.join(args.out, "trajectory.png"))

@@ -21,6 +21,7 @@ NAME = "gym_inverted_pendulum"
 SPEC = {
     "env_id": "InvertedPendulum-v5",
     "obs_labels": ["cart x", "pole angle", "cart v", "pole rate"],
+    "action_labels": ["cart force"],
     "references": [("gymnasium threshold", 950), ("MBPO budget", 1000, 20000)],
     "goal": {"kind": "all", "value": 1000.0, "steps": 1500},
     "full": dict(warmup=1000, iterations=1, steps_per_iteration=500, horizon=15,

@@ -18,6 +18,7 @@ NAME = "gym_pendulum"
 SPEC = {
     "env_id": "Pendulum-v1",
     "obs_labels": ["cos theta", "sin theta", "theta_dot"],
+    "action_labels": ["torque"],
     "references": [("SAC, rl-baselines3-zoo", -157, 20000)],
     "goal": {"kind": "mean", "value": -155.0, "steps": 2000},
     "full": dict(warmup=400, iterations=4, steps_per_iteration=400, horizon=30,

@@ -21,6 +21,7 @@ SPEC = {
     "env_id": "Reacher-v5",
     "obs_labels": ["cos q1", "cos q2", "sin q1", "sin q2", "target x", "target y",
                    "q1 rate", "q2 rate", "tip - target x", "tip - target y"],
+    "action_labels": ["shoulder torque", "elbow torque"],
     "references": [("gymnasium threshold", -3.75), ("SAC (MBBL)", -6.4, 200000),
                    ("PETS (MBBL)", -12.3, 200000)],
     "goal": {"kind": "mean", "value": -3.75, "steps": 5000},
