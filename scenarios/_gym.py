@@ -18,8 +18,9 @@ import ctrlprop.envs
 from _common import parse_args, write_metrics
 
 
-def run(name, doc, spec, argv=None):
-    """Run the scenario ``name`` from ``spec``; returns the metrics dict."""
+def run(name, doc, spec, argv=None, extra=None):
+    """Run the scenario ``name`` from ``spec``; returns the metrics dict.  ``extra(args)``,
+    when given, returns more metrics (a dict) to record."""
     args = parse_args(name, doc, argv)
     cfg = dict(spec["quick"] if args.quick else spec["full"])
     env = cp.envs.make(spec["env_id"])
@@ -57,6 +58,8 @@ def run(name, doc, spec, argv=None):
         "references": [list(r) for r in spec["references"]],
         "status": res.message,
     }
+    if extra is not None:
+        metrics.update(extra(args))
     write_metrics(args, name, metrics)
     return metrics
 

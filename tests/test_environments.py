@@ -302,3 +302,14 @@ def test_mpc_on_mujoco_inverted_pendulum():
                  maxiter=10)
     assert run.rewards.shape == (run.steps_done,) and np.all(np.abs(run.controls) <= 3)
     assert run.episode_return == run.steps_done            # +1 per step alive
+
+
+def test_planner_plant_env_and_transitions_pickle():
+    planner = cp.Planner(linear_model(), 5, dict(Q=1.0, R=0.1), bounds=(-1, 1))
+    back = pickle.loads(pickle.dumps(planner))
+    x = np.array([0.3, -0.4])
+    np.testing.assert_array_equal(back.plan(x).plan, planner.plan(x).plan)
+    env = pickle.loads(pickle.dumps(cp.Pendulum().env(max_steps=4)))
+    d = cp.collect(env, 6, seed=2)
+    assert pickle.loads(pickle.dumps(d)) == d and d == cp.collect(cp.Pendulum().env(max_steps=4),
+                                                                  6, seed=2)
