@@ -611,6 +611,7 @@ def mpc_args():
         **solver_args(1),
         "exo": [K("given without exogenous inputs", np.zeros(1)), K("string", "abc"),
                 K("sequence without exogenous inputs", np.zeros((4, 1)))],
+        "replan_every": ints(1) + [K("above the horizon", 4)],
     }
 
 
@@ -760,7 +761,8 @@ def env_entries():
               lambda kw: cp.Planner(**kw)(X0.copy()),        # built, then one plan
               {"model": dynamics_bad(), "horizon": ints(1), "cost": cost_bad(long_goal_ok=True),
                "bounds": bounds(1, (3, 1)), "maxiter": maxiters(1), "options": OPTIONS,
-               "method": methods("adam", "batch-lm", "batch-lbfgs")},
+               "method": methods("adam", "batch-lm", "batch-lbfgs"),
+               "replan_every": ints(1) + [K("above the horizon", 4)]},
               aliases={"cost": COST_ALIASES, "options": ("option",)}),
         Entry("mpc[env]", lambda: dict(model=model(), plant=TinyEnv(), x0=None, steps=3,
                                        horizon=2, maxiter=2, seed=0),

@@ -19,7 +19,9 @@ from ..core.checks import as_float, check_int, check_state
 from ..core.environment import Environment, is_environment
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
+from ..objectives.ddp_terms import DDPTerms
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
+from ..solvers.ddp import ddp, ddp_options
 from ..solvers.methods import resolve
 from ..solvers.progress import Progress
 from ..solvers.result import CALLBACK, CONVERGED, Notifier, Result
@@ -29,7 +31,7 @@ from .trajectory import check_controls_start, solve_once, trajectory_bounds
 __all__ = ["mpc", "Planner", "MPCResult", "MPCError", "MPC_METHODS"]
 
 MPC_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
-               "trust-krylov", "trust-constr", "lm", "trf", "dogbox")
+               "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "ilqr", "ddp")
 
 
 class MPCResult(Result):
@@ -61,7 +63,8 @@ class MPCResult(Result):
         The environment ended the episode (always False for a plant callable).
     history : dict of (K,) arrays
         Per step: ``"fun"`` (the predicted cost of the plan), ``"nit"``, ``"nfev"``,
-        ``"status"`` of the step's solve, ``"time"`` (= time_per_step).
+        ``"status"`` of the step's solve, ``"time"`` (= time_per_step), ``"replanned"``
+        (the step optimized a plan; False between plans with ``replan_every`` > 1).
     nit, nfev : int
         Solver iterations and evaluations over all steps.
     success : bool
@@ -124,6 +127,11 @@ class Planner:
         The model's exogenous inputs: (e,) constant, or (N, e) over absolute times 0..N-1.
     u0 : array_like, shape (H, m), optional
         The first plan's initial controls (default as in :func:`optimize_trajectory`).
+    replan_every : int
+        Optimize every this many steps (default 1: every step).  In between, "ilqr" and
+        "ddp" apply their local feedback policy ``u = controls_j + gains_j (x - states_j)``
+        (j steps after the plan, clipped to the bounds), the other methods the plan's
+        controls open loop.  At most the horizon.
 
     Notes
     -----
@@ -135,12 +143,19 @@ class Planner:
     """
 
     def __init__(self, model, horizon, cost=None, *, bounds=None, method=None, maxiter=20,
-                 options=None, exo=None, u0=None):
+                 options=None, exo=None, u0=None, replan_every=1):
         check_model(model)
         self.model = model
         self.horizon = H = check_horizon(horizon)
         self.method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
         self.options, self.maxiter = solver_options(options, maxiter, 20, least=1)
+        self.ddp = self.method.family == "ddp"
+        if self.ddp:
+            self.settings = ddp_options(self.options, self.method.name)
+        self.replan_every = check_int(replan_every, "replan_every", 1)
+        if self.replan_every > H:
+            raise ValueError(f"replan_every must be at most the horizon ({H}), got "
+                             f"{self.replan_every}")
         n, m = model.n_states, model.n_controls
         lo, hi = trajectory_bounds(bounds, H, m)
         if not (np.all(lo == lo[:1]) and np.all(hi == hi[:1])):
@@ -170,6 +185,7 @@ class Planner:
                 exo0 = _absolute(E, H, "exo", model.n_exo)[:H]
         if self.goal_seq:
             _absolute(goal, H, "goal", n)
+        self.exo_now = exo0
         self.obj = TrajectoryObjective(model, np.zeros(n), H,
                                        cost.with_goal(goal[:H]) if self.goal_seq else cost,
                                        exo0)
@@ -187,6 +203,7 @@ class Planner:
         """Start a new episode: absolute time 0, the next plan from ``u0``."""
         self.k = 0
         self.U = self.u0.copy()
+        self.last = None          # the last plan: (time, plan Result, Z, gains, u applied)
 
     def plan(self, x):
         """Optimize the plan from state ``x`` (n,) at the current time and advance it.
@@ -201,6 +218,8 @@ class Planner:
         t0 = time.perf_counter()
         k, H, obj = self.k, self.horizon, self.obj
         x = check_state(x, (self.model.n_states,), "the planner's state")
+        if self.last is not None and k - self.last[0] < self.replan_every:
+            return self._follow(x, t0)
         if self.goal_seq:
             self.covers(k + 1)
         if self.exo_seq is not None:
@@ -212,17 +231,54 @@ class Planner:
                 if self.goal_seq:
                     obj.set_cost(self.cost.with_goal(self.cost.goal[k:k + H]))
                 if self.exo_seq is not None:
-                    obj.set_exo(self.exo_seq[k:k + H])
-                U = np.clip(np.concatenate([U[1:], U[-1:]]), self.lo, self.hi)  # shift
-            res = solve_once(obj, U.reshape(-1), self.method, (self.lo, self.hi),
-                             self.maxiter, self.options, Notifier(None), None)
-            self.U = U = res.x.reshape(H, self.model.n_controls)
-            pred = obj.states(res.x)[1]
-            fun = obj.value(res.x)
+                    self.exo_now = self.exo_seq[k:k + H]
+                    obj.set_exo(self.exo_now)
+                j = k - self.last[0] if self.last is not None else 1
+                U = np.clip(np.concatenate([U[j:], np.repeat(U[-1:], j, axis=0)]),
+                            self.lo, self.hi)                         # warm start: shift
+            Z = K = None
+            if self.ddp:
+                terms = DDPTerms(self.model, x, H, obj.cost, self.exo_now)
+                out = ddp(terms.step, terms.cost_values, terms.jacobians,
+                          terms.cost_derivatives, terms.initial_states(), U[None],
+                          self.lo, self.hi,
+                          curvature=terms.curvature if self.method.name == "ddp" else None,
+                          maxiter=self.maxiter, **self.settings)
+                U = out["controls"][0]
+                Z, K = out["states"][0], out["gains"][0]
+                nit, nfev, status = int(out["nit"][0]), int(out["nfev"]), int(out["status"][0])
+            else:
+                res = solve_once(obj, U.reshape(-1), self.method, (self.lo, self.hi),
+                                 self.maxiter, self.options, Notifier(None), None)
+                U = res.x.reshape(H, self.model.n_controls)
+                nit, nfev, status = int(res.nit), int(res.nfev), int(res.status)
+            self.U = U
+            pred = obj.states(U.reshape(-1))[1]
+            fun = obj.value(U.reshape(-1))
+        step = Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun), nit=nit,
+                      nfev=nfev, status=status, time=time.perf_counter() - t0, step=k,
+                      replanned=True)
+        self.last = [k, step, Z, K, U[0].copy()]
         self.k = k + 1
-        return Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun),
-                      nit=int(res.nit), nfev=int(res.nfev), status=int(res.status),
-                      time=time.perf_counter() - t0, step=k)
+        return step
+
+    def _follow(self, x, t0):
+        """A step between plans: the plan's feedback policy (ilqr/ddp) or its controls."""
+        k0, plan, Z, K, u_prev = self.last
+        j = self.k - k0
+        U = plan.plan
+        u = U[j].copy()
+        if K is not None:
+            z = x if Z.shape[1] == x.size else np.concatenate([x, u_prev])
+            u = np.clip(u + K[j] @ (z - Z[j]), self.lo[0], self.hi[0])
+        self.last[4] = u.copy()
+        with blas_threads(1):
+            pred = self.model.step(x, u)
+        step = Result(x=u, plan=U.copy(), predicted=pred, fun=plan.fun, nit=0, nfev=0,
+                      status=plan.status, time=time.perf_counter() - t0, step=self.k,
+                      replanned=False)
+        self.k += 1
+        return step
 
     def __call__(self, x):
         """The control (m,) to apply at state x (n,) (see :meth:`plan`)."""
@@ -234,7 +290,8 @@ class Planner:
 
 
 def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, method=None,
-        maxiter=20, options=None, callback=None, progress=False, exo=None, seed=None):
+        maxiter=20, options=None, callback=None, progress=False, exo=None, seed=None,
+        replan_every=1):
     """Receding-horizon control of a plant or environment through a learned model.
 
     Parameters
@@ -283,6 +340,9 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
         0..N-1 with N >= steps + horizon - 1.
     seed : int, optional
         The environment's reset seed (refused for a plant callable).
+    replan_every : int
+        Optimize every this many steps (default 1); in between, "ilqr"/"ddp" apply the
+        plan's feedback gains, other methods its controls (see :class:`Planner`).
 
     Returns
     -------
@@ -317,7 +377,7 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
         raise ValueError("seed= resets an environment; a plant callable starts from x0")
     K = check_int(steps, "steps", 1)
     planner = Planner(model, horizon, cost, bounds=bounds, method=method, maxiter=maxiter,
-                      options=options, exo=exo, u0=u0)
+                      options=options, exo=exo, u0=u0, replan_every=replan_every)
     planner.covers(K)
     notify = Notifier(callback)
     n = model.n_states
@@ -330,13 +390,13 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     else:
         x = env.reset(seed)
     rec = dict(states=[x.copy()], controls=[], predicted=[], plans=[], fun=[], time=[],
-               nit=[], nfev=[], status=[], rewards=[])
+               nit=[], nfev=[], status=[], rewards=[], replanned=[])
     stopped, ended = False, (False, False)
     parts = (rec, model, planner, env)
     with Progress(progress, "mpc", K, unit="step") as bar:
         for k in range(K):
             step = planner.plan(x)
-            for key in ("fun", "time", "nit", "nfev", "status"):
+            for key in ("fun", "time", "nit", "nfev", "status", "replanned"):
                 rec[key].append(getattr(step, key))
             rec["plans"].append(step.plan)
             u_k = step.x
@@ -380,7 +440,8 @@ def _result(rec, model, planner, env, message, stopped, ended):
     P = np.array(rec["predicted"]).reshape(K, n)
     hist = {k: np.array(rec[k][:K], dtype=float if k in ("fun", "time") else int)
             for k in ("fun", "nit", "nfev", "status", "time")}
-    bad = int((hist["status"] != CONVERGED).sum())
+    hist["replanned"] = np.array(rec["replanned"][:K], dtype=bool)
+    bad = int(((hist["status"] != CONVERGED) & hist["replanned"]).sum())
     if stopped:
         status, msg = CALLBACK, f"stopped by the callback after step {K - 1}"
     else:
