@@ -704,8 +704,10 @@ def plot_learning_curve(steps, returns, std=None, references=None, goal=None, ti
         ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1.2, label=text)
     if goal is not None:
         gv, gs = float(goal[0]), float(goal[1])
-        top = max(np.max(r), gv, *[float(x[1]) for x in (references or ())])
-        ax.fill_between([0, gs], gv, top + 0.05 * abs(top) + 1e-9, color="C2", alpha=0.08,
+        vals = [float(np.max(r)), float(np.min(r)), gv] + [float(x[1]) for x in
+                                                         (references or ())]
+        top = max(vals) + 0.08 * (max(vals) - min(vals)) + 1e-9
+        ax.fill_between([0, gs], gv, top, color="C2", alpha=0.12,
                         label=f"goal: >= {gv:g} within {gs:,.0f} steps")
     ax.set_xlabel("interaction steps")
     ax.set_ylabel("evaluation return")

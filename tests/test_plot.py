@@ -181,3 +181,21 @@ def test_truck_and_car_figures(tmp_path):
 def test_save_figure_errors(tmp_path):
     with pytest.raises(TypeError, match="matplotlib Figure"):
         cpl.save_figure("not a figure", tmp_path / "x.png")
+
+
+def test_learning_curve(tmp_path):
+    steps, returns = [400, 800, 1200], [-900.0, -300.0, -150.0]
+    fig = cpl.plot_learning_curve(steps, returns, std=[100.0, 50.0, 20.0],
+                                  references=[("SAC", -157, 20000), ("random", -1200)],
+                                  goal=(-155, 2000), title="Pendulum-v1")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["ctrlprop", "SAC (20,000 steps)", "random",
+                      "goal: >= -155 within 2,000 steps"]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), returns)
+    assert [ln.get_ydata()[0] for ln in ax.lines[1:]] == [-157, -1200]
+    _png(fig, tmp_path / "curve.png")
+    with pytest.raises(ValueError, match="one length"):
+        cpl.plot_learning_curve([1, 2], [1.0])
+    with pytest.raises(TypeError, match="returns"):
+        cpl.plot_learning_curve([1, 2], "ab")
