@@ -306,20 +306,24 @@ class TaskCost:
         grad_controls : ndarray, shape (B, T, n_act)
         """
         tk = self.task
-        X = tk._array(states, "states", tk.n_obs, "observation")
-        U = tk._array(controls, "controls", tk.n_act, "action")
+        X, U = as_float(states, "states"), as_float(controls, "controls")
+        for a, name, k, what in ((X, "states", tk.n_obs, "observation"),
+                                 (U, "controls", tk.n_act, "action")):
+            if a.ndim < 1 or a.shape[-1] != k:
+                raise ValueError(f"{name} must have shape (..., {k}) ({k} {what} entries of "
+                                 f"{tk.env_id}), got shape {a.shape}")
         if X.ndim != 3 or U.ndim != 3 or X.shape[0] != U.shape[0] \
                 or X.shape[1] != U.shape[1] + 1:
             raise ValueError(f"states must be (B, T+1, {tk.n_obs}) and controls "
                              f"(B, T, {tk.n_act}), got states {X.shape}, controls {U.shape}")
-        r, go, ga, go2 = tk._reward(X[:, :-1], U, X[:, 1:], True)
+        r, go, ga, go2 = tk.reward_grad(X[:, :-1], U, X[:, 1:])
         value = -r.sum(axis=1)
         gs = np.zeros_like(X)
         gs[:, :-1] -= go
         gs[:, 1:] -= go2
         w = self.termination_weight
         if w:
-            s, gsur = tk._surrogate(X[:, 1:])
+            s, gsur = tk.termination_surrogate(X[:, 1:])
             value += w * s.sum(axis=1)
             gs[:, 1:] += w * gsur
         return value, gs, -ga
