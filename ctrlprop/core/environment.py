@@ -17,7 +17,7 @@ import numpy as np
 
 from .checks import as_float, check_int
 
-__all__ = ["Box", "is_environment", "Environment", "episode_seed"]
+__all__ = ["Box", "is_environment", "Environment", "episode_seed", "as_environment"]
 
 
 class Box:
@@ -170,3 +170,23 @@ class Environment:
 
     def __repr__(self):
         return f"Environment({self.env!r})"
+
+
+def as_environment(system, x0, seed, name):
+    """The :class:`Environment` of ``system`` when it is one, else None.
+
+    The check every loop that takes "a plant or an environment" makes: an environment
+    starts from its own ``reset(seed=...)``, so ``x0`` must be None and ``seed`` None or an
+    int >= 0; any other system starts from ``x0`` and takes no ``seed``.
+    """
+    if not is_environment(system):
+        if seed is not None:
+            raise ValueError(f"seed= resets an environment; this {name} is not one (it "
+                             f"starts from x0)")
+        return None
+    env = Environment(system, name)
+    check_int(seed, "seed", 0, allow_none=True)
+    if x0 is not None:
+        raise ValueError(f"an environment starts from its own reset(seed=...): pass "
+                         f"x0=None (and seed=) for an environment {name}")
+    return env

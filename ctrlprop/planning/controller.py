@@ -11,7 +11,7 @@ controller at every step) over the controller's weights with a gradient method o
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_state
-from ..core.environment import Environment, is_environment
+from ..core.environment import as_environment
 from ..core.network import Network
 from ..core.simulation import simulate
 from ..core.threads import blas_threads
@@ -149,20 +149,13 @@ def closed_loop(controller, system, x0, steps, *, goal=None, exo=None, seed=None
         raise TypeError(f"controller must be a ctrlprop Network, got "
                         f"{type(controller).__name__}")
     K = check_int(steps, "steps", 1)
-    env = None
-    if is_environment(system):
-        env = Environment(system, "system")
-        check_int(seed, "seed", 0, allow_none=True)
-        if x0 is not None:
-            raise ValueError("an environment starts from its own reset(seed=...): pass "
-                             "x0=None (and seed=) for an environment system")
+    env = as_environment(system, x0, seed, "system")
+    if env is not None:
         if exo is not None:
             raise ValueError("exo is for a Dynamics model's exogenous inputs; an "
                              "environment takes none")
         x0 = env.reset(seed)
         n = env.n_obs
-    elif seed is not None:
-        raise ValueError("seed= resets an environment; a model or plant starts from x0")
     elif isinstance(system, Dynamics):
         n = system.n_states
     elif callable(system):

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_state
-from ..core.environment import Environment, is_environment
+from ..core.environment import as_environment
 from ..core.threads import blas_threads
 from ..objectives.cost import as_cost
 from ..objectives.ddp_terms import DDPTerms
@@ -357,13 +357,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
 
     """
     check_model(model)
-    env = None
-    if is_environment(plant):
-        env = Environment(plant, "plant")
-        check_int(seed, "seed", 0, allow_none=True)
-        if x0 is not None:
-            raise ValueError("an environment starts from its own reset(seed=...): pass "
-                             "x0=None (and seed=) for an environment plant")
+    env = as_environment(plant, x0, seed, "plant")
+    if env is not None:
         if (env.n_obs, env.n_act) != (model.n_states, model.n_controls):
             raise ValueError(f"the environment has {env.n_obs} observations and {env.n_act} "
                              f"actions, the model {model.n_states} states and "
@@ -373,8 +368,6 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
     elif not callable(plant):
         raise TypeError(f"plant must be callable as plant(x, u) -> x_next or an environment "
                         f"with the gymnasium interface, got {type(plant).__name__}")
-    elif seed is not None:
-        raise ValueError("seed= resets an environment; a plant callable starts from x0")
     K = check_int(steps, "steps", 1)
     planner = Planner(model, horizon, cost, bounds=bounds, method=method, maxiter=maxiter,
                       options=options, exo=exo, u0=u0, replan_every=replan_every)
