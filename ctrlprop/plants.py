@@ -35,7 +35,7 @@ from .core.environment import Box
 from .core.simulation import simulate
 
 __all__ = ["wrap_angle", "Plant", "PlantEnv", "Rollout", "PlanarArm", "TruckBackerUpper", "Pendulum", "Car",
-           "sabs", "car_control_cost", "car_running_cost", "car_final_cost",
+           "sabs", "sabs_second", "car_control_cost", "car_running_cost", "car_final_cost",
            "car_trajectory_cost", "CAR_X0", "CAR_T"]
 
 _TWO_PI = 2.0 * np.pi
@@ -1005,7 +1005,9 @@ def car_trajectory_cost(states, controls):
     :func:`car_control_cost`, ``lx`` = :func:`car_running_cost`, ``lf`` =
     :func:`car_final_cost` (the original evaluates the final step with zero control, so the
     running state cost counts at ``x_T`` too). Its signature is that of a custom
-    ``trajectory`` term of a trajectory cost: batched value and both gradients.
+    ``trajectory`` term of a trajectory cost: batched value and both gradients; its
+    ``hessian`` attribute gives the exact Hessian blocks (used by iLQR/DDP,
+    :func:`ctrlprop.objectives.ddp_terms.custom_hessian_blocks`).
 
     Parameters
     ----------
@@ -1029,3 +1031,45 @@ def car_trajectory_cost(states, controls):
     gx[..., -1, :] += gf
     J = cu.sum(-1) + cx.sum(-1) + cf
     return (float(J) if np.ndim(J) == 0 else J), gx, gu
+
+
+def sabs_second(x, p):
+    """Second derivative of :func:`sabs`: ``p^2 / (x^2 + p^2)^(3/2)`` (broadcast shape)."""
+    x, p = as_float(x, "x"), as_float(p, "p")
+    return p * p / (x * x + p * p) ** 1.5
+
+
+def _car_trajectory_hessian(states, controls):
+    """Exact step-diagonal Hessian blocks of :func:`car_trajectory_cost` (it has no
+    cross-step terms, so they are its whole Hessian).
+
+    Parameters
+    ----------
+    states : array_like, shape (B, T+1, 4)
+    controls : array_like, shape (B, T, 2)
+
+    Returns
+    -------
+    h_xx : ndarray, shape (B, T+1, 4, 4)
+        Diagonal: the running cost's ``1e-3 sabs''(x, 0.1), 1e-3 sabs''(y, 0.1)`` at every
+        step, plus the final cost's ``[0.1, 0.1, 1, 0.3] sabs''`` at x_T.
+    h_uu : ndarray, shape (B, T, 2, 2)
+        ``diag(2e-2, 2e-4)``.
+    h_ux : ndarray, shape (B, T, 2, 4)
+        Zero.
+    """
+    X, U = _last(states, 4, "states"), _last(controls, 2, "controls")
+    if X.ndim != 3 or U.ndim != 3 or X.shape[0] != U.shape[0] or X.shape[1] != U.shape[1] + 1:
+        raise ValueError(f"states must be (B, T+1, 4) and controls (B, T, 2), got states "
+                         f"{X.shape}, controls {U.shape}")
+    B, T = U.shape[:2]
+    d = np.zeros(X.shape)
+    d[..., :2] = _CX * sabs_second(X[..., :2], _PX)
+    d[:, -1] += _CF * sabs_second(X[:, -1], _PF)
+    hxx = d[..., :, None] * np.eye(4)
+    huu = np.broadcast_to(np.diag(2.0 * _CU), (B, T, 2, 2)).copy()
+    return hxx, huu, np.zeros((B, T, 2, 4))
+
+
+# the Hessian protocol of custom trajectory terms (ctrlprop.objectives.ddp_terms)
+car_trajectory_cost.hessian = _car_trajectory_hessian

@@ -24,9 +24,11 @@ of ``(z_t, u_t)`` at every step t >= 1, with exact derivatives ``l_u = S d``,
 ``l_p = -S d`` (d = u_t - p_t), ``l_uu = S``, ``l_pp = S``, ``l_up = -S``.  The solver's
 gains are then (m, n + m): feedback on x_t - states_t and on u_{t-1} - controls_{t-1}.
 
-Quadratic terms (Q, Qf, R, S) enter with their exact Hessians.  Custom terms (running,
-terminal, trajectory) give gradients only; their Hessian blocks are approximated by
-central differences of their gradients (:func:`custom_hessian_blocks`).
+Quadratic terms (Q, Qf, R, S) enter with their exact Hessians.  A custom term (running,
+terminal, trajectory) gives its exact Hessian blocks when the callable has a ``hessian``
+attribute (the protocol of :func:`custom_hessian_blocks`; the car costs of
+:mod:`ctrlprop.plants` do); otherwise its blocks are approximated by central differences
+of its gradients.
 """
 
 import numpy as np
@@ -108,14 +110,41 @@ def dynamics_curvature(model, x, u, lam, exo=None):
     return M[:, :n, :n].copy(), M[:, n:, :n].copy(), M[:, n:, n:].copy()
 
 
-def custom_hessian_blocks(cost, states, controls):
-    """Per-step Hessian blocks of a cost's custom terms by central differences of their
-    gradients.
+def _exact_blocks(f, args, shapes, name):
+    """The Hessian blocks ``f.hessian(*args)`` checked against ``shapes``."""
+    out = f.hessian(*args)
+    if len(shapes) == 1:
+        out = (out,)
+    if not isinstance(out, (tuple, list)) or len(out) != len(shapes):
+        raise TypeError(f"the {name} cost's hessian must return {len(shapes)} arrays, got "
+                        f"{type(out).__name__}")
+    blocks = []
+    for a, shape, what in zip(out, shapes, ("h_xx", "h_uu", "h_ux")):
+        a = np.asarray(a, dtype=float)
+        if a.shape != shape:
+            raise ValueError(f"the {name} cost's hessian must give {what} of shape {shape}, "
+                             f"got {a.shape}")
+        blocks.append(a)
+    return blocks
 
-    The custom callables (running, terminal, trajectory) give gradients only.  For the
-    step-separable terms (``running`` is a sum over steps of l(x_t, u_t); ``terminal``
-    depends on x_T alone) moving coordinate j of every step at once by h changes the
-    gradient at step t by h times column j of that step's Hessian, so
+
+def custom_hessian_blocks(cost, states, controls):
+    """Per-step Hessian blocks of a cost's custom terms: exact where the term gives them,
+    else by central differences of its gradients.
+
+    Exact blocks: a custom callable with a ``hessian`` attribute, called on the same
+    arrays as the term itself, returning
+
+    * ``running.hessian(X, U) -> (h_xx (B, T, n, n), h_uu (B, T, m, m), h_ux (B, T, m, n))``
+      with X the states x_0 .. x_{T-1};
+    * ``terminal.hessian(xT) -> h_xx (B, n, n)``;
+    * ``trajectory.hessian(states, controls) -> (h_xx (B, T+1, n, n), h_uu (B, T, m, m),
+      h_ux (B, T, m, n))``: its step-diagonal blocks (all DDP uses).
+
+    Finite differences, for the others: for the step-separable terms (``running`` is a sum
+    over steps of l(x_t, u_t); ``terminal`` depends on x_T alone) moving coordinate j of
+    every step at once by h changes the gradient at step t by h times column j of that
+    step's Hessian, so
 
         [H]_{:, j}  ~=  [g(z + h e_j) - g(z - h e_j)] / (2 h)      (all steps at once)
 
@@ -144,7 +173,8 @@ def custom_hessian_blocks(cost, states, controls):
     Raises
     ------
     ValueError
-        When states and controls do not have matching shapes.
+        When states and controls do not have matching shapes, or a ``hessian`` returns
+        blocks of the wrong shapes.
     """
     cost = as_cost(cost)
     S = np.asarray(states, dtype=float)
@@ -158,13 +188,35 @@ def custom_hessian_blocks(cost, states, controls):
     huu = np.zeros((B, T, m, m))
     hxu = np.zeros((B, T, n, m))                    # d2/dx_t du_t (row x, column u)
     hux = np.zeros((B, T, m, n))                    # d2/du_t dx_t
+    exact = {k: f is not None and callable(getattr(f, "hessian", None))
+             for k, f in (("running", cost.running), ("terminal", cost.terminal),
+                          ("trajectory", cost.trajectory))}
+    if exact["running"]:
+        a, b, c = _exact_blocks(cost.running, (S[:, :T].copy(), U.copy()),
+                                ((B, T, n, n), (B, T, m, m), (B, T, m, n)), "running")
+        hxx[:, :T] += a
+        huu += b
+        hxu += c.transpose(0, 1, 3, 2)
+        hux += c
+    if exact["terminal"]:
+        hxx[:, T] += _exact_blocks(cost.terminal, (S[:, T].copy(),), ((B, n, n),),
+                                   "terminal")[0]
+    if exact["trajectory"]:
+        a, b, c = _exact_blocks(cost.trajectory, (S.copy(), U.copy()),
+                                ((B, T + 1, n, n), (B, T, m, m), (B, T, m, n)), "trajectory")
+        hxx += a
+        huu += b
+        hxu += c.transpose(0, 1, 3, 2)
+        hux += c
     h = FD_STEP * (1.0 + max(np.abs(S).max(initial=0.0), np.abs(U).max(initial=0.0)))
     St, Ut = S.transpose(1, 2, 0), U.transpose(1, 2, 0)      # the cost's (T+1, n, B) layout
     parts = []
-    if cost.running is not None or cost.terminal is not None:
-        parts.append((TrajectoryCost(None, 0.0, None, 0.0, 0.0, cost.running, cost.terminal)
+    running = None if exact["running"] else cost.running
+    terminal = None if exact["terminal"] else cost.terminal
+    if running is not None or terminal is not None:
+        parts.append((TrajectoryCost(None, 0.0, None, 0.0, 0.0, running, terminal)
                       .bind(n, m, T, B), True))
-    if cost.trajectory is not None:
+    if cost.trajectory is not None and not exact["trajectory"]:
         parts.append((TrajectoryCost(None, 0.0, None, 0.0, 0.0, trajectory=cost.trajectory)
                       .bind(n, m, T, B), False))
 
