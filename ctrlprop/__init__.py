@@ -23,7 +23,8 @@ from .core import (Transfer, register_transfer, get_transfer, transfer_names, Ne
 from .core.environment import Box, is_environment
 from .core.transitions import Transitions
 from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
-                         TrajectoryObjective, bptt, ControllerObjective)
+                         TrajectoryObjective, bptt, ControllerObjective, StateBounds,
+                         PathConstraint)
 from .solvers import Result, ConvergenceWarning, STATUS, METHODS
 from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,
                        TrajectoryResult, mpc, Planner, MPCResult, MPCError, collect, evaluate,

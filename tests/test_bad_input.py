@@ -576,6 +576,10 @@ def opt_traj_args():
         "seed": SEEDS,
         "init_scale": reals(),
         "independent": flags(),
+        "constraints": [K("string", "x >= 0"), K("dict", {}), K("empty list", []),
+                        K("wrong size", cp.StateBounds([0.0] * 3, [1.0] * 3)),
+                        K("a callable", lambda X, U: X)],
+        "constraint_options": [K("without constraints", {"tol": 1e-3})],
     })
 
 

@@ -7,6 +7,7 @@ from .control import ControlObjective
 from .cost import TrajectoryCost
 from .trajectory import Dynamics, TrajectoryObjective, bptt
 from .controller import ControllerObjective
+from .constraints import StateBounds, PathConstraint
 
 __all__ = ["WeightObjective", "ControlObjective", "TrajectoryCost", "Dynamics",
-           "TrajectoryObjective", "bptt", "ControllerObjective"]
+           "TrajectoryObjective", "bptt", "ControllerObjective", "StateBounds", "PathConstraint"]

@@ -490,6 +490,22 @@ class TrajectoryObjective(ModelDimensions):
 
     DENSE_JACOBIAN = 1e6          # entries below which a batch's Jacobian is dense
 
+    def state_jacobian(self, u):
+        """Exact state Jacobians ``dx_{t+1}/dU`` of every trajectory: (B, T, n, T m).
+
+        ``dx_{t+1}/du_s = B_t`` for s = t, ``A_t dx_t/du_s`` for s < t, 0 for s > t, with
+        ``A_t, B_t`` the step Jacobians along the rollout at u.
+        """
+        self._forward(self._check_u(u))
+        T, m, B, n = self.T, self.model.n_controls, self.B, self.model.n_states
+        A, Bm = self._ur.step_jacobians()
+        JX = np.zeros((B, T, n, T * m))
+        for t in range(T):
+            JX[:, t, :, t * m:(t + 1) * m] = Bm[t]
+            if t:
+                np.matmul(A[t], JX[:, t - 1, :, :t * m], out=JX[:, t, :, :t * m])
+        return JX
+
     def jacobian(self, u, sparse=None):
         """Exact Jacobian dr/du, (B * n_res, n_vars): block-diagonal over a batch.
 
@@ -509,16 +525,7 @@ class TrajectoryObjective(ModelDimensions):
             raise ValueError(f"the residual Jacobian would have {size:.3g} entries (more than "
                              f"max_jacobian_size={self.max_jacobian_size:.3g}); use a "
                              f"gradient method such as 'L-BFGS-B' for this problem size")
-        self._forward(self._check_u(u))
-        A, Bm = self._ur.step_jacobians()
-        # dx_{t+1}/du_s = B_t for s = t,  A_t dx_t/du_s for s < t,  0 for s > t
-        n = self.model.n_states
-        JX = np.zeros((B, T, n, T * m))
-        for t in range(T):
-            JX[:, t, :, t * m:(t + 1) * m] = Bm[t]
-            if t:
-                np.matmul(A[t], JX[:, t - 1, :, :t * m], out=JX[:, t, :, :t * m])
-        Jb = c.residual_jacobian(JX)
+        Jb = c.residual_jacobian(self.state_jacobian(u))
         if B == 1:
             return Jb[0]
         if sparse:

@@ -23,20 +23,23 @@ vectorized rollout (its trajectories share the solver's line search and memory),
 """
 
 import itertools
+import warnings
 
 import numpy as np
+from scipy.optimize import NonlinearConstraint
 
-from ..core.checks import check_int, check_within, parse_bounds
+from ..core.checks import check_int, check_nonneg, check_within, parse_bounds
 from ..core.threads import blas_threads
-from ..objectives.cost import as_cost
+from ..objectives.constraints import AugmentedLagrangian, as_constraints
+from ..objectives.cost import TrajectoryCost, as_cost
 from ..objectives.ddp_terms import DDPTerms
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
 from ..solvers.batch_lbfgs import batch_lbfgs
 from ..solvers.ddp import ddp, ddp_options
 from ..solvers.methods import METHODS, resolve
 from ..solvers.progress import Progress
-from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, STATUS, Notifier, Result,
-                              warn_unless_success)
+from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, STATUS, ConvergenceWarning,
+                              Notifier, Result, warn_unless_success)
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
 from ..solvers.starts import default_start, random_starts
 
@@ -70,6 +73,12 @@ class TrajectoryResult(Result):
     all_controls, all_states, all_fun, best
         With ``restarts``: every start's result, axes (start, ...) or (problem, start,
         ...), and the index of the start returned.
+    constraint_violation : float or ndarray (B,)
+        With ``constraints``: the largest ``max(0, c)`` of each returned trajectory.
+    multipliers : ndarray, (T, K) or (B, T, K)
+        With ``constraints`` (augmented Lagrangian): the multipliers of the K constraint
+        components per step; ``history["violation"]`` has the largest violation after
+        every outer iteration.
     gains : ndarray, (T, m, n) or (B, T, m, n)
         Methods "ilqr" and "ddp" only: the feedback gains K_t of the returned trajectory's
         backward pass.  The local policy around the plan is
@@ -102,11 +111,11 @@ def trajectory_bounds(bounds, T, m):
     return parse_bounds(bounds, m, (T, m), name="bounds", what="controls")
 
 
-def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape):
+def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape, constraints=None):
     """One solve of a TrajectoryObjective from the flat start u with a scipy method.
 
-    ``lohi``: (lo, hi) of shape (T, m) for every trajectory of obj.  Returns a Result
-    with the flat ``x``.
+    ``lohi``: (lo, hi) of shape (T, m) for every trajectory of obj; ``constraints``:
+    scipy constraints (SLSQP, trust-constr).  Returns a Result with the flat ``x``.
     """
     lo, hi = (np.tile(b.ravel(), obj.B) for b in lohi)
     bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
@@ -123,8 +132,8 @@ def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape):
                                  bounds=(lo, hi) if bounded else None, maxiter=maxiter,
                                  options=options, notify=notify, reshape=reshape)
     return run_minimize(method, obj, u, bounds=(lo, hi) if bounded else None,
-                        hessp=obj.hessp if method.hessp else None, maxiter=maxiter,
-                        options=options, notify=notify,
+                        hessp=obj.hessp if method.hessp else None, constraints=constraints,
+                        maxiter=maxiter, options=options, notify=notify,
                         reshape=reshape)
 
 
@@ -209,7 +218,8 @@ def _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options, not
 
 def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, method=None,
                         maxiter=None, options=None, callback=None, progress=False, exo=None,
-                        restarts=0, seed=0, init_scale=1.0, independent=False):
+                        restarts=0, seed=0, init_scale=1.0, independent=False,
+                        constraints=None, constraint_options=None):
     """Optimal control sequence(s) through a learned dynamics model.
 
     Parameters
@@ -271,6 +281,18 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         With a scipy method: False (default) solves all trajectories as one summed
         problem; True gives each trajectory its own solver run, one after another.
         "batch-lbfgs", "ilqr" and "ddp" always treat them independently.
+    constraints : StateBounds, PathConstraint or list of them, optional
+        Inequalities ``c(x_{t+1}, u_t) <= 0`` for t = 0..T-1
+        (:mod:`ctrlprop.objectives.constraints`).  SLSQP and trust-constr get them as
+        scipy constraints with their exact Jacobians (through the state Jacobians of the
+        rollout); the other minimize methods, batch-lbfgs, ilqr and ddp solve a sequence
+        of augmented-Lagrangian problems (multiplier update ``lam <- max(0, lam + rho c)``,
+        ``rho`` multiplied by ``rho_factor`` while the violation does not fall to a quarter)
+        warm-started from each other.  Least-squares methods do not take them.
+    constraint_options : dict, optional
+        For the augmented Lagrangian: ``tol`` (1e-6: the largest violation accepted),
+        ``outer_maxiter`` (20), ``rho`` (10: the first penalty weight), ``rho_factor``
+        (10).  Unknown keys raise.
 
     Returns
     -------
@@ -284,6 +306,14 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     check_model(model)
     T = check_horizon(horizon)
     method = resolve(method, TRAJECTORY_METHODS, "L-BFGS-B", "optimize_trajectory")
+    if constraint_options is not None and constraints is None:
+        raise ValueError("constraint_options were given without constraints")
+    if constraints is not None and method.name not in ("SLSQP", "trust-constr"):
+        return _augmented_lagrangian(
+            model, x0, T, cost, constraints, constraint_options, method,
+            dict(u0=u0, bounds=bounds, maxiter=maxiter, options=options, callback=callback,
+                 progress=progress, exo=exo, seed=seed, init_scale=init_scale,
+                 independent=independent), restarts)
     options, maxiter = solver_options(options, maxiter)
     notify = Notifier(callback)
     X0, batched = model.check_x0(x0)
@@ -318,8 +348,14 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
             res, u, status, success = _solve_independent(obj, X0, starts, cost, exo, method,
                                                          (lo, hi), maxiter, options, notify)
         else:
+            scipy_cons = None
+            if constraints is not None:
+                if independent:
+                    raise ValueError("constraints with SLSQP/trust-constr solve the batch as "
+                                     "one problem: leave independent=False")
+                scipy_cons = _scipy_constraints(obj, as_constraints(constraints, n, m))
             res = solve_once(obj, starts.reshape(-1), method, (lo, hi), maxiter, options,
-                             notify, reshape)
+                             notify, reshape, scipy_cons)
             u = res.x
             status = np.full(B * R, res.status)
             success = np.full(B * R, bool(res.success))
@@ -346,9 +382,123 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         out.gains, out.gains_prev, out.feedforward = (
             (K[..., :n].copy(), Kp.copy(), kf.copy()) if batched
             else (K[0, ..., :n].copy(), Kp[0].copy(), kf[0].copy()))
+    if constraints is not None:
+        v = as_constraints(constraints, n, m).violation(st, ct)
+        out.constraint_violation = v if batched else float(v[0])
     if R > 1:
         out.all_states, out.all_controls, out.all_fun, out.best = (
             (S, U.copy(), J, best) if batched else (S[0], U[0].copy(), J[0], int(best[0])))
     warn_unless_success(out, "optimize_trajectory")
     return out
 
+
+
+# ---------------------------------------------------------------- constraints
+def _scipy_constraints(obj, cons):
+    """``c(x_{t+1}, u_t) <= 0`` of every trajectory of obj as one scipy NonlinearConstraint
+    on the flat controls, with its exact Jacobian ``c_x dx_{t+1}/dU + c_u``."""
+    B, T, m = obj.B, obj.T, obj.model.n_controls
+    n, K = obj.model.n_states, cons.K
+
+    def parts(u):
+        S = obj.states(u).reshape(B, T + 1, n)
+        return cons(S[:, 1:], np.reshape(u, (B, T, m)))
+
+    def fun(u):
+        return parts(u)[0].reshape(-1)
+
+    def jac(u):
+        _, cx, cu = parts(u)
+        JX = obj.state_jacobian(u)                                   # (B, T, n, T m)
+        J = np.zeros((B, T, K, B, T * m))
+        for b in range(B):
+            blk = np.matmul(cx[b], JX[b])                            # (T, K, T m)
+            for t in range(T):
+                blk[t, :, t * m:(t + 1) * m] += cu[b, t]
+            J[b, :, :, b] = blk
+        return J.reshape(B * T * K, B * T * m)
+    return NonlinearConstraint(fun, -np.inf, 0.0, jac=jac)
+
+
+AL_OPTIONS = {"tol": 1e-6, "outer_maxiter": 20, "rho": 10.0, "rho_factor": 10.0}
+
+
+def _al_options(options):
+    """The augmented-Lagrangian settings from ``constraint_options``, checked."""
+    if options is None:
+        return dict(AL_OPTIONS)
+    if not isinstance(options, dict):
+        raise TypeError(f"constraint_options must be a dict, got {type(options).__name__}")
+    bad = sorted(set(options) - set(AL_OPTIONS))
+    if bad:
+        raise ValueError(f"unknown constraint_options {bad}; accepted: {list(AL_OPTIONS)}")
+    out = dict(AL_OPTIONS)
+    for k, v in options.items():
+        if k == "outer_maxiter":
+            out[k] = check_int(v, "constraint_options['outer_maxiter']", 1)
+        else:
+            out[k] = check_nonneg(v, f"constraint_options[{k!r}]")
+    if out["rho"] <= 0 or out["rho_factor"] <= 1:
+        raise ValueError(f"constraint_options need rho > 0 and rho_factor > 1, got "
+                         f"rho={out['rho']}, rho_factor={out['rho_factor']}")
+    return out
+
+
+def _augmented_lagrangian(model, x0, T, cost, constraints, constraint_options, method, kw,
+                          restarts):
+    """optimize_trajectory with constraints by the augmented Lagrangian (see its docs)."""
+    if method.family == "least_squares":
+        raise ValueError(f"method {method.name!r} cannot take constraints (their penalty has "
+                         f"no residual form); use a minimize method, 'ilqr' or 'ddp'")
+    n, m = model.n_states, model.n_controls
+    cons = as_constraints(constraints, n, m)
+    opts = _al_options(constraint_options)
+    X0, batched = model.check_x0(x0)
+    B = X0.shape[0]
+    base = as_cost(cost)
+    lam = np.zeros((1, T, cons.K))
+    rho, prev, viol_hist, res = opts["rho"], np.inf, [], None
+    nit = nfev = 0
+    for it in range(opts["outer_maxiter"]):
+        term = AugmentedLagrangian(cons, lam, rho, base.trajectory)
+        c_al = TrajectoryCost(base.goal, base.Q, base.Qf, base.R, base.S, base.running,
+                              base.terminal, trajectory=term)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            res = optimize_trajectory(model, x0, T, c_al, method=method.name,
+                                      restarts=restarts if it == 0 else 0, **kw)
+        nit += int(res.nit)
+        nfev += int(res.nfev)
+        S = np.reshape(res.states, (B, T + 1, n))
+        U = np.reshape(res.controls, (B, T, m))
+        c = cons.values(S, U)
+        viol = np.maximum(c, 0.0).max(axis=(1, 2))
+        viol_hist.append(float(viol.max()))
+        lam = np.maximum(0.0, lam + rho * c)
+        kw["u0"] = res.controls
+        if viol.max() <= opts["tol"]:
+            break
+        if viol.max() > 0.25 * prev:
+            rho *= opts["rho_factor"]
+        prev = viol.max()
+    obj = TrajectoryObjective(model, X0, T, base, kw["exo"])
+    J = obj.costs(U.reshape(-1))
+    ok = (viol <= opts["tol"]) & np.atleast_1d(res.success)
+    out = TrajectoryResult(res)
+    out.update(fun=J if batched else float(J[0]), constraint_violation=viol if batched
+               else float(viol[0]), multipliers=lam if batched else lam[0],
+               nit=nit, nfev=nfev, success=ok if batched else bool(ok[0]),
+               outer_iterations=it + 1, method=method.name)
+    out.history = dict(res.history, violation=np.array(viol_hist))
+    if not ok.all():
+        worst = float(viol.max())
+        out.message = (f"after {it + 1} augmented-Lagrangian iterations the largest "
+                       f"violation is {worst:.3g} (tol {opts['tol']:g})"
+                       if worst > opts["tol"] else str(res.message))
+        out.status = np.where(ok, CONVERGED, MAXITER) if batched else \
+            (CONVERGED if ok[0] else MAXITER)
+    else:
+        out.message = (f"constraints met (largest violation {float(viol.max()):.3g}) after "
+                       f"{it + 1} augmented-Lagrangian iterations")
+    warn_unless_success(out, "optimize_trajectory")
+    return out
