@@ -24,6 +24,7 @@ Outputs in out/car_obstacle: paths.png, metrics.json.
 
 import os
 import time
+import warnings
 
 import numpy as np
 from scipy.optimize import Bounds
@@ -70,9 +71,12 @@ def replan(model, car, x0, T, plan, cons, every, maxiter):
     S, U, k = [np.array(x0, float)], [], 0
     while k < T:
         if k:
-            res = cp.optimize_trajectory(model, S[-1], T - k, park.car_cost(), u0=plan,
-                                         bounds=bounds, maxiter=maxiter, constraints=cons,
-                                         constraint_options={"outer_maxiter": 5})
+            with warnings.catch_warnings():      # replans are capped at maxiter by design
+                warnings.simplefilter("ignore", cp.ConvergenceWarning)
+                res = cp.optimize_trajectory(model, S[-1], T - k, park.car_cost(), u0=plan,
+                                             bounds=bounds, maxiter=maxiter,
+                                             constraints=cons,
+                                             constraint_options={"outer_maxiter": 5})
             plan = res.controls
         n = min(every, max(1, (T - k) // 4))
         for u in plan[:n]:
@@ -85,14 +89,14 @@ def replan(model, car, x0, T, plan, cons, every, maxiter):
 def plot(car, runs, centre, radius, path):
     fig, ax = cp.plot.new_figure(figsize=(7.0, 7.0))
     ang = np.linspace(0, 2 * np.pi, 200)
-    ax.fill(centre[0] + radius * np.cos(ang), centre[1] + radius * np.sin(ang), color="0.6",
-            alpha=0.5, label=f"obstacle (radius {radius:g})")
+    ax.fill(centre[0] + radius * np.cos(ang), centre[1] + radius * np.sin(ang),
+            color="crimson", alpha=0.45, label=f"obstacle (radius {radius:g})")
     for (label, S, U), c in zip(runs, ("0.6", "C1", "C0")):
         viol, dmin = clearance(S, centre, radius)
         ax.plot(S[:, 0], S[:, 1], color=c, lw=1.5,
                 label=f"{label}: ends {np.hypot(*S[-1, :2]):.3f} from the spot, "
                       f"closest {dmin:.3f} to the centre")
-        idx = park.car_moments(S, 7)
+        idx = park.car_moments(S, 5)
         cp.plot.draw_car(ax, S[idx], wheel_angles=U[np.minimum(idx, len(U) - 1), 0],
                          color=c, alpha=0.45, d=car.d)
     cp.plot.draw_car(ax, np.zeros(3), color="crimson", alpha=0.5, d=car.d)
