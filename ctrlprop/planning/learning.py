@@ -269,8 +269,10 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     horizon : int
         MPC planning horizon.
     seed : int
-        Seeds everything: the warm-up, every round's episodes, the evaluation episodes
-        (the same every round, and different from the training ones), the model.
+        Seeds everything: the warm-up, every round's episodes (seeded by the seed and the
+        number of transitions so far, so a resumed run does not repeat earlier starts),
+        the evaluation episodes (the same every round, and different from the training
+        ones), the model.
     warmup : int, optional
         Random warm-up steps (default: ``steps_per_iteration``).
     model : Dynamics, optional
@@ -367,7 +369,8 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                 st["it"] = it
                 if it:
                     t0 = time.perf_counter()
-                    act(N, Planner(st["model"], H, cost, **plan_kw), _sub_seed(seed, 2, it))
+                    act(N, Planner(st["model"], H, cost, **plan_kw),
+                        _sub_seed(seed, 2, len(st["data"])))     # unique across resumes
                     st["act_time"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
