@@ -229,7 +229,7 @@ def test_fit_dynamics_learns_a_linear_system_and_reports_held_out_errors():
     model = cp.fit_dynamics(data, hidden=(4,), transfer="linear", residual=True, seed=0,
                             horizon=5)
     rep = model.report
-    assert rep.n_validation == 50 and rep.n_train == 150         # 2 of 8 episodes held out
+    assert rep.n_validation + rep.n_train == 200 and rep.n_validation % 25 == 0  # episodes
     assert rep.one_step_rmse.shape == (2,) and rep.multi_step_rmse.shape == (5, 2)
     assert np.all(rep.one_step_rmse < 1e-5) and np.all(rep.multi_step_rmse < 1e-4)
     env = LinearEnv()
@@ -240,6 +240,12 @@ def test_fit_dynamics_learns_a_linear_system_and_reports_held_out_errors():
     more = cp.fit_dynamics(data, model=model, maxiter=1, seed=1)
     np.testing.assert_array_equal(model.net.weights, w)
     assert more.residual and more.net is not model.net
+    # the same episodes stay held out as the data grows (a warm-started refit is never
+    # validated on episodes it was trained on)
+    grown = data + cp.collect(LinearEnv(horizon=25), 300, seed=1)
+    again = cp.fit_dynamics(grown, model=model, maxiter=1, seed=0)
+    held, held2 = rep.validation_episodes, again.report.validation_episodes
+    assert set(held) <= set(held2) and 0 < len(held) < 8 and len(held2) < 20
     with pytest.raises(TypeError, match="Transitions"):
         cp.fit_dynamics(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="validation"):

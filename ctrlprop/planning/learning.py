@@ -30,17 +30,27 @@ __all__ = ["fit_dynamics", "learn_and_plan", "LearnResult", "LearnError"]
 
 
 # ---------------------------------------------------------------- fit_dynamics
-def _split(data, validation, rng):
-    """(train rows, validation rows) as boolean masks: whole episodes held out (at least
-    one when there are two or more), or the last rows of a single episode."""
+def _split(data, validation, seed):
+    """(train rows, validation rows) as boolean masks.
+
+    With two or more episodes, whole episodes are held out: episode e when a uniform draw
+    seeded by ``(seed, e)`` falls below ``validation`` (at least one episode held out, at
+    least one kept).  The draw depends on the episode alone, so as data grows an episode
+    stays on its side of the split: a model warm-started on earlier data is never
+    validated on episodes it was trained on.  A single episode: its last rows.
+    """
     N = len(data)
     if validation == 0:
         return np.ones(N, bool), np.zeros(N, bool)
     ids = data.episode_ids()
     if ids.size >= 2:
-        k = min(max(1, int(round(validation * ids.size))), ids.size - 1)
-        held = rng.choice(ids, k, replace=False)
-        val = np.isin(data.episode, held)
+        draws = np.array([np.random.default_rng([seed, int(e)]).random() for e in ids])
+        held = draws < validation
+        if not held.any():
+            held[np.argmin(draws)] = True
+        if held.all():
+            held[np.argmax(draws)] = False
+        val = np.isin(data.episode, ids[held])
     else:
         cut = N - max(1, int(round(validation * N)))
         val = np.arange(N) >= cut
@@ -122,13 +132,16 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         Stop when the validation loss has not improved for this many iterations (default
         100: a full-batch method's validation loss wanders in its first iterations).
     validation : float
-        Fraction of episodes held out (at least one of two or more; the last rows when
-        the data is a single episode), in [0, 1).  The fit keeps the weights of lowest
+        Fraction of episodes held out, in [0, 1): each episode with that probability, by
+        a draw seeded by ``seed`` and the episode's index, so that the same episodes stay
+        held out as the data grows (at least one of two or more; the last rows when the
+        data is a single episode).  The fit keeps the weights of lowest
         validation loss and stops after ``patience`` iterations without improvement.
     horizon : int
         Steps of the open-loop prediction error measured on the held-out episodes.
     seed : int
-        Seeds the new model's weights and the choice of held-out episodes.
+        Seeds the new model's weights and the choice of held-out episodes (keep it fixed
+        over warm-started refits, as :func:`learn_and_plan` does).
 
     Returns
     -------
@@ -136,8 +149,8 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         The trained model.  Its ``report`` attribute (a Result) holds the fit's
         ``fit`` result, and, measured on the held-out rows, ``one_step_rmse`` (n,),
         ``multi_step_rmse`` (H, n) (the error of an open-loop rollout on the recorded
-        actions, per step ahead), ``n_train`` and ``n_validation`` rows.  Errors are in
-        the observations' units.
+        actions, per step ahead), ``n_train`` and ``n_validation`` rows and the
+        ``validation_episodes``.  Errors are in the observations' units.
     """
     if not isinstance(data, Transitions):
         raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect), got "
@@ -167,7 +180,7 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         dyn = copy.deepcopy(model)
         dyn.__dict__.pop("report", None)
         scale = False
-    train, val = _split(data, v, np.random.default_rng(seed))
+    train, val = _split(data, v, seed)
     X, Y = data.training_pairs(dyn.residual)
     res = fit(dyn.net, X[train], Y[train], method, l2=l2, maxiter=maxiter, options=options,
               validation=(X[val], Y[val]) if val.any() else None, patience=patience,
@@ -176,6 +189,7 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
     dyn.report = Result(fit=res, one_step_rmse=err.one_step_rmse,
                         multi_step_rmse=err.multi_step_rmse, n_train=int(train.sum()),
                         n_validation=int(val.sum()),
+                        validation_episodes=np.unique(data.episode[val]),
                         measured_on="validation" if val.any() else "training")
     return dyn
 
@@ -376,7 +390,7 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     st["model"] = fit_dynamics(st["data"], model=st["model"],
-                                               seed=_sub_seed(seed, 3, it), **fit_kw)
+                                               seed=_sub_seed(seed, 3), **fit_kw)
                 st["fit_time"].append(time.perf_counter() - t0)
                 st["rmse"].append(float(np.mean(st["model"].report.one_step_rmse)))
                 t0 = time.perf_counter()
