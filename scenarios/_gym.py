@@ -26,6 +26,8 @@ def run(name, doc, spec, argv=None, extra=None):
     env = cp.envs.make(spec["env_id"])
     task = cp.envs.task(spec["env_id"])
     cost = task.cost(**cfg.pop("cost", {}))
+    if "Q" in cfg:              # a quadratic shaping term on the observations, added
+        cost = cp.TrajectoryCost(Q=cfg.pop("Q"), trajectory=cost.trajectory)
     t0 = time.perf_counter()
     res = cp.learn_and_plan(env, cost, seed=args.seed, progress=args.progress,
                             checkpoint=os.path.join(args.out, "transitions.npz"), **cfg)
@@ -54,6 +56,7 @@ def run(name, doc, spec, argv=None, extra=None):
         "mpc_ms_per_step": np.round(res.history["ms_per_step"], 2),
         "fit_seconds": np.round(res.history["fit_time"], 1),
         "one_step_rmse": np.round(res.history["one_step_rmse"], 5),
+        "one_step_rmse_on": res.model.report.measured_on,
         "multi_step_rmse_last": np.round(res.model.report.multi_step_rmse[-1], 4),
         "references": [list(r) for r in spec["references"]],
         "status": res.message,

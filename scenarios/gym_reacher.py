@@ -18,6 +18,10 @@ learning_curve.png, trajectory.png, transitions.npz, metrics.json.
 model (finite-difference gradients through copies of the simulator state) on N episodes:
 the return planning reaches when the model is exact, which separates what the learned
 model costs from what the planner costs.
+
+The model is fitted on every transition (``validation=0.0``: with a few thousand steps,
+holding a fifth out costs more than early stopping gains) for a fixed number of L-BFGS-B
+iterations, warm-started from the previous round's model.
 """
 
 import sys
@@ -41,7 +45,8 @@ SPEC = {
                    ("PETS (MBBL)", -12.3, 200000)],
     "goal": {"kind": "mean", "value": -3.75, "steps": 5000},
     "full": dict(warmup=500, iterations=9, steps_per_iteration=500, horizon=15,
-                 fit=dict(hidden=(64, 64), maxiter=1000), plan=dict(maxiter=20),
+                 fit=dict(hidden=(64, 64), maxiter=1000, validation=0.0),
+                 plan=dict(maxiter=20),
                  eval_episodes=50),
     "quick": dict(warmup=300, iterations=1, steps_per_iteration=100, horizon=8,
                   fit=dict(hidden=(32,), maxiter=150), plan=dict(maxiter=5),

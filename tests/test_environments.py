@@ -229,7 +229,10 @@ def test_fit_dynamics_learns_a_linear_system_and_reports_held_out_errors():
     model = cp.fit_dynamics(data, hidden=(4,), transfer="linear", residual=True, seed=0,
                             horizon=5)
     rep = model.report
-    assert rep.n_validation + rep.n_train == 200 and rep.n_validation % 25 == 0  # episodes
+    assert rep.n_validation + rep.n_train == 200 and 0 < rep.n_validation < 100
+    # whole blocks of `horizon` (5) consecutive steps of an episode are held out
+    v = rep.validation_rows.reshape(40, 5)
+    assert np.all(v.all(axis=1) | ~v.any(axis=1))
     assert rep.one_step_rmse.shape == (2,) and rep.multi_step_rmse.shape == (5, 2)
     assert np.all(rep.one_step_rmse < 1e-5) and np.all(rep.multi_step_rmse < 1e-4)
     env = LinearEnv()
@@ -240,12 +243,12 @@ def test_fit_dynamics_learns_a_linear_system_and_reports_held_out_errors():
     more = cp.fit_dynamics(data, model=model, maxiter=1, seed=1)
     np.testing.assert_array_equal(model.net.weights, w)
     assert more.residual and more.net is not model.net
-    # the same episodes stay held out as the data grows (a warm-started refit is never
-    # validated on episodes it was trained on)
+    # the same rows stay held out as the data grows (a warm-started refit is never
+    # validated on rows it was trained on), and the new episodes are validated on too
     grown = data + cp.collect(LinearEnv(horizon=25), 300, seed=1)
-    again = cp.fit_dynamics(grown, model=model, maxiter=1, seed=0)
-    held, held2 = rep.validation_episodes, again.report.validation_episodes
-    assert set(held) <= set(held2) and 0 < len(held) < 8 and len(held2) < 20
+    again = cp.fit_dynamics(grown, model=model, maxiter=1, seed=0, horizon=5)
+    np.testing.assert_array_equal(again.report.validation_rows[:200], rep.validation_rows)
+    assert again.report.validation_rows[200:].any()
     with pytest.raises(TypeError, match="Transitions"):
         cp.fit_dynamics(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="validation"):

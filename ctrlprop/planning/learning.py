@@ -30,30 +30,38 @@ __all__ = ["fit_dynamics", "learn_and_plan", "LearnResult", "LearnError"]
 
 
 # ---------------------------------------------------------------- fit_dynamics
-def _split(data, validation, seed):
+def _split(data, validation, seed, block):
     """(train rows, validation rows) as boolean masks.
 
-    With two or more episodes, whole episodes are held out: episode e when a uniform draw
-    seeded by ``(seed, e)`` falls below ``validation`` (at least one episode held out, at
-    least one kept).  The draw depends on the episode alone, so as data grows an episode
-    stays on its side of the split: a model warm-started on earlier data is never
-    validated on episodes it was trained on.  A single episode: its last rows.
+    Every episode is cut into blocks of ``block`` consecutive steps, and a block is held
+    out when a uniform draw seeded by ``(seed, episode, block index)`` falls below
+    ``validation`` (at least one block held out, at least one kept).  The draw depends on
+    the block alone, so as data grows a block stays on its side of the split (a model
+    warm-started on earlier data is never validated on rows it was trained on), and new
+    episodes contribute to the validation set as much as old ones (a warm-started refit
+    is judged on the data it is refitted for too).
     """
     N = len(data)
     if validation == 0:
         return np.ones(N, bool), np.zeros(N, bool)
-    ids = data.episode_ids()
-    if ids.size >= 2:
-        draws = np.array([np.random.default_rng([seed, int(e)]).random() for e in ids])
-        held = draws < validation
+    ep = data.episode
+    first = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]             # first row of each run
+    start = np.repeat(first, np.diff(np.r_[first, N]))
+    blk = (np.arange(N) - start) // block
+    keys, inv = np.unique(np.stack([ep, blk], axis=1), axis=0, return_inverse=True)
+    draws = np.array([np.random.default_rng([seed, int(e), int(b)]).random()
+                      for e, b in keys])
+    held = draws < validation
+    if keys.shape[0] >= 2:
         if not held.any():
             held[np.argmin(draws)] = True
         if held.all():
             held[np.argmax(draws)] = False
-        val = np.isin(data.episode, ids[held])
     else:
-        cut = N - max(1, int(round(validation * N)))
-        val = np.arange(N) >= cut
+        held[:] = False
+    val = held[inv.reshape(-1)]
+    if not val.any():                         # one block in all: hold out its last rows
+        val = np.arange(N) >= N - max(1, int(round(validation * N)))
     return ~val, val
 
 
@@ -132,13 +140,15 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         Stop when the validation loss has not improved for this many iterations (default
         100: a full-batch method's validation loss wanders in its first iterations).
     validation : float
-        Fraction of episodes held out, in [0, 1): each episode with that probability, by
-        a draw seeded by ``seed`` and the episode's index, so that the same episodes stay
-        held out as the data grows (at least one of two or more; the last rows when the
-        data is a single episode).  The fit keeps the weights of lowest
+        Fraction held out, in [0, 1): episodes are cut into blocks of ``horizon``
+        consecutive steps and each block is held out with this probability, by a draw
+        seeded by ``seed``, the episode and the block, so that the same rows stay held out
+        as the data grows and every episode, old or new, contributes to the validation set
+        (at least one block held out and one kept).  The fit keeps the weights of lowest
         validation loss and stops after ``patience`` iterations without improvement.
     horizon : int
-        Steps of the open-loop prediction error measured on the held-out episodes.
+        Steps of the open-loop prediction error measured on the held-out blocks (and the
+        block length of the split).
     seed : int
         Seeds the new model's weights and the choice of held-out episodes (keep it fixed
         over warm-started refits, as :func:`learn_and_plan` does).
@@ -150,7 +160,8 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         ``fit`` result, and, measured on the held-out rows, ``one_step_rmse`` (n,),
         ``multi_step_rmse`` (H, n) (the error of an open-loop rollout on the recorded
         actions, per step ahead), ``n_train`` and ``n_validation`` rows and the
-        ``validation_episodes``.  Errors are in the observations' units.
+        ``validation_rows`` (N,) bool and the ``validation_episodes`` (those with a
+        held-out block).  Errors are in the observations' units.
     """
     if not isinstance(data, Transitions):
         raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect), got "
@@ -180,7 +191,7 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         dyn = copy.deepcopy(model)
         dyn.__dict__.pop("report", None)
         scale = False
-    train, val = _split(data, v, seed)
+    train, val = _split(data, v, seed, H)
     X, Y = data.training_pairs(dyn.residual)
     res = fit(dyn.net, X[train], Y[train], method, l2=l2, maxiter=maxiter, options=options,
               validation=(X[val], Y[val]) if val.any() else None, patience=patience,
@@ -189,7 +200,7 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
     dyn.report = Result(fit=res, one_step_rmse=err.one_step_rmse,
                         multi_step_rmse=err.multi_step_rmse, n_train=int(train.sum()),
                         n_validation=int(val.sum()),
-                        validation_episodes=np.unique(data.episode[val]),
+                        validation_rows=val, validation_episodes=np.unique(data.episode[val]),
                         measured_on="validation" if val.any() else "training")
     return dyn
 
@@ -216,7 +227,8 @@ class LearnResult(Result):
         Minus the last mean evaluation return (the cost the loop lowers).
     history : dict of (I+1,) arrays
         ``"fun"`` (minus the mean return), ``"return"``, ``"return_std"``, ``"steps"``,
-        ``"one_step_rmse"`` (the model's held-out one-step error, averaged over states),
+        ``"one_step_rmse"`` (the model's one-step error averaged over states, on the
+        held-out episodes; on the training rows when ``fit`` sets ``validation=0``),
         ``"fit_time"``, ``"act_time"``, ``"eval_time"`` (seconds) and ``"ms_per_step"``
         (planning milliseconds per environment step during evaluation).
     evaluations : list of Result
