@@ -289,6 +289,19 @@ def parse_bounds(bounds, n, shape=None, name="bounds", what="variables"):
     return lo, hi
 
 
+def check_box(low, high, names=("low", "high"), what="a box"):
+    """Two bound vectors (k,) of one shape, ``low <= high``, no NaN (infinite entries are
+    open ends): float64 copies, or a TypeError/ValueError naming them."""
+    a, b = as_float(low, names[0]), as_float(high, names[1])
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"{what}: {names[0]} and {names[1]} must be non-empty vectors of one "
+                         f"shape, got {a.shape} and {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any() or np.any(a > b):
+        raise ValueError(f"{what} needs {names[0]} <= {names[1]} without NaN, got "
+                         f"{names[0]}={a}, {names[1]}={b}")
+    return a.copy(), b.copy()
+
+
 def check_within(U, lo, hi, name):
     """Raise a ValueError (naming ``name`` and the first entry) if U is outside [lo, hi]."""
     lo, hi = np.broadcast_to(lo, U.shape), np.broadcast_to(hi, U.shape)

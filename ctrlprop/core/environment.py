@@ -15,7 +15,7 @@ step.  Observations are the model's states; actions are its controls.
 
 import numpy as np
 
-from .checks import as_float, check_int
+from .checks import as_float, check_box, check_int
 
 __all__ = ["Box", "is_environment", "Environment", "episode_seed", "as_environment"]
 
@@ -32,14 +32,8 @@ class Box:
     """
 
     def __init__(self, low, high):
-        lo, hi = as_float(low, "low"), as_float(high, "high")
-        if lo.ndim != 1 or lo.shape != hi.shape or lo.size == 0:
-            raise ValueError(f"low and high must be non-empty vectors of one shape, got "
-                             f"{lo.shape} and {hi.shape}")
-        if np.isnan(lo).any() or np.isnan(hi).any() or np.any(lo > hi):
-            raise ValueError(f"a Box needs low <= high (no NaN), got low={lo}, high={hi}")
-        self.low, self.high = lo.copy(), hi.copy()
-        self.shape = lo.shape
+        self.low, self.high = check_box(low, high, what="a Box")
+        self.shape = self.low.shape
         self.dtype = np.dtype(np.float64)
 
     def contains(self, x):

@@ -24,7 +24,7 @@ constraint is dropped, and so are the blocks coupling u_t with x_{t+1} (differen
 
 import numpy as np
 
-from ..core.checks import as_float, check_callable, check_int
+from ..core.checks import check_box, check_callable, check_int
 
 __all__ = ["StateBounds", "PathConstraint", "Constraints", "as_constraints",
            "AugmentedLagrangian"]
@@ -40,13 +40,7 @@ class StateBounds:
     """
 
     def __init__(self, lo, hi):
-        lo, hi = as_float(lo, "lo"), as_float(hi, "hi")
-        if lo.ndim != 1 or lo.shape != hi.shape or lo.size == 0:
-            raise ValueError(f"state bounds lo and hi must be vectors (n,) of one shape, got "
-                             f"{lo.shape} and {hi.shape}")
-        if np.isnan(lo).any() or np.isnan(hi).any() or np.any(lo > hi):
-            raise ValueError(f"state bounds need lo <= hi without NaN, got lo={lo}, hi={hi}")
-        self.lo, self.hi = lo, hi
+        self.lo, self.hi = lo, hi = check_box(lo, hi, ("lo", "hi"), "state bounds")
         self.upper = np.flatnonzero(np.isfinite(hi))
         self.lower = np.flatnonzero(np.isfinite(lo))
         self.k = self.upper.size + self.lower.size
