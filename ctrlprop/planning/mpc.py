@@ -213,7 +213,9 @@ class Planner:
         Result
             ``x`` (the control to apply, (m,)), ``plan`` (H, m), ``predicted`` (the
             model's x_{k+1}), ``fun`` (the plan's predicted cost), ``nit``, ``nfev``,
-            ``status`` of the solve, ``time`` (seconds), ``step`` (k).
+            ``status`` of the solve, ``time`` (seconds), ``step`` (k), ``replanned``
+            (False for a step between plans with ``replan_every`` > 1: then ``nit`` is
+            0 and ``fun``, ``status``, ``plan`` are the last plan's).
         """
         t0 = time.perf_counter()
         k, H, obj = self.k, self.horizon, self.obj
