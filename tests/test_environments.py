@@ -279,7 +279,9 @@ def test_learn_and_plan_improves_resumes_and_keeps_data(tmp_path):
     assert res.returns[-1] > rand.mean_return
     for key in ("fun", "return", "steps", "one_step_rmse", "fit_time", "ms_per_step"):
         assert res.history[key].shape == (2,)
-    assert res.fun == -res.returns[-1]
+    assert res.fun == -res.returns[-1] and res.nfev == 100 + 2 * 2 * 20   # + evaluation
+    for key in ("x", "fun", "success", "status", "message", "nit", "nfev", "history"):
+        assert key in res
     back = pickle.loads(pickle.dumps(res))
     np.testing.assert_array_equal(back.returns, res.returns)
     # resumed from its data: no warm-up, steps go on from there

@@ -233,7 +233,10 @@ class LearnResult(Result):
         (planning milliseconds per environment step during evaluation).
     evaluations : list of Result
         Every :func:`ctrlprop.evaluate` result (per-episode returns and lengths).
-    success, status, message, nit (iterations completed)
+    success, status, message, nit (rounds completed after the warm-up)
+    nfev : int
+        Environment steps taken: every collected transition (also those of ``data`` given
+        to resume) and every evaluation step.
     """
 
 
@@ -449,4 +452,6 @@ def _learn_result(st, stopped, error):
                        evaluations=st["evals"], fun=float(-R[-1]) if k else np.nan,
                        x=None if st["model"] is None else st["model"].net.weights.copy(),
                        success=error is None,
-                       status=status, message=msg, nit=max(k - 1, 0))
+                       status=status, message=msg, nit=max(k - 1, 0),
+                       nfev=(0 if st["data"] is None else len(st["data"]))
+                       + int(sum(len(e.data) for e in st["evals"])))
