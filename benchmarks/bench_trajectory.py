@@ -19,14 +19,13 @@ Gauss-Newton Jacobian, a controller-training gradient, and a whole L-BFGS-B solv
 PyTorch (eager) and JAX (jit + lax.scan) are timed when installed, last, on one thread.
 """
 
-import os
 import sys
 import time
 
 import numpy as np
 
 import ctrlprop as cp
-from _util import fmt_time, machine_note, table, timeit
+from _util import fmt_time, machine_note, table, timeit, import_jax
 
 QUICK = "--quick" in sys.argv
 MIN_T = 0.1 if QUICK else 0.4
@@ -169,14 +168,10 @@ def torch_time(P, x0, U, g):
 
 def jax_time(P, x0, U, g):
     """JAX jit + lax.scan float64 BPTT time, or None without jax."""
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1")
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
+    mods = import_jax()
+    if mods is None:
         return None
-    jax.config.update("jax_enable_x64", True)
+    jax, jnp = mods
     Pj = [(jnp.asarray(W), jnp.asarray(b)) for W, b in P]
     w = jnp.where(jnp.arange(T) == T - 1, QF, Q)
 
@@ -210,7 +205,9 @@ def main():
     P = layers(net)
     model = cp.Dynamics(net, N)
     g = np.full(N, 0.5)
-    cost = cp.TrajectoryCost(goal=g, Q=Q, Qf=QF, R=R)
+    # ctrlprop's cost has the lecture's 1/2 (J = 1/2 sum x'Qx + ...): doubled weights give
+    # the hand-written J above
+    cost = cp.TrajectoryCost(goal=g, Q=2 * Q, Qf=2 * QF, R=2 * R)
     x0 = rng.standard_normal(N)
     U = 0.3 * rng.standard_normal((T, M))
     U2 = U + 0.01
