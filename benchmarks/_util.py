@@ -84,3 +84,17 @@ def machine_note():
     except ImportError:
         info = ["threadpoolctl not installed"]
     return f"cores={os.cpu_count()} blas pools={info}"
+
+
+def import_jax():
+    """``(jax, jax.numpy)`` set up for a fair CPU reference (float64, one thread), or None
+    when jax is not installed."""
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                       "intra_op_parallelism_threads=1")
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax, jnp

@@ -63,7 +63,7 @@ import pendulum_swingup  # noqa: E402
 import ctrlprop as cp  # noqa: E402
 from ctrlprop.plants import CAR_T, CAR_X0, car_trajectory_cost  # noqa: E402
 from ctrlprop.solvers.ddp import ddp  # noqa: E402
-from _util import fmt_time, machine_note, table  # noqa: E402
+from _util import fmt_time, machine_note, table, import_jax  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 # iteration caps: true car (L-BFGS-B, iLQR, DDP), learned car, pendulum, and the unbounded
@@ -166,14 +166,10 @@ STATUS = {0: "converged", 1: "iteration limit", 2: "callback", 3: "early stop",
 def jax_ilqr(car, maxiter):
     """Unbounded iLQR on the true car in JAX (see the module docstring); None without jax,
     else a dict with cost, nit, history, nfev, seconds (solve, compiled) and compile."""
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1")
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
+    mods = import_jax()
+    if mods is None:
         return None
-    jax.config.update("jax_enable_x64", True)
+    jax, jnp = mods
     d, h = car.d, car.dt
     CU = 1e-2 * jnp.array([1.0, 0.01])
     CF, PF = jnp.array([0.1, 0.1, 1.0, 0.3]), jnp.array([0.01, 0.01, 0.01, 1.0])
