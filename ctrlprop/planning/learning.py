@@ -66,16 +66,15 @@ def _split(data, validation, seed, block):
 
 
 def _windows(data, rows, H):
-    """Open-loop windows of H steps inside held-out episodes: starts (W,), from rows."""
-    idx = np.flatnonzero(rows)
-    starts = []
-    for e in np.unique(data.episode[idx]):
-        r = idx[data.episode[idx] == e]
-        # contiguous rows of one episode; a window may not cross a row gap
-        for s in range(0, r.size - H + 1):
-            if r[s + H - 1] - r[s] == H - 1:
-                starts.append(r[s])
-    return np.array(starts, dtype=int)
+    """Starts (W,) of the open-loop windows: H consecutive selected rows of one episode."""
+    N = len(data)
+    if N < H:
+        return np.zeros(0, dtype=int)
+    cs = np.r_[0, np.cumsum(rows)]
+    r = np.arange(N - H + 1)
+    full = cs[r + H] - cs[r] == H                  # every row of the window is selected
+    same = data.episode[r + H - 1] == data.episode[r]   # episodes are contiguous runs
+    return r[full & same]
 
 
 def prediction_errors(model, data, rows=None, horizon=10):
