@@ -533,6 +533,12 @@ class ControlObjective:
             return NonlinearConstraint(fun, self._clo, self._chi, jac=jac)
         return NonlinearConstraint(fun, self._clo, self._chi, jac=jac, hess=hess)
 
+    def take(self, problems):
+        """The objective of the problems ``problems`` (indices or a slice) of this batch, as
+        its own batched ControlObjective (it shares the frozen model; pickling it ships
+        only those problems' data)."""
+        return _Subset(self, problems)
+
     def single(self):
         """A single-problem objective sharing this one's frozen model; its ``select(k)``
         makes it problem k of this batch (no copies of the model are made)."""
@@ -560,6 +566,20 @@ class _Tiled(ControlObjective):
         self._T = np.repeat(base._T, reps, axis=1)
         self._Xo = np.repeat(base._Xo, reps, axis=1)
         self._ur = np.repeat(base._ur, reps, axis=1)
+        self._work = {}
+
+
+class _Subset(ControlObjective):
+    """Some problems of a batch objective (shares the frozen model): :meth:`take`."""
+
+    def __init__(self, base, problems):
+        self.__dict__.update(base.__dict__)
+        idx = np.arange(base.K)[problems]
+        if idx.size == 0:
+            raise ValueError(f"take: no problems selected by {problems!r} of {base.K}")
+        self.K, self.batched = idx.size, True
+        self._T, self._Xo, self._ur = (np.ascontiguousarray(a[:, idx])
+                                       for a in (base._T, base._Xo, base._ur))
         self._work = {}
 
 

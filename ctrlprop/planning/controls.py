@@ -11,6 +11,8 @@ in one vectorized run).
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_within, parse_bounds
+from ..core.parallel import (BATCH_CHUNK, ProblemError, check_executor, choose_chunk, chunks,
+                             run_tasks)
 from ..core.threads import auto_threads, blas_threads
 from ..objectives.control import ControlObjective
 from ..solvers.batch_lm import LM_MESSAGES, LM_OPTIONS, LM_STATUS, solve_lm
@@ -89,8 +91,13 @@ def _starts(obj, U0, lo, hi, restarts, screen, seed, init_scale):
     return np.take_along_axis(pool, best[:, :, None], axis=1)
 
 
-def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify):
-    """Every (problem, start) run by a scipy method, one after another."""
+def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify, offset=0, name=False):
+    """Every (problem, start) run by a scipy method, one after another.
+
+    ``offset``: the index of obj's first problem in the whole batch (for the callback's
+    ``problem`` and history's ``run``); ``name``: raise a ProblemError naming the problem
+    when one fails (for tasks on an executor).
+    """
     K, S, m = starts.shape
     bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
     if bounded and not method.bounds:
@@ -113,19 +120,25 @@ def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify):
         b = (lo[k], hi[k]) if bounded else None
         for s in range(S):
             sub = Notifier(None if not notify else
-                           (lambda r, k=k, s=s: notify(**r, problem=k, start=s)))
-            if method.family == "least_squares":
-                res = run_least_squares(method, one.residuals, one.jacobian, starts[k, s],
-                                        bounds=b, maxiter=maxiter, options=options, notify=sub)
-            else:
-                res = run_minimize(method, one, starts[k, s], bounds=b, hessp=one.hessp,
-                                   hess=one.hess, constraints=cons, maxiter=maxiter,
-                                   options=options, notify=sub)
+                           (lambda r, k=k, s=s: notify(**r, problem=offset + k, start=s)))
+            try:
+                if method.family == "least_squares":
+                    res = run_least_squares(method, one.residuals, one.jacobian, starts[k, s],
+                                            bounds=b, maxiter=maxiter, options=options,
+                                            notify=sub)
+                else:
+                    res = run_minimize(method, one, starts[k, s], bounds=b, hessp=one.hessp,
+                                       hess=one.hess, constraints=cons, maxiter=maxiter,
+                                       options=options, notify=sub)
+            except Exception as e:
+                if name:
+                    raise ProblemError(offset + k, e) from e
+                raise
             U[k, s] = np.clip(res.x, lo[k], hi[k])
             status[k, s], success[k, s], nit[k, s] = res.status, res.success, res.nit
             messages[k, s], nfev = res.message, nfev + res.nfev
             hist.append(res.history["fun"])
-            run_of.append(np.full(len(res.history["fun"]), k * S + s))
+            run_of.append(np.full(len(res.history["fun"]), (offset + k) * S + s))
             runs.append(res)
             if res.status == CALLBACK:
                 break
@@ -136,16 +149,18 @@ def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify):
     return U, status, success, nit, messages, nfev, history
 
 
-def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, net):
+def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offset=0):
     """Every (problem, start) column at once by solve_lm."""
     K, S, m = starts.shape
     bad = set(options) - set(LM_OPTIONS)
     if bad:
         raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; expected "
                          f"{sorted(LM_OPTIONS)} (and maxiter=)")
+    extra = {} if offset is None else {"problems": range(offset, offset + K)}
+
     def cb(it, Uc, Ec):
-        return notify(x=Uc.reshape(K, S, m), fun=float(np.nansum(Ec)), nit=it)
-    with blas_threads(auto_threads(net.n_weights, S * K)):
+        return notify(x=Uc.reshape(K, S, m), fun=float(np.nansum(Ec)), nit=it, **extra)
+    with blas_threads(auto_threads(n_weights, S * K)):
         out = solve_lm(obj, starts.reshape(K * S, m), np.repeat(lo, S, axis=0),
                        np.repeat(hi, S, axis=0), None if S == 1 else np.repeat(np.arange(K), S),
                        maxiter=100 if maxiter is None else maxiter,
@@ -162,10 +177,76 @@ def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, net):
             {"fun": out["history"]})
 
 
+def _solve(obj, starts, lo, hi, method, maxiter, options, notify, n_weights, offset=None,
+           name=False):
+    """All runs of obj's problems by ``method``; (U, status, success, nit, messages, nfev,
+    history).  ``offset``: None for the whole batch, else the index of obj's first problem
+    in it (a chunk)."""
+    if method.name == "batch-lm":
+        return _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offset)
+    with blas_threads(1):
+        return _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify,
+                            offset or 0, name)
+
+
+def _control_task(obj, starts, lo, hi, method, maxiter, options, n_weights, offset):
+    """One chunk of problems on a worker (no callback: it runs elsewhere)."""
+    return _solve(obj, starts, lo, hi, method, maxiter, options, Notifier(None), n_weights,
+                  offset, name=True)
+
+
+def _merge(parts, S, stopped_at=None):
+    """The chunks' (U, status, success, nit, messages, nfev, history) as one batch's.
+
+    Histories: the scipy runs' entries one after another; batch-lm's per-iteration sums
+    added over the chunks, a chunk that stopped earlier counting with its last value."""
+    U, status, success, nit, messages = (np.concatenate([p[i] for p in parts])
+                                         for i in range(5))
+    nfev = sum(int(p[5]) for p in parts)
+    hs = [p[6] for p in parts]
+    if "run" in hs[0]:
+        history = {k: np.concatenate([h[k] for h in hs]) for k in ("fun", "run")}
+    else:
+        L = max(len(h["fun"]) for h in hs)
+        history = {"fun": sum(np.pad(h["fun"], (0, L - len(h["fun"])), mode="edge")
+                              for h in hs)}
+    return U, status, success, nit, messages, nfev, history
+
+
+def _solve_chunked(obj, starts, lo, hi, method, maxiter, options, notify, n_weights,
+                   executor, size, bar):
+    """The problems in chunks of ``size``: here (with the callback) or on ``executor``."""
+    K, S, m = starts.shape
+    parts = chunks(K, size)
+    if executor is None and len(parts) == 1:
+        return _solve(obj, starts, lo, hi, method, maxiter, options, notify, n_weights)
+    if executor is None:                            # serial: the callback sees every chunk
+        out = []
+        for p in parts:
+            sl = slice(p.start, p.stop)
+            r = _solve(obj.take(sl), starts[sl], lo[sl], hi[sl], method, maxiter, options,
+                       notify, n_weights, p.start)
+            out.append(r)
+            if np.any(r[1] == CALLBACK):            # stopped: the rest keep their starts
+                rest = K - p.stop
+                if rest:
+                    out.append((starts[p.stop:], np.full((rest, S), CALLBACK),
+                                np.zeros((rest, S), bool), np.zeros((rest, S), int),
+                                np.full((rest, S), STATUS[CALLBACK], dtype=object), 0,
+                                {k: v[-1:] for k, v in r[6].items()}))
+                break
+        return _merge(out, S)
+    args = [(obj.take(slice(p.start, p.stop)), starts[p.start:p.stop], lo[p.start:p.stop],
+             hi[p.start:p.stop], method, maxiter, options, n_weights, p.start) for p in parts]
+    done = None if bar.bar is None else (lambda n: bar.update(n))
+    return _merge(run_tasks(executor, _control_task, args, parts, "optimize_controls", done), S)
+
+
 def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds=None, Q=None,
                       R=0.0, u_rest=None, output_bounds=None, penalty=1e4, hessian="exact",
                       method=None, maxiter=None, options=None, callback=None, progress=False,
-                      restarts=0, seed=0, init_scale=1.0, screen=0):
+                      restarts=0, seed=0, init_scale=1.0, screen=0, executor=None,
+                      chunk_size=None):
     """Find the controls that drive a frozen network's outputs to a target.
 
     Minimises the :class:`~ctrlprop.ControlObjective`
@@ -231,6 +312,22 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
     screen : int
         If > 0, E is first evaluated (forward passes only) at u0 and ``screen`` random
         points per problem, and the ``restarts + 1`` runs start from the best of them.
+    executor : concurrent.futures.Executor, optional
+        Solve the batch in chunks on this executor (``ProcessPoolExecutor``,
+        ``dask.distributed.Client.get_executor()``, ...); each task is shipped the frozen
+        network and its chunk's problems.  The result is the serial run's, bit for bit
+        (:mod:`ctrlprop.core.parallel`).  A callback cannot be combined with it (it would
+        run on the workers); ``progress`` then counts finished problems.  A failed task
+        raises a :class:`~ctrlprop.core.parallel.ParallelError` that names its problems
+        and holds the other chunks' results.
+    chunk_size : int, optional
+        Problems per chunk, with or without an executor.  Default: the batch in at most
+        16 chunks of at least 256 problems for "batch-lm" (whose per-problem result
+        depends on the batch width at the level of BLAS rounding, so the serial run uses
+        the same chunks), of at least 1 for scipy methods (one problem at a time: any
+        chunking gives the same bits).  With more than one chunk and no executor, the
+        callback sees each chunk's iterations with ``problems`` (their indices) and a
+        stop skips the remaining chunks (they keep their starts).
 
     Returns
     -------
@@ -257,17 +354,21 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
     notify = Notifier(callback)
     lo, hi = parse_bounds(bounds, m, (K, m), name="bounds", what="controls")
     U0 = _as_start(u0, lo, hi)
+    executor = check_executor(executor)
+    if executor is not None and notify.callback is not None:
+        raise ValueError("callback cannot be combined with executor= (it would run on the "
+                         "workers); use progress=True, or executor=None")
+    size = choose_chunk(K, chunk_size, BATCH_CHUNK if method.name == "batch-lm" else 1)
+    if method.name != "batch-lm" and executor is None and chunk_size is None:
+        size = K                    # one problem at a time anyway: no chunks needed here
     starts = _starts(obj, U0, lo, hi, restarts, screen, seed, init_scale)  # (K, S, m)
     S = starts.shape[1]
-    with Progress(progress, "optimize_controls", None) as bar:
-        notify = notify.with_bar(bar)
-        if method.name == "batch-lm":
-            U, status, success, nit, messages, nfev, history = _solve_batch(
-                obj, starts, lo, hi, maxiter, options, notify, net)
-        else:
-            with blas_threads(1):
-                U, status, success, nit, messages, nfev, history = _solve_scipy(
-                    obj, starts, lo, hi, method, maxiter, options, notify)
+    with Progress(progress, "optimize_controls", K if executor is not None else None,
+                  unit="problem" if executor is not None else "it") as bar:
+        U, status, success, nit, messages, nfev, history = _solve_chunked(
+            obj, starts, lo, hi, method, maxiter, options,
+            notify if executor is not None else notify.with_bar(bar), net.n_weights,
+            executor, size, bar)
     F = np.stack([obj.per_problem(U[:, s], grad=False)[0] for s in range(S)], axis=1)  # (K, S)
     best = np.argmin(np.where(np.isfinite(F), F, np.inf), axis=1)                       # (K,)
     kk = np.arange(K)

@@ -16,10 +16,14 @@ Episode ``i`` of a run seeded by ``seed`` is reset with a seed derived from ``(s
 generator seeded the same way, so an episode does not depend on how many came before it.
 """
 
+import inspect
+import pickle
+
 import numpy as np
 
 from ..core.checks import as_float, check_int
-from ..core.environment import Environment, episode_seed
+from ..core.environment import Environment, episode_seed, is_environment
+from ..core.parallel import ParallelError, check_executor, choose_chunk, chunks, run_tasks
 from ..core.network import Network
 from ..core.transitions import Transitions
 from ..solvers.progress import Progress
@@ -102,7 +106,8 @@ def as_policy(policy, env):
 def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=None,
             first_episode=0):
     """Run episodes until ``steps`` transitions or ``episodes`` episodes; the Transitions,
-    and the error that stopped the run (None when it completed)."""
+    and the error that stopped the run (None when it completed; its episode index is in
+    the error's ``episode`` attribute where the exception type allows one)."""
     n, m = env.n_obs, env.n_act
     cols = {k: [] for k in ("obs", "actions", "next_obs", "rewards", "terminated",
                             "truncated", "episode")}
@@ -133,6 +138,10 @@ def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=N
             i += 1
     except Exception as e:             # keep what was recorded; the caller re-raises
         error = e
+        try:
+            error.episode = i
+        except AttributeError:
+            pass
     if not cols["obs"]:
         data = Transitions.empty(n, m)
     else:
@@ -199,14 +208,58 @@ def collect(env, steps, policy=None, seed=0, *, episode_steps=None, progress=Fal
     return data
 
 
-def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=False):
+def _as_env(env):
+    """An Environment from an environment or a factory ``env() -> environment``."""
+    if not is_environment(env) and not isinstance(env, Environment) and callable(env):
+        try:
+            inspect.signature(env).bind()
+        except (TypeError, ValueError):
+            raise TypeError(f"env must have the gymnasium interface (reset(seed=...), "
+                            f"step(action), action_space and observation_space Boxes) or be "
+                            f"a factory env() taking no arguments, got "
+                            f"{getattr(env, '__name__', type(env).__name__)}, a callable "
+                            f"that needs arguments") from None
+        made = env()
+        if not is_environment(made):
+            raise TypeError(f"env: the factory {getattr(env, '__name__', env)!r} returned "
+                            f"{type(made).__name__}, not an environment")
+        return Environment(made)
+    return Environment(env)
+
+
+def _evaluate_task(env, policy, seed, first, n, episode_steps):
+    """Episodes first .. first + n - 1 on a worker: (Transitions, error or None)."""
+    e = _as_env(env)
+    data, error = _record(e, as_policy(policy, e), seed, episodes=n, episode_steps=episode_steps,
+                          first_episode=first)
+    return data, error
+
+
+def _shippable(obj, what):
+    """obj, checked to pickle (it is sent to the executor's workers)."""
+    try:
+        pickle.dumps(obj)
+    except Exception as e:
+        raise TypeError(f"{what} cannot be pickled to send to the executor's workers "
+                        f"({type(e).__name__}: {e}); pass a picklable one, e.g. for a "
+                        f"gymnasium environment the factory functools.partial(gymnasium.make, "
+                        f"env_id)") from None
+    return obj
+
+
+def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=False,
+             executor=None, chunk_size=None):
     """Score ``policy`` on ``episodes`` whole episodes of ``env``.
 
     Parameters
     ----------
-    env : environment
+    env : environment, or a factory ``env() -> environment``
+        With an executor, the environment is pickled to every task (or the factory is
+        called there, e.g. ``functools.partial(gymnasium.make, "Pendulum-v1")`` for
+        environments that do not pickle).
     policy : None, Network, Planner or callable
-        As for :func:`collect`.
+        As for :func:`collect`.  With an executor each task gets its own copy, reset at
+        every episode start as in the serial run.
     episodes : int
         Number of episodes E >= 1.
     seed : int
@@ -214,6 +267,14 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     episode_steps : int, optional
         Cut every episode after this many steps (default: the environment ends it).
     progress : bool
+    executor : concurrent.futures.Executor, optional
+        Run the episodes in chunks on this executor (``ProcessPoolExecutor``,
+        ``dask.distributed.Client.get_executor()``, ...).  Episode i is seeded from
+        ``(seed, i)`` wherever it runs, so the result is the serial run's bit for bit for
+        any chunking (a policy whose actions depend on earlier episodes beyond its
+        ``reset`` would differ).
+    chunk_size : int, optional
+        Episodes per task; default the episodes in at most 16 tasks.
 
     Returns
     -------
@@ -225,18 +286,59 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     Raises
     ------
     CollectError
-        As :func:`collect`.
+        As :func:`collect`; with an executor, after every task ended, naming the failed
+        episodes, with ``data`` holding every transition recorded by any task (a worker
+        that died takes its task's transitions with it).
     """
-    env = Environment(env)
+    executor = check_executor(executor)
     n_ep = check_int(episodes, "episodes", 1)
     check_int(seed, "seed", 0)
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
-    pol = as_policy(policy, env)
+    if executor is None:
+        env = _as_env(env)
+        pol = as_policy(policy, env)
+        with Progress(progress, "evaluate", n_ep, unit="episode") as bar:
+            data, error = _record(env, pol, seed, episodes=n_ep, episode_steps=E)
+            bar.update(n_ep)
+        if error is not None:
+            _raise(error, data, "evaluate")
+    else:
+        data = _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_size)
+    return _scores(data)
+
+
+def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_size):
+    """evaluate's episodes in chunks on ``executor``; the Transitions of all of them."""
+    e = _as_env(env)                                  # checks env and policy here, once
+    as_policy(policy, e)
+    _shippable(env, "env")
+    _shippable(policy, "policy")
+    parts = chunks(n_ep, choose_chunk(n_ep, chunk_size, 1))
+    args = [(env, policy, seed, p.start, len(p), E) for p in parts]
     with Progress(progress, "evaluate", n_ep, unit="episode") as bar:
-        data, error = _record(env, pol, seed, episodes=n_ep, episode_steps=E)
-        bar.update(n_ep)
-    if error is not None:
-        _raise(error, data, "evaluate")
+        try:
+            out = run_tasks(executor, _evaluate_task, args, parts, "evaluate",
+                            None if bar.bar is None else bar.update)
+            lost = []
+        except ParallelError as pe:
+            out = [r for r in pe.results if r is not None]
+            lost = pe.failed
+    datas = [d for d, _ in out if len(d)]
+    data = (Transitions.concatenate(datas) if datas else Transitions.empty(e.n_obs, e.n_act))
+    errors = [(d, err) for d, err in out if err is not None]
+    if lost or errors:
+        where = [f"episodes {p[0]}..{p[-1]} ({type(x).__name__}: {x})" for p, x in lost]
+        where += [f"episode {getattr(x, 'episode', '?')} ({type(x).__name__}: {x})"
+                  for _, x in errors]
+        first = lost[0][1] if lost else errors[0][1]
+        raise CollectError(f"evaluate: {len(where)} of {len(parts)} tasks failed -- "
+                           + "; ".join(where[:3]) + f"; the error's .data holds the "
+                           f"{len(data)} transitions recorded by the others", data) from first
+    return data
+
+
+def _scores(data):
+    """evaluate's Result from the Transitions of whole episodes."""
     ids = data.episode_ids()
     lengths = np.array([(data.episode == i).sum() for i in ids])
     ends = np.cumsum(lengths) - 1

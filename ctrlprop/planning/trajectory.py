@@ -29,6 +29,8 @@ import numpy as np
 from scipy.optimize import NonlinearConstraint
 
 from ..core.checks import check_int, check_nonneg, check_within, parse_bounds
+from ..core.parallel import (BATCH_CHUNK, ProblemError, check_executor, choose_chunk, chunks,
+                             run_tasks)
 from ..core.threads import blas_threads
 from ..objectives.constraints import AugmentedLagrangian, as_constraints
 from ..objectives.cost import TrajectoryCost, as_cost
@@ -137,9 +139,12 @@ def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape, constrai
                         reshape=reshape)
 
 
-def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify):
+def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
+                       offset=0, name=False, R=1):
     """One scipy run per trajectory of the batched objective; (Result over all, flat u,
-    per-trajectory status and success)."""
+    per-trajectory status and success).  ``offset``: the index of the first trajectory in
+    the whole batch (of R starts per initial state); ``name``: a failure raises a
+    ProblemError naming its initial state."""
     model, T, N = obj.model, obj.T, starts.shape[0]
     per_goal = cost.goal is not None and cost.goal.ndim == 3
     per_exo = exo is not None and np.ndim(exo) == 3
@@ -149,9 +154,14 @@ def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, option
         obj_i = TrajectoryObjective(model, X0[i], T, cost_i,
                                     np.asarray(exo)[i] if per_exo else exo)
         sub = Notifier(None if not notify else
-                       (lambda r, i=i: notify(**r, problem=i)))
-        runs.append(solve_once(obj_i, starts[i].reshape(-1), method, lohi, maxiter, options,
-                               sub, lambda x: x.reshape(T, -1)))
+                       (lambda r, i=i: notify(**r, problem=offset + i)))
+        try:
+            runs.append(solve_once(obj_i, starts[i].reshape(-1), method, lohi, maxiter,
+                                   options, sub, lambda x: x.reshape(T, -1)))
+        except Exception as e:
+            if name:
+                raise ProblemError((offset + i) // R, e) from e
+            raise
     u = np.concatenate([r.x for r in runs])
     status = np.array([r.status for r in runs])
     ok = sum(bool(r.success) for r in runs)
@@ -216,10 +226,68 @@ def _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options, not
     return res, out["controls"].reshape(-1), status, success, out["gains"], out["feedforward"]
 
 
+def _solve_all(model, obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
+               reshape, independent, scipy_cons=None, offset=0, name=False, R=1):
+    """Every trajectory of obj by ``method``; (Result, flat u, per-trajectory status and
+    success, gains or None, feedforward or None)."""
+    N = starts.shape[0]
+    if method.family == "ddp":
+        return _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options,
+                          notify, reshape)
+    if method.name == "batch-lbfgs":
+        return _solve_batch(obj, starts, lohi, maxiter, options, notify, reshape) + (None, None)
+    if independent:
+        return _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, options,
+                                  notify, offset, name, R) + (None, None)
+    res = solve_once(obj, starts.reshape(-1), method, lohi, maxiter, options, notify, reshape,
+                     scipy_cons)
+    return (res, res.x, np.full(N, res.status), np.full(N, bool(res.success)), None, None)
+
+
+def _take_rows(a, rows):
+    """``a[rows]`` for a per-trajectory array (goal (N, T+1, n), exo (N, T, e)), else a."""
+    return a[rows] if a is not None and np.ndim(a) == 3 else a
+
+
+def _trajectory_task(model, X0, starts, cost, exo, method, lohi, maxiter, options,
+                     independent, offset, R):
+    """One chunk of trajectories on a worker (no callback: it runs elsewhere)."""
+    obj = TrajectoryObjective(model, X0, starts.shape[1], cost, exo)
+    with blas_threads(1):
+        return _solve_all(model, obj, X0, starts, cost, exo, method, lohi, maxiter, options,
+                          Notifier(None), _identity, independent, offset=offset, name=True,
+                          R=R)
+
+
+def _identity(x):
+    return x
+
+
+def _merge_chunks(parts):
+    """The chunks' (Result, u, status, success, gains, feedforward) as one batch's."""
+    res = [p[0] for p in parts]
+    status = np.concatenate([p[2] for p in parts])
+    success = np.concatenate([p[3] for p in parts])
+    L = max(len(r.history["fun"]) for r in res)
+    worst = int(status.max())
+    out = Result(success=bool(success.all()), status=worst,
+                 message=(f"{int(success.sum())} of {len(status)} trajectories converged"
+                          + ("" if worst == CONVERGED else f"; the others: {STATUS[worst]}")),
+                 nit=max(int(r.nit) for r in res), nfev=sum(int(r.nfev) for r in res),
+                 njev=sum(int(r.get("njev", 0) or 0) for r in res),
+                 nhev=sum(int(r.get("nhev", 0) or 0) for r in res),
+                 history={"fun": sum(np.pad(np.asarray(r.history["fun"], float),
+                                            (0, L - len(r.history["fun"])), mode="edge")
+                                     for r in res)})
+    cat = (lambda i: None if parts[0][i] is None else np.concatenate([p[i] for p in parts]))
+    return out, np.concatenate([p[1] for p in parts]), status, success, cat(4), cat(5)
+
+
 def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, method=None,
                         maxiter=None, options=None, callback=None, progress=False, exo=None,
                         restarts=0, seed=0, init_scale=1.0, independent=False,
-                        constraints=None, constraint_options=None):
+                        constraints=None, constraint_options=None, executor=None,
+                        chunk_size=None):
     """Optimal control sequence(s) through a learned dynamics model.
 
     Parameters
@@ -293,6 +361,24 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         For the augmented Lagrangian: ``tol`` (1e-6: the largest violation accepted),
         ``outer_maxiter`` (20), ``rho`` (10: the first penalty weight), ``rho_factor``
         (10).  Unknown keys raise.
+    executor : concurrent.futures.Executor, optional
+        Solve the initial states in chunks on this executor (``ProcessPoolExecutor``,
+        ``dask.distributed.Client.get_executor()``, ...), each chunk with all its
+        restarts; for methods that treat trajectories independently ("batch-lbfgs",
+        "ilqr", "ddp", or a scipy method with ``independent=True``).  The result is the
+        serial run's, bit for bit (:mod:`ctrlprop.core.parallel`); with constraints the
+        augmented-Lagrangian loop stays here and each inner solve is fanned out.  Not with
+        a callback (it would run on the workers).  A failed task raises a
+        :class:`~ctrlprop.core.parallel.ParallelError` naming its initial states and
+        holding the other chunks' results.
+    chunk_size : int, optional
+        Initial states per chunk, with or without an executor.  Default: at most 16
+        chunks, of at least 256 initial states for the batched methods (their
+        per-trajectory result depends on the batch width at the level of BLAS rounding,
+        so the serial run uses the same chunks), of at least 1 for ``independent=True``.
+        With more than one chunk and no executor, the callback sees each chunk's
+        iterations with ``problems`` (its initial states); a stop skips the remaining
+        chunks (they keep their starts).
 
     Returns
     -------
@@ -313,7 +399,8 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
             model, x0, T, cost, constraints, constraint_options, method,
             dict(u0=u0, bounds=bounds, maxiter=maxiter, options=options, callback=callback,
                  progress=progress, exo=exo, seed=seed, init_scale=init_scale,
-                 independent=independent), restarts)
+                 independent=independent, executor=executor, chunk_size=chunk_size),
+            restarts)
     options, maxiter = solver_options(options, maxiter)
     notify = Notifier(callback)
     X0, batched = model.check_x0(x0)
@@ -334,31 +421,71 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
     reshape = lambda x: np.reshape(x, shape)          # noqa: E731
-    with Progress(progress, "optimize_trajectory", maxiter) as bar, blas_threads(1):
-        notify = notify.with_bar(bar)
-        gains = None
-        if method.family == "ddp":
-            res, u, status, success, gains, ff = _solve_ddp(model, X0, starts, cost, exo,
-                                                            method, (lo, hi), maxiter,
-                                                            options, notify, reshape)
-        elif method.name == "batch-lbfgs":
-            res, u, status, success = _solve_batch(obj, starts, (lo, hi), maxiter, options,
-                                                   notify, reshape)
-        elif independent:
-            res, u, status, success = _solve_independent(obj, X0, starts, cost, exo, method,
-                                                         (lo, hi), maxiter, options, notify)
+    executor = check_executor(executor)
+    independent_runs = method.family == "ddp" or method.name == "batch-lbfgs" or independent
+    if executor is not None and not independent_runs:
+        raise ValueError(f"executor= fans out independent trajectories; method "
+                         f"{method.name!r} solves the batch as one summed problem: pass "
+                         f"independent=True, or use 'batch-lbfgs', 'ilqr' or 'ddp'")
+    if executor is not None and notify.callback is not None:
+        raise ValueError("callback cannot be combined with executor= (it would run on the "
+                         "workers); use progress=True, or executor=None")
+    one_at_a_time = independent and method.family != "ddp" and method.name != "batch-lbfgs"
+    size = choose_chunk(B, chunk_size, 1 if one_at_a_time else BATCH_CHUNK)
+    if not independent_runs or (one_at_a_time and executor is None and chunk_size is None):
+        size = B                    # one summed problem; or one run per trajectory anyway
+    parts = chunks(B, size)
+    scipy_cons = None
+    if constraints is not None:
+        if independent:
+            raise ValueError("constraints with SLSQP/trust-constr solve the batch as "
+                             "one problem: leave independent=False")
+        scipy_cons = _scipy_constraints(obj, as_constraints(constraints, n, m))
+    rows = lambda p: slice(p.start * R, p.stop * R)          # noqa: E731
+    lohi = (lo, hi)
+    with Progress(progress, "optimize_trajectory",
+                  B if executor is not None else maxiter,
+                  unit="state" if executor is not None else "it") as bar, blas_threads(1):
+        if len(parts) == 1 and executor is None:
+            res, u, status, success, gains, ff = _solve_all(
+                model, obj, X0, starts, cost, exo, method, lohi, maxiter, options,
+                notify.with_bar(bar), reshape, independent, scipy_cons)
+        elif executor is None:                      # serial chunks: the callback sees each
+            out, note = [], notify.with_bar(bar)
+            for p in parts:
+                r_ = rows(p)
+                c_p = cost.with_goal(_take_rows(cost.goal, r_))
+                shp = (len(p),) + shape[1:] if batched else shape
+                sub = Notifier(None if not note else
+                               (lambda r, p=p: note(**r, problems=p)))
+                sub.bar = note.bar
+                o = _solve_all(model, TrajectoryObjective(model, X0[r_], T, c_p,
+                                                          _take_rows(exo, r_)),
+                               X0[r_], starts[r_], c_p, _take_rows(exo, r_), method, lohi,
+                               maxiter, options, sub,
+                               lambda x, shp=shp: np.reshape(x, shp), independent,
+                               offset=p.start * R, R=R)
+                out.append(o)
+                if o[0].status == CALLBACK:       # stopped: the rest keep their starts
+                    rest = starts[p.stop * R:]
+                    if len(rest):
+                        kept = Result(status=CALLBACK, nit=0, nfev=0,
+                                      history={"fun": o[0].history["fun"][-1:]})
+                        g = None if o[4] is None else np.zeros((len(rest),) + o[4].shape[1:])
+                        f = None if o[5] is None else np.zeros((len(rest),) + o[5].shape[1:])
+                        out.append((kept, rest.reshape(-1), np.full(len(rest), CALLBACK),
+                                    np.zeros(len(rest), bool), g, f))
+                    break
+            res, u, status, success, gains, ff = _merge_chunks(out)
         else:
-            scipy_cons = None
-            if constraints is not None:
-                if independent:
-                    raise ValueError("constraints with SLSQP/trust-constr solve the batch as "
-                                     "one problem: leave independent=False")
-                scipy_cons = _scipy_constraints(obj, as_constraints(constraints, n, m))
-            res = solve_once(obj, starts.reshape(-1), method, (lo, hi), maxiter, options,
-                             notify, reshape, scipy_cons)
-            u = res.x
-            status = np.full(B * R, res.status)
-            success = np.full(B * R, bool(res.success))
+            args = [(model, X0[rows(p)], starts[rows(p)],
+                     cost.with_goal(_take_rows(cost.goal, rows(p))), _take_rows(exo, rows(p)),
+                     method, lohi, maxiter, options, independent, p.start * R, R)
+                    for p in parts]
+            done = None if bar.bar is None else (lambda k: bar.update(k))
+            res, u, status, success, gains, ff = _merge_chunks(
+                run_tasks(executor, _trajectory_task, args, parts, "optimize_trajectory",
+                          done))
     S = obj.states(u).reshape(B, R, T + 1, n)
     U = u.reshape(B, R, T, m)
     J = obj.costs(u).reshape(B, R)
