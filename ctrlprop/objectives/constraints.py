@@ -166,6 +166,15 @@ class AugmentedLagrangian:
         if base is not None and not callable(getattr(base, "hessian", None)):
             self.hessian = None
 
+    def take(self, rows):
+        """The term for the trajectories ``rows`` (a slice) of its batch: the same
+        constraints, weight and base term, with those trajectories' multipliers."""
+        term = AugmentedLagrangian.__new__(AugmentedLagrangian)
+        term.__dict__.update(self.__dict__)
+        if self.lam.shape[0] > 1:
+            term.lam = self.lam[rows]
+        return term
+
     def __call__(self, states, controls):
         X = states[:, 1:]
         c, cx, cu = self.constraints(X, controls)

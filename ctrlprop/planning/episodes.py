@@ -17,7 +17,6 @@ generator seeded the same way, so an episode does not depend on how many came be
 """
 
 import inspect
-import pickle
 
 import numpy as np
 
@@ -235,18 +234,6 @@ def _evaluate_task(env, policy, seed, first, n, episode_steps):
     return data, error
 
 
-def _shippable(obj, what):
-    """obj, checked to pickle (it is sent to the executor's workers)."""
-    try:
-        pickle.dumps(obj)
-    except Exception as e:
-        raise TypeError(f"{what} cannot be pickled to send to the executor's workers "
-                        f"({type(e).__name__}: {e}); pass a picklable one, e.g. for a "
-                        f"gymnasium environment the factory functools.partial(gymnasium.make, "
-                        f"env_id)") from None
-    return obj
-
-
 def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=False,
              executor=None, chunk_size=None):
     """Score ``policy`` on ``episodes`` whole episodes of ``env``.
@@ -256,7 +243,8 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     env : environment, or a factory ``env() -> environment``
         With an executor, the environment is pickled to every task (or the factory is
         called there, e.g. ``functools.partial(gymnasium.make, "Pendulum-v1")`` for
-        environments that do not pickle).
+        environments that do not pickle); what cannot be pickled fails every task, and
+        the CollectError says so.
     policy : None, Network, Planner or callable
         As for :func:`collect`.  With an executor each task gets its own copy, reset at
         every episode start as in the serial run.
@@ -311,8 +299,6 @@ def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_siz
     """evaluate's episodes in chunks on ``executor``; the Transitions of all of them."""
     e = _as_env(env)                                  # checks env and policy here, once
     as_policy(policy, e)
-    _shippable(env, "env")
-    _shippable(policy, "policy")
     parts = chunks(n_ep, choose_chunk(n_ep, chunk_size, 1))
     args = [(env, policy, seed, p.start, len(p), E) for p in parts]
     with Progress(progress, "evaluate", n_ep, unit="episode") as bar:

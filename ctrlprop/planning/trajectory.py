@@ -146,11 +146,10 @@ def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, option
     the whole batch (of R starts per initial state); ``name``: a failure raises a
     ProblemError naming its initial state."""
     model, T, N = obj.model, obj.T, starts.shape[0]
-    per_goal = cost.goal is not None and cost.goal.ndim == 3
     per_exo = exo is not None and np.ndim(exo) == 3
     runs = []
     for i in range(N):
-        cost_i = cost.with_goal(cost.goal[i:i + 1]) if per_goal else cost
+        cost_i = _take_cost(cost, slice(i, i + 1))
         obj_i = TrajectoryObjective(model, X0[i], T, cost_i,
                                     np.asarray(exo)[i] if per_exo else exo)
         sub = Notifier(None if not notify else
@@ -249,6 +248,16 @@ def _take_rows(a, rows):
     return a[rows] if a is not None and np.ndim(a) == 3 else a
 
 
+def _take_cost(cost, rows):
+    """The cost of the trajectories ``rows`` of the batch: its goal rows, and for the
+    augmented-Lagrangian term its multiplier rows (user terms get any batch as it is)."""
+    term = cost.trajectory
+    if isinstance(term, AugmentedLagrangian):
+        term = term.take(rows)
+    return TrajectoryCost(_take_rows(cost.goal, rows), cost.Q, cost.Qf, cost.R, cost.S,
+                          cost.running, cost.terminal, trajectory=term)
+
+
 def _trajectory_task(model, X0, starts, cost, exo, method, lohi, maxiter, options,
                      independent, offset, R):
     """One chunk of trajectories on a worker (no callback: it runs elsewhere)."""
@@ -263,17 +272,20 @@ def _identity(x):
     return x
 
 
-def _merge_chunks(parts):
-    """The chunks' (Result, u, status, success, gains, feedforward) as one batch's."""
+def _merge_chunks(parts, one_at_a_time):
+    """The chunks' (Result, u, status, success, gains, feedforward) as one batch's
+    (iterations summed over one-at-a-time runs, else the most of any chunk)."""
     res = [p[0] for p in parts]
     status = np.concatenate([p[2] for p in parts])
     success = np.concatenate([p[3] for p in parts])
     L = max(len(r.history["fun"]) for r in res)
-    worst = int(status.max())
-    out = Result(success=bool(success.all()), status=worst,
-                 message=(f"{int(success.sum())} of {len(status)} trajectories converged"
-                          + ("" if worst == CONVERGED else f"; the others: {STATUS[worst]}")),
-                 nit=max(int(r.nit) for r in res), nfev=sum(int(r.nfev) for r in res),
+    worst, ok, N = int(status.max()), int(success.sum()), len(status)
+    message = (f"{ok} of {N} independent runs converged" if one_at_a_time else
+               f"{ok} of {N} trajectories converged"
+               + ("" if worst == CONVERGED else f"; the others: {STATUS[worst]}"))
+    out = Result(success=bool(success.all()), status=worst, message=message,
+                 nit=(sum if one_at_a_time else max)(int(r.nit) for r in res),
+                 nfev=sum(int(r.nfev) for r in res),
                  njev=sum(int(r.get("njev", 0) or 0) for r in res),
                  nhev=sum(int(r.get("nhev", 0) or 0) for r in res),
                  history={"fun": sum(np.pad(np.asarray(r.history["fun"], float),
@@ -454,7 +466,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
             out, note = [], notify.with_bar(bar)
             for p in parts:
                 r_ = rows(p)
-                c_p = cost.with_goal(_take_rows(cost.goal, r_))
+                c_p = _take_cost(cost, r_)
                 shp = (len(p),) + shape[1:] if batched else shape
                 sub = Notifier(None if not note else
                                (lambda r, p=p: note(**r, problems=p)))
@@ -476,16 +488,16 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
                         out.append((kept, rest.reshape(-1), np.full(len(rest), CALLBACK),
                                     np.zeros(len(rest), bool), g, f))
                     break
-            res, u, status, success, gains, ff = _merge_chunks(out)
+            res, u, status, success, gains, ff = _merge_chunks(out, one_at_a_time)
         else:
             args = [(model, X0[rows(p)], starts[rows(p)],
-                     cost.with_goal(_take_rows(cost.goal, rows(p))), _take_rows(exo, rows(p)),
+                     _take_cost(cost, rows(p)), _take_rows(exo, rows(p)),
                      method, lohi, maxiter, options, independent, p.start * R, R)
                     for p in parts]
             done = None if bar.bar is None else (lambda k: bar.update(k))
             res, u, status, success, gains, ff = _merge_chunks(
                 run_tasks(executor, _trajectory_task, args, parts, "optimize_trajectory",
-                          done))
+                          done), one_at_a_time)
     S = obj.states(u).reshape(B, R, T + 1, n)
     U = u.reshape(B, R, T, m)
     J = obj.costs(u).reshape(B, R)
