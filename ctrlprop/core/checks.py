@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .arrays import STATS_ROWS, check_rows, is_out_of_core, read_rows
+
 
 def as_float(a, name):
     """``a`` as a float64 ndarray, or a TypeError naming ``name``."""
@@ -128,14 +130,24 @@ def canonical_method(method, families, what="method"):
     raise ValueError(f"unknown {what} {method!r}; choose one of {choices}")
 
 
-def check_data(net, X, Y, names=("X", "Y")):
+def check_data(net, X, Y, names=("X", "Y"), *, stream=False):
     """Validate a data set for ``net``; return 2-D float arrays ``(K, n_inputs), (K, n_outputs)``.
 
-    1-D X (Y) is accepted as K samples when the network has one input (output).
+    1-D X (Y) is accepted as K samples when the network has one input (output).  With
+    ``stream``, an out-of-core array (:func:`ctrlprop.core.arrays.is_out_of_core`) is
+    returned as it is after checking its shape and dtype, without reading it (its entries
+    are checked by the pass that reads it, :func:`ctrlprop.core.arrays.column_moments`).
     """
     out = []
     for A, name, n, side in ((X, names[0], net.n_inputs, "inputs"),
                              (Y, names[1], net.n_outputs, "outputs")):
+        if stream and is_out_of_core(A):
+            if len(A.shape) == 1 and n != 1 or len(A.shape) == 2 and A.shape[1] != n:
+                raise ValueError(f"{name} must have shape (K, {n}) for a network with {n} "
+                                 f"{side}, got {tuple(A.shape)}")
+            check_rows(A, name, n)
+            out.append(A)
+            continue
         A = as_float(A, name)
         if A.ndim == 1 and n == 1:
             A = A[:, None]
@@ -156,17 +168,32 @@ def check_data(net, X, Y, names=("X", "Y")):
     return out[0], out[1]
 
 
-def check_sample_weight(sw, K):
-    """Validate sample weights: None or K finite non-negative numbers, not all zero."""
+def check_sample_weight(sw, K, *, stream=False):
+    """Validate sample weights: None or K finite non-negative numbers, not all zero.
+
+    With ``stream``, out-of-core weights are checked in one pass over blocks and returned
+    as they are.
+    """
     if sw is None:
         return None
-    sw = as_float(sw, "sample_weight")
-    if sw.shape != (K,):
-        raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
-                         f"got {sw.shape}")
-    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+    if stream and is_out_of_core(sw):
+        if len(sw.shape) != 1:
+            raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
+                             f"got {tuple(sw.shape)}")
+        check_rows(sw, "sample_weight", rows=K)
+        blocks = (read_rows(sw, s, min(s + STATS_ROWS, K)) for s in range(0, K, STATS_ROWS))
+        flags = [(bool(np.all(np.isfinite(b)) and not np.any(b < 0)), bool(np.any(b > 0)))
+                 for b in blocks]
+        ok, positive = all(f[0] for f in flags), any(f[1] for f in flags)
+    else:
+        sw = as_float(sw, "sample_weight")
+        if sw.shape != (K,):
+            raise ValueError(f"sample_weight must have shape ({K},) (one weight per sample), "
+                             f"got {sw.shape}")
+        ok, positive = bool(np.all(np.isfinite(sw)) and not np.any(sw < 0)), bool(np.any(sw > 0))
+    if not ok:
         raise ValueError("sample_weight must be finite and non-negative")
-    if not np.any(sw > 0):
+    if not positive:
         raise ValueError("sample_weight is zero for every sample")
     return sw
 

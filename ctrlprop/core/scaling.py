@@ -14,6 +14,7 @@ data set and converts arrays between raw and internal units.
 
 import numpy as np
 
+from .arrays import STATS_ROWS, check_rows, column_moments, is_out_of_core
 from .checks import as_float, check_data
 
 __all__ = ["data_scaling", "learn_scaling", "standardize"]
@@ -24,11 +25,16 @@ def data_scaling(A, name="A"):
 
     The scale is the standard deviation (``ddof=0``); a constant column (its
     standard deviation at most ``1e-12 * max(1, |mean|)``) gets scale 1, so it
-    is only centred.
+    is only centred.  Both come from one pass over blocks of rows
+    (:func:`ctrlprop.core.arrays.column_moments`, which also checks that every entry is
+    finite), so an out-of-core array is never read whole, and the same rows in memory or
+    on disk give the same numbers bit for bit.
 
     Parameters
     ----------
-    A : array_like, shape (K, n)
+    A : array_like, shape (K, n), or out-of-core array, shape (K, n) or (K,)
+        Out of core: an np.memmap, a zarr, dask or h5py array (see
+        :mod:`ctrlprop.core.arrays`); a 1-D one is one column.
     name : str
         Used in error messages.
 
@@ -36,13 +42,15 @@ def data_scaling(A, name="A"):
     -------
     mean, scale : ndarray, shape (n,)
     """
-    A = as_float(A, name)
-    if A.ndim != 2 or A.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (K, n), got shape {A.shape}")
-    if not np.all(np.isfinite(A)):
-        raise ValueError(f"{name} contains NaN or inf")
-    mean = A.mean(axis=0)
-    scale = A.std(axis=0)
+    if is_out_of_core(A):
+        check_rows(A, name)
+    else:
+        A = as_float(A, name)
+        if A.ndim != 2 or A.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty 2-D array (K, n), got shape "
+                             f"{A.shape}")
+    K, mean, m2 = column_moments(A, name, STATS_ROWS)
+    scale = np.sqrt(m2 / K)
     const = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
     scale[const] = 1.0
     return mean, scale
