@@ -16,11 +16,12 @@ frozen at their values when the objective was built).
 """
 
 import numpy as np
-from ..core.checks import check_data, check_nonneg, check_sample_weight
+from ..core.arrays import STATS_ROWS, read_rows
+from ..core.checks import check_data, check_int, check_nonneg, check_sample_weight
 from ..core.engine import SecondOrder
 from ..core.network import Network
 
-__all__ = ["WeightObjective"]
+__all__ = ["WeightObjective", "StreamedObjective"]
 
 
 # ---------------------------------------------------------------- validation
@@ -100,7 +101,103 @@ class _Work:
         return 0.5 * float(np.vdot(self.R, self.CR))
 
 
-class WeightObjective:
+class _Weights:
+    """What both weight objectives share: the free weights over captured full weights, the
+    penalty, and one minibatch's gathered loss and gradient (subclasses set ``_XT``, ``_TT``
+    and ``_C``, the data in internal units, unit-major)."""
+
+    def _init_weights(self, net, l2, mask, w, in_scale, out_scale):
+        """The weight bookkeeping, the engine's weights and the penalty."""
+        self.net, self.l2, self.mask = net, l2, mask
+        self._free = np.flatnonzero(self.mask)
+        self._all = bool(self.mask.all())
+        self.n = self._free.size
+        self._w = w
+        self.in_scale, self.out_scale = in_scale, out_scale
+        self._plan = net.plan
+        self._wts = self._plan.new_weights()
+        self._batches = {}
+        # penalty: l2 on the free non-bias entries
+        reg = np.where(_bias_mask(net), 0.0, self.l2)
+        self._reg = reg[self._free] if self.l2 > 0 else None
+
+    def _sy2(self):
+        """The squared output scales (n_out,), ones without output scaling."""
+        return (np.ones(self.net.n_outputs) if self.out_scale is None
+                else self.out_scale[1] ** 2)
+
+    # ------------------------------------------------------------ free <-> full
+    def full(self, x):
+        """The full weight vector (shape (n_weights,)) for free weights ``x`` (shape (n,))."""
+        x = self._check_x(x)
+        w = self._w.copy()
+        w[self._free] = x
+        return w
+
+    def free(self, w):
+        """The free entries (shape (n,)) of a full weight vector ``w`` (shape (n_weights,))."""
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.net.n_weights,):
+            raise ValueError(f"w must have shape ({self.net.n_weights},), got {w.shape}")
+        return w[self._free].copy()
+
+    def _check_x(self, x):
+        """x as a float64 vector of length n."""
+        if not (type(x) is np.ndarray and x.dtype == np.float64):
+            x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n,):
+            raise ValueError(f"x must have shape ({self.n},) (the free weights), got {x.shape}")
+        return x
+
+    def _load(self, x):
+        """Copy the free weights x into the private weight holder."""
+        if self._all:
+            self._wts.load(x)
+        else:
+            self._w[self._free] = x
+            self._wts.load(self._w)
+
+    def penalty(self, x):
+        """The penalty term ``1/2 l2 |w_nb|^2`` over the free non-bias weights x (n,): a float."""
+        return self._penalty(x)
+
+    def _penalty(self, x):
+        """1/2 l2 |w_nb|^2 over the free non-bias weights."""
+        if self._reg is None:
+            return 0.0
+        return 0.5 * float(np.dot(self._reg * x, x))
+
+    def _work(self, cache, B, gather):
+        """The work arrays of batch size B from ``cache`` (at most four sizes kept)."""
+        w = cache.get(B)
+        if w is None:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            w = cache[B] = _Work(self._plan, self._wts, self._C, B, gather=gather)
+        return w
+
+    def _gathered(self, x, idx):
+        """Data loss and gradient (with the penalty's share B/K) over the columns ``idx``
+        of ``_XT``, ``_TT`` (and a per-sample ``_C``), at checked free weights x."""
+        B = len(idx)
+        w = self._work(self._batches, B, True)
+        self._load(x)
+        np.take(self._XT, idx, axis=1, out=w.XT)
+        np.take(self._TT, idx, axis=1, out=w.TT)
+        C = self._C
+        if C is not None and C.shape[1] > 1:
+            np.take(C, idx, axis=1, out=w.C)
+            C = w.C
+        E = w.data_loss(w.XT, w.TT, C)
+        self._plan.run_backward(w.bufs, w.CR, None, want_w=True, want_x=False)
+        g = w.bufs.grad
+        g = g.copy() if self._all else g[self._free]
+        if self._reg is not None:
+            g += (B / self.K) * self._reg * x
+        return E, g
+
+
+class WeightObjective(_Weights):
     """Sum-of-squares training error of a network as a function of its (free) weights.
 
     ``E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2 + 1/2 l2 |w_nb|^2`` where ``s_k``
@@ -176,15 +273,9 @@ class WeightObjective:
         """Everything but x0, from checked problem data and the captured weights w and
         scaling: the internal-unit arrays, the work buffers, the penalty."""
         K = X.shape[0]
-        self.net, self.K = net, K
-        self.l2 = l2
+        self._init_weights(net, l2, mask, w, in_scale, out_scale)
+        self.K = K
         self.sample_weight = sw
-        self.mask = mask
-        self._free = np.flatnonzero(self.mask)
-        self._all = bool(self.mask.all())
-        self.n = self._free.size
-        self._w = w
-        self.in_scale, self.out_scale = in_scale, out_scale
         self.X, self.Y = X, Y
 
         # everything the hot loop reads, in internal units and unit-major:
@@ -195,65 +286,16 @@ class WeightObjective:
                                         ((X - self.in_scale[0]) / self.in_scale[1]).T)
         self._TT = np.ascontiguousarray(Y.T if self.out_scale is None else
                                         ((Y - self.out_scale[0]) / self.out_scale[1]).T)
-        sy2 = np.ones(net.n_outputs) if self.out_scale is None else self.out_scale[1] ** 2
+        sy2 = self._sy2()
         if sw is None:
             self._C = None if self.out_scale is None else np.ascontiguousarray(sy2[:, None])
         else:
             self._C = sy2[:, None] * sw[None, :]
-        plan = net.plan
-        self._plan = plan
-        self._wts = plan.new_weights()
-        self._main = _Work(plan, self._wts, self._C, K)
+        self._main = _Work(self._plan, self._wts, self._C, K)
         self._bufs = self._main.bufs
         self._R, self._CR = self._main.R, self._main.CR
-        self._batches = {}
-
-        # penalty: l2 on the free non-bias entries
-        reg = np.where(_bias_mask(net), 0.0, self.l2)
-        self._reg = reg[self._free] if self.l2 > 0 else None
         self._trace_key = None
         self._curvature = None
-
-    # ------------------------------------------------------------ free <-> full
-    def full(self, x):
-        """The full weight vector (shape (n_weights,)) for free weights ``x`` (shape (n,))."""
-        x = self._check_x(x)
-        w = self._w.copy()
-        w[self._free] = x
-        return w
-
-    def free(self, w):
-        """The free entries (shape (n,)) of a full weight vector ``w`` (shape (n_weights,))."""
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != (self.net.n_weights,):
-            raise ValueError(f"w must have shape ({self.net.n_weights},), got {w.shape}")
-        return w[self._free].copy()
-
-    def _check_x(self, x):
-        """x as a float64 vector of length n."""
-        if not (type(x) is np.ndarray and x.dtype == np.float64):
-            x = np.asarray(x, dtype=np.float64)
-        if x.shape != (self.n,):
-            raise ValueError(f"x must have shape ({self.n},) (the free weights), got {x.shape}")
-        return x
-
-    def _load(self, x):
-        """Copy the free weights x into the private weight holder."""
-        if self._all:
-            self._wts.load(x)
-        else:
-            self._w[self._free] = x
-            self._wts.load(self._w)
-
-    def penalty(self, x):
-        """The penalty term ``1/2 l2 |w_nb|^2`` over the free non-bias weights x (n,): a float."""
-        return self._penalty(x)
-
-    def _penalty(self, x):
-        """1/2 l2 |w_nb|^2 over the free non-bias weights."""
-        if self._reg is None:
-            return 0.0
-        return 0.5 * float(np.dot(self._reg * x, x))
 
     # ------------------------------------------------------------ value and gradient
     def _forward_residual(self, x):
@@ -293,6 +335,11 @@ class WeightObjective:
         x = self._check_x(x)
         return self._forward_residual(x) - self._penalty(x)
 
+    @property
+    def total_weight(self):
+        """``sum_k s_k`` (K without sample weights), a float."""
+        return float(self.K if self.sample_weight is None else self.sample_weight.sum())
+
     def gradient(self, x):
         """The gradient alone, shape (n,)."""
         return self(x)[1]
@@ -323,26 +370,7 @@ class WeightObjective:
                 or idx.min() < 0 or idx.max() >= self.K:
             raise ValueError(f"idx must be a non-empty 1-D array of sample indices in "
                              f"0..{self.K - 1}, got {idx!r:.80}")
-        B = len(idx)
-        w = self._batches.get(B)
-        if w is None:
-            if len(self._batches) >= 4:
-                self._batches.pop(next(iter(self._batches)))
-            w = self._batches[B] = _Work(self._plan, self._wts, self._C, B, gather=True)
-        self._load(x)
-        np.take(self._XT, idx, axis=1, out=w.XT)
-        np.take(self._TT, idx, axis=1, out=w.TT)
-        C = self._C
-        if C is not None and C.shape[1] > 1:
-            np.take(C, idx, axis=1, out=w.C)
-            C = w.C
-        E = w.data_loss(w.XT, w.TT, C)
-        self._plan.run_backward(w.bufs, w.CR, None, want_w=True, want_x=False)
-        g = w.bufs.grad
-        g = g.copy() if self._all else g[self._free]
-        if self._reg is not None:
-            g += (B / self.K) * self._reg * x
-        return E, g
+        return self._gathered(x, idx)
 
     # ------------------------------------------------------------ second order
     def _trace(self, w):
@@ -512,4 +540,185 @@ class WeightObjective:
 
     def __repr__(self):
         return (f"WeightObjective(K={self.K}, n={self.n} free of {self.net.n_weights} weights, "
+                f"l2={self.l2})")
+
+
+EVAL_ROWS = 8192            # columns per forward pass when a streamed objective is evaluated
+
+
+class StreamedObjective(_Weights):
+    """The objective of :class:`WeightObjective` over data read in blocks of rows.
+
+    ``E(w) = 1/2 sum_k s_k |y(x_k; w) - t_k|^2 + 1/2 l2 |w_nb|^2``, the same function, for
+    data too large for memory: only one block of ``block_size`` rows is in memory at a time
+    (in internal units, as :class:`WeightObjective` holds all of them).  It serves the
+    stochastic methods: :meth:`load_block` reads block ``j`` (rows ``[j L, (j+1) L)``),
+    :meth:`minibatch` takes samples of the loaded block, and :meth:`value` and
+    :meth:`data_loss` pass over every block.  Nothing is read at construction (the data are
+    not checked for NaN here: :func:`ctrlprop.fit` checks them in its statistics pass).
+
+    Parameters
+    ----------
+    net : Network
+    X : array, shape (K, n_inputs)
+    Y : array, shape (K, n_outputs)
+        Out-of-core arrays (see :mod:`ctrlprop.core.arrays`: np.memmap, zarr, dask, h5py,
+        a :class:`ctrlprop.TransitionStore`'s columns) or in-memory arrays.
+    l2 : float
+    sample_weight : array, shape (K,), optional
+        In memory or out of core; checked in one pass at construction.
+    trainable : None, bool array_like (n_weights,), or iterable of int
+        As for :class:`WeightObjective`.
+    block_size : int
+        Rows per block L.
+
+    Attributes
+    ----------
+    x0, mask, n, K
+        As for :class:`WeightObjective`.
+    block_size : int
+    n_blocks : int
+    """
+
+    def __init__(self, net, X, Y, *, l2=0.0, sample_weight=None, trainable=None,
+                 block_size=65536):
+        if not isinstance(net, Network):
+            raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
+        X, Y = check_data(net, X, Y, stream=True)
+        l2 = check_nonneg(l2, "l2")
+        sw = check_sample_weight(sample_weight, X.shape[0], stream=True)
+        mask = as_mask(net, trainable)
+        L = check_int(block_size, "block_size", 1)
+        self._setup(net, X, Y, l2, sw, mask, net.weights.copy(), net.input_scaling,
+                    net.output_scaling, L)
+        self.x0 = self._w[self._free].copy()
+
+    def __getstate__(self):
+        return dict(net=self.net, X=self.X, Y=self.Y, l2=self.l2, sw=self.sample_weight,
+                    mask=self.mask, w=self._w, in_scale=self.in_scale,
+                    out_scale=self.out_scale, block_size=self.block_size, x0=self.x0)
+
+    def __setstate__(self, state):
+        state = dict(state)
+        x0 = state.pop("x0")
+        self._setup(**state)
+        self.x0 = x0
+
+    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale, block_size):
+        """Everything but x0: the block buffers (raw and internal units), the penalty."""
+        self._init_weights(net, l2, mask, w, in_scale, out_scale)
+        K = int(X.shape[0])
+        L = min(block_size, K)
+        self.K, self.block_size, self.n_blocks = K, L, -(-K // L)
+        self.X, self.Y, self.sample_weight = X, Y, sw
+        n_in, n_out = net.n_inputs, net.n_outputs
+        self._raw = [np.empty((L, n_in)), np.empty((L, n_out)), np.empty((L, 1))]
+        self._XT, self._TT = np.empty((n_in, L)), np.empty((n_out, L))
+        self._sy2c = self._sy2()[:, None]
+        if sw is not None:
+            self._C = np.empty((n_out, L))
+        else:
+            self._C = None if out_scale is None else np.ascontiguousarray(self._sy2c)
+        self._local = np.empty(L, dtype=np.intp)
+        self._evals = {}
+        self._block = (-1, 0, 0)                   # (j, first row, rows) of the loaded block
+        self._total = None
+
+    @property
+    def total_weight(self):
+        """``sum_k s_k`` (K without sample weights), a float (one pass over the weights)."""
+        if self._total is None:
+            sw = self.sample_weight
+            self._total = float(self.K) if sw is None else float(sum(
+                read_rows(sw, a, min(a + STATS_ROWS, self.K)).sum()
+                for a in range(0, self.K, STATS_ROWS)))
+        return self._total
+
+    def _internal(self, A, which, a, b, scaling, out):
+        """Rows a:b of A in internal units, unit-major, into ``out`` (n, b - a)."""
+        src = A[a:b] if (type(A) is np.ndarray and A.dtype == np.float64 and A.ndim == 2) \
+            else read_rows(A, a, b, self._raw[which])
+        if scaling is None:
+            np.copyto(out, src.T)
+        else:                              # (A - m) / s, as WeightObjective computes it
+            np.subtract(src.T, scaling[0][:, None], out=out)
+            out /= scaling[1][:, None]
+
+    def load_block(self, j):
+        """Read block ``j`` (rows ``[j L, min((j+1) L, K))``) into memory; its samples are
+        then the ones :meth:`minibatch` takes."""
+        j = check_int(j, "j", 0)
+        if j >= self.n_blocks:
+            raise ValueError(f"block {j} out of range 0..{self.n_blocks - 1}")
+        if self._block[0] == j:
+            return
+        a = j * self.block_size
+        b = min(a + self.block_size, self.K)
+        n = b - a
+        self._block = (-1, 0, 0)
+        self._internal(self.X, 0, a, b, self.in_scale, self._XT[:, :n])
+        self._internal(self.Y, 1, a, b, self.out_scale, self._TT[:, :n])
+        if self.sample_weight is not None:
+            wb = read_rows(self.sample_weight, a, b, self._raw[2])
+            np.multiply(self._sy2c, wb.T, out=self._C[:, :n])
+        self._block = (j, a, n)
+
+    def minibatch(self, x, idx):
+        """Data loss and gradient over the samples ``idx`` of the loaded block.
+
+        As :meth:`WeightObjective.minibatch` (the penalty's share ``len(idx) / K`` is in the
+        gradient), with ``idx`` sample indices in the block last loaded by
+        :meth:`load_block`.
+
+        Parameters
+        ----------
+        x : array_like, shape (n,)
+        idx : array of int, shape (B,)
+
+        Returns
+        -------
+        E_data : float
+        grad : ndarray, shape (n,)
+        """
+        x = self._check_x(x)
+        idx = np.asarray(idx)
+        j, a, n = self._block
+        B = idx.size
+        if j < 0 or idx.ndim != 1 or B == 0 or B > n or \
+                not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must be a non-empty 1-D array of sample indices of the "
+                             f"loaded block (call load_block first), got {idx!r:.80}")
+        local = self._local[:B]
+        np.subtract(idx, a, out=local)
+        if local.min() < 0 or local.max() >= n:
+            raise ValueError(f"idx must be sample indices of the loaded block {j} (rows "
+                             f"{a}..{a + n - 1}), got {idx!r:.80}")
+        return self._gathered(x, local)
+
+    def data_loss(self, x):
+        """The data term ``1/2 sum_k s_k |y_k - t_k|^2`` (no penalty), a float: one pass
+        over every block, forward passes of at most ``EVAL_ROWS`` samples."""
+        x = self._check_x(x)
+        self._load(x)
+        E = 0.0
+        for j in range(self.n_blocks):
+            self.load_block(j)
+            n = self._block[2]
+            for c in range(0, n, EVAL_ROWS):
+                e = min(c + EVAL_ROWS, n)
+                w = self._work(self._evals, e - c, False)
+                C = self._C
+                if C is not None and C.shape[1] > 1:
+                    C = C[:, c:e]
+                E += w.data_loss(self._XT[:, c:e], self._TT[:, c:e], C)
+        return E
+
+    def value(self, x):
+        """Objective value (data loss plus penalty), a float: one pass over the blocks."""
+        x = self._check_x(x)
+        return self.data_loss(x) + self._penalty(x)
+
+    def __repr__(self):
+        return (f"StreamedObjective(K={self.K} in {self.n_blocks} blocks of "
+                f"{self.block_size}, n={self.n} free of {self.net.n_weights} weights, "
                 f"l2={self.l2})")

@@ -6,7 +6,8 @@
 the exact ``jacobian``, dense or matrix-free) or to minibatch Adam
 (:mod:`ctrlprop.solvers`), and watches every iteration: the history of training and
 validation loss, early stopping on a validation set, the user's callback, a progress
-display, and a guard against a non-finite loss.  Iterations are counted the solver's way
+display, and a guard against a non-finite loss.  Adam also trains on out-of-core arrays
+(:class:`~ctrlprop.StreamedObjective`), block by block.  Iterations are counted the solver's way
 (one per ``minimize`` callback, one per Jacobian of ``least_squares``, one per epoch of
 Adam); iteration 0 is the starting point.
 """
@@ -15,11 +16,12 @@ import time
 
 import numpy as np
 
-from ..core.checks import check_data, check_sample_weight
+from ..core.arrays import RowView, column_moments, is_out_of_core
+from ..core.checks import check_data, check_int, check_sample_weight
 from ..core.network import Network
 from ..core.scaling import data_scaling
 from ..core.threads import blas_threads, resolve_threads
-from ..objectives.weights import WeightObjective, as_mask
+from ..objectives.weights import StreamedObjective, WeightObjective, as_mask
 from ..solvers.adam import ADAM_OPTIONS, adam
 from ..solvers.methods import resolve
 from ..solvers.progress import Progress
@@ -34,6 +36,7 @@ FIT_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg
                "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "adam")
 _DEFAULT_MAXITER = {"minimize": 1000, "least_squares": 100, "stochastic": 200}
 _DENSE_JACOBIAN_MAX = 2.5e7      # entries (200 MB); above it trf/dogbox go matrix-free
+DEFAULT_BLOCK_ROWS = 65536       # out-of-core Adam without block_size: about this many rows
 
 
 class _Monitor:
@@ -46,14 +49,11 @@ class _Monitor:
     def __init__(self, obj, val_obj, patience, notify, bar):
         self.obj, self.val_obj = obj, val_obj
         self.patience, self.notify, self.bar = patience, notify, bar
-        sw = obj.sample_weight
         # losses reported as (weighted) mean squared error per output, raw units:
         #   MSE = 2 E_data / (sum_k s_k * n_outputs)
-        self.norm = 2.0 / ((obj.K if sw is None else sw.sum()) * obj.net.n_outputs)
+        self.norm = 2.0 / (obj.total_weight * obj.net.n_outputs)
         if val_obj is not None:
-            swv = val_obj.sample_weight
-            self.val_norm = 2.0 / ((val_obj.K if swv is None else swv.sum())
-                                   * obj.net.n_outputs)
+            self.val_norm = 2.0 / (val_obj.total_weight * obj.net.n_outputs)
         self.it, self.t0 = -1, time.perf_counter()
         self.hist = {"iteration": [], "fun": [], "train_loss": [], "val_loss": [], "time": []}
         self.best_val, self.best_it, self.best_x = np.inf, -1, None
@@ -129,38 +129,92 @@ def _solve(method, obj, mon, options, maxiter, rng):
 
     def notify(x, fun, nit):                       # Adam's epoch loss is a minibatch sum
         return mon.step(x, train_loss=fun * mon.norm)
-    return adam(obj.minibatch, obj.x0, obj.K, maxiter, options, rng, notify)
+    load = obj.load_block if isinstance(obj, StreamedObjective) else None
+    return adam(obj.minibatch, obj.x0, obj.K, maxiter, options, rng, notify, load_block=load)
 
 
-def _split(X, Y, sw, validation, rng):
-    """(training, validation) data from the ``validation`` argument."""
+def _validation_fraction(validation, K, unit="samples"):
+    """None, the 2- or 3-tuple of explicit validation data, or (fraction, count held out of
+    K ``unit``) from the ``validation`` argument."""
     if validation is None:
-        return (X, Y, sw), None
+        return None
     if isinstance(validation, (tuple, list)):
         if len(validation) not in (2, 3):
             raise ValueError("validation must be a fraction in (0, 1) or a tuple (X_val, Y_val) "
                              f"or (X_val, Y_val, sample_weight_val), got a {len(validation)}-tuple")
-        return (X, Y, sw), tuple(validation) + (None,) * (3 - len(validation))
+        return tuple(validation) + (None,) * (3 - len(validation))
     if isinstance(validation, (bool, np.bool_)) or not isinstance(validation, (float, int)):
         raise TypeError(f"validation must be None, a fraction in (0, 1) or a tuple "
                         f"(X_val, Y_val), got {type(validation).__name__}")
     frac = float(validation)
-    K = X.shape[0]
     n_val = int(round(frac * K))
     if not 0 < frac < 1 or n_val < 1 or n_val >= K:
-        raise ValueError(f"validation fraction {validation!r} of {K} samples leaves an empty "
-                         "training or validation set; use a fraction in (0, 1)")
-    perm = rng.permutation(K)
-    tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        hint = ("; use a fraction in (0, 1)" if unit == "samples" else
+                "; use a fraction in (0, 1), or a smaller options['block_size']")
+        raise ValueError(f"validation fraction {validation!r} of {K} {unit} leaves an empty "
+                         f"training or validation set{hint}")
+    return frac, n_val
+
+
+def _split(X, Y, sw, validation, rng):
+    """(training, validation) data from the ``validation`` argument."""
+    v = _validation_fraction(validation, X.shape[0])
+    if v is None:
+        return (X, Y, sw), None
+    if len(v) == 3:
+        return (X, Y, sw), v
+    perm = rng.permutation(X.shape[0])
+    tr, va = np.sort(perm[v[1]:]), np.sort(perm[:v[1]])
     pick = (lambda idx: None) if sw is None else (lambda idx: sw[idx])
     return (X[tr], Y[tr], pick(tr)), (X[va], Y[va], pick(va))
 
 
-def _apply_scaling(net, X, Y, mask):
-    """Learn standardisation from the training data and store it (refusing to
-    reinterpret frozen weights)."""
-    xm, xs = data_scaling(X, "X")
-    ym, ys = data_scaling(Y, "Y")
+def _split_blocks(X, Y, sw, validation, rng, L):
+    """As :func:`_split` for streamed data: a fraction holds out whole blocks of L rows
+    (``round(f * n_blocks)`` of them, ``rng.permutation(n_blocks)[:n]``), as RowViews."""
+    K = int(X.shape[0])
+    nb = -(-K // L)
+    v = _validation_fraction(validation, nb, f"blocks of options['block_size'] = {L} rows")
+    if v is None:
+        return (X, Y, sw), None
+    if len(v) == 3:
+        return (X, Y, sw), v
+    perm = rng.permutation(nb)
+    out = []
+    for blocks in (np.sort(perm[v[1]:]), np.sort(perm[:v[1]])):
+        starts = blocks * L
+        rows = (starts, np.minimum(starts + L, K))
+        out.append(tuple(None if A is None else RowView(A, rows) for A in (X, Y, sw)))
+    return out[0], out[1]
+
+
+def _streamed_data(net, X, Y, sw, validation, rng, L, scale):
+    """Checked training and validation data for the streamed path, every out-of-core array
+    read once (its NaN check; the training inputs' and targets' scaling statistics when
+    ``scale``): ``(Xt, Yt, swt), val, scaling``."""
+    X, Y = check_data(net, X, Y, stream=True)
+    sw = check_sample_weight(sw, X.shape[0], stream=True)
+    (Xt, Yt, swt), val = _split_blocks(X, Y, sw, validation, rng, L)
+    if val is not None:
+        Xv, Yv = check_data(net, val[0], val[1], names=("X_val", "Y_val"), stream=True)
+        val = (Xv, Yv, check_sample_weight(val[2], Xv.shape[0], stream=True))
+    scaling = None
+    if scale:
+        scaling = data_scaling(Xt, "X") + data_scaling(Yt, "Y")
+    else:
+        for A, name in ((Xt, "X"), (Yt, "Y")):
+            if is_out_of_core(A):
+                column_moments(A, name)
+    if val is not None:
+        for A, name in zip(val[:2], ("X_val", "Y_val")):
+            if is_out_of_core(A):
+                column_moments(A, name)
+    return (Xt, Yt, swt), val, scaling
+
+
+def _apply_scaling(net, xm, xs, ym, ys, mask):
+    """Store the standardisation learned from the training data (refusing to reinterpret
+    frozen weights)."""
     if not mask.all():
         same = all(cur is not None and np.array_equal(cur[0], m) and np.array_equal(cur[1], s)
                    for cur, m, s in ((net.input_scaling, xm, xs), (net.output_scaling, ym, ys)))
@@ -169,6 +223,14 @@ def _apply_scaling(net, X, Y, mask):
                              "some weights are frozen and were fit for the network's current "
                              "scaling; pass scale=False to keep the current scaling")
     net.set_scaling(xm, xs, ym, ys)
+
+
+def _out_of_core_argument(X, Y, sample_weight, validation):
+    """The name of the first out-of-core array among the data arguments, or None."""
+    named = [("X", X), ("Y", Y), ("sample_weight", sample_weight)]
+    if isinstance(validation, (tuple, list)):
+        named += list(zip(("X_val", "Y_val", "sample_weight_val"), validation))
+    return next((name for name, a in named if is_out_of_core(a)), None)
 
 
 def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
@@ -185,7 +247,14 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     net : Network
     X : array_like, shape (K, n_inputs)
     Y : array_like, shape (K, n_outputs)
-        Raw units (1-D is accepted for a single input or output).
+        Raw units (1-D is accepted for a single input or output).  With ``method="adam"``
+        they may be out-of-core arrays -- an ``np.memmap``, a zarr, dask or h5py array, a
+        :class:`~ctrlprop.TransitionStore`'s training pairs (see
+        :mod:`ctrlprop.core.arrays`) -- which are never copied into memory: they are read
+        in blocks of rows (``options["block_size"]``), once for the NaN check and the
+        scaling statistics, then once per epoch for the minibatches and once per epoch
+        for the loss in ``history["fun"]``.  Full-batch methods given an out-of-core
+        array raise a ValueError (pass ``np.asarray(X)`` to load it).
     method : str, optional
         None (the default) is "L-BFGS-B".  Any of ``FIT_METHODS``: a gradient method of
         ``scipy.optimize.minimize`` (Newton-CG, trust-ncg, trust-krylov and trust-constr
@@ -198,14 +267,20 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     l2 : float
         L2 penalty on the non-bias weights (scikit-learn's ``alpha``).
     sample_weight : array_like, shape (K,), optional
+        In memory or (with Adam) out of core.
     trainable : None, bool array (n_weights,), or iterable of int
         Train only these weights (a mask) or the weights into these units; the
         others stay bit-identical.  ``net.units_weights(units)`` builds masks.
     validation : None, float, or tuple
         A fraction of (X, Y) held out at random (seeded by ``seed``), or
-        explicit ``(X_val, Y_val[, sample_weight_val])``.  With validation data
+        explicit ``(X_val, Y_val[, sample_weight_val])`` (out of core too, with Adam:
+        then evaluated block by block).  With validation data
         the fit ends with the weights of the iteration of lowest validation
-        loss, whatever stopped it.
+        loss, whatever stopped it.  A fraction ``f`` holds out ``round(f K)`` samples
+        drawn by ``rng.permutation(K)``; with Adam blocks (``block_size``, or out-of-core
+        data) it holds out whole blocks instead: ``round(f n_blocks)`` of the blocks of
+        ``block_size`` consecutive rows, the first of ``rng.permutation(n_blocks)``
+        (the training blocks keep their order and are the blocks Adam visits).
     patience : int or None
         With validation data, stop when the validation loss has not improved
         for this many iterations (None: never stop early).
@@ -218,7 +293,16 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
         networks than scipy's 10); least_squares keyword arguments (``ftol``,
         ``x_scale``, ``tr_solver``, ..., plus ``jacobian``: "auto", "dense" or
         "operator"); for Adam ``learning_rate`` (1e-3), ``batch_size`` (128), ``beta1``
-        (0.9), ``beta2`` (0.999), ``eps`` (1e-8), ``shuffle`` (True).
+        (0.9), ``beta2`` (0.999), ``eps`` (1e-8), ``shuffle`` (True) and ``block_size``
+        (rows per block L; None: each epoch shuffles all samples).  With ``block_size``
+        an epoch visits the blocks of L consecutive rows in a shuffled order and the rows
+        of each block shuffled, minibatches cut from the block in memory (see
+        :mod:`ctrlprop.solvers.adam`): the same data in memory, in an np.memmap, a zarr
+        or a dask array then give the same weights and history bit for bit.  Out-of-core
+        data without ``block_size`` get ``L = batch_size * max(1, 65536 // batch_size)``
+        (65536 rows at the default batch size; ``DEFAULT_BLOCK_ROWS``).  Memory: one
+        block of inputs and targets, raw and in internal units, plus the forward buffers
+        of ``EVAL_ROWS`` (8192) samples.
     scale : bool
         True (default): learn input and output standardisation from the training data
         (mean and standard deviation of every column) and store it on the network
@@ -261,14 +345,26 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     Notes
     -----
     Bad data (row counts that differ, NaN or inf, empty arrays) and unknown methods raise
-    ValueError or TypeError before anything changes.
+    ValueError or TypeError before anything changes (out-of-core data: after the one
+    pass that reads them).
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
     method = resolve(method, FIT_METHODS, "L-BFGS-B", "fit")
     options, maxiter = solver_options(options, maxiter, _DEFAULT_MAXITER[method.family])
-    X, Y = check_data(net, X, Y)
-    sw = check_sample_weight(sample_weight, X.shape[0])
+    stochastic = method.family == "stochastic"
+    ooc = _out_of_core_argument(X, Y, sample_weight, validation)
+    if ooc is not None and not stochastic:
+        raise ValueError(f"{ooc} is an out-of-core array; method {method.name!r} is full-batch "
+                         f"and needs every row in memory: use method='adam', which reads "
+                         f"blocks of rows, or pass np.asarray({ooc}) to load it")
+    L = None
+    if stochastic:
+        L = check_int(options.get("block_size"), "options['block_size']", 1, allow_none=True)
+        if L is None and ooc is not None:
+            B = check_int(options.get("batch_size", ADAM_OPTIONS["batch_size"]),
+                          "options['batch_size']", 1)
+            L = options["block_size"] = B * max(1, DEFAULT_BLOCK_ROWS // B)
     mask = as_mask(net, trainable)
     if patience is not None and (isinstance(patience, bool) or not isinstance(
             patience, (int, np.integer)) or patience < 1):
@@ -277,11 +373,21 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     if not isinstance(scale, (bool, np.bool_)):
         raise TypeError(f"scale must be True or False, got {scale!r}")
     rng = np.random.default_rng(check_seed(seed))
-    (Xt, Yt, swt), val = _split(X, Y, sw, validation, rng)
-    if val is not None:
-        Xv, Yv = check_data(net, val[0], val[1], names=("X_val", "Y_val"))
-        swv = check_sample_weight(val[2], Xv.shape[0])
-    stochastic = method.family == "stochastic"
+    scaling = None
+    if L is None:
+        X, Y = check_data(net, X, Y)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        (Xt, Yt, swt), val = _split(X, Y, sw, validation, rng)
+        if val is not None:
+            Xv, Yv = check_data(net, val[0], val[1], names=("X_val", "Y_val"))
+            swv = check_sample_weight(val[2], Xv.shape[0])
+        if scale:
+            scaling = data_scaling(Xt, "X") + data_scaling(Yt, "Y")
+    else:
+        (Xt, Yt, swt), val, scaling = _streamed_data(net, X, Y, sample_weight, validation,
+                                                     rng, L, scale)
+        if val is not None:
+            Xv, Yv, swv = val
     n_threads = resolve_threads(threads, int(mask.sum()),
                                 min(int(options.get("batch_size", ADAM_OPTIONS["batch_size"])),
                                     Xt.shape[0]) if stochastic else Xt.shape[0])
@@ -289,10 +395,17 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     old_scaling = (net.input_scaling, net.output_scaling)
     try:                              # on any error, leave the network as it was
         if scale:
-            _apply_scaling(net, Xt, Yt, mask)
-        obj = WeightObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask)
-        val_obj = None if val is None else WeightObjective(net, Xv, Yv, sample_weight=swv,
-                                                           trainable=mask)
+            _apply_scaling(net, *scaling, mask)
+        if L is not None:
+            obj = StreamedObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask,
+                                    block_size=L)
+            val_obj = None if val is None else StreamedObjective(
+                net, Xv, Yv, sample_weight=swv, trainable=mask, block_size=L)
+        else:
+            obj = WeightObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask)
+            val_obj = None if val is None else WeightObjective(net, Xv, Yv,
+                                                               sample_weight=swv,
+                                                               trainable=mask)
         with Progress(progress, "fit", maxiter, unit="epoch" if stochastic else "it") as bar, \
                 blas_threads(n_threads), np.errstate(over="ignore", invalid="ignore",
                                                      divide="ignore"):
