@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from ..core.arrays import RowView
 from ..core.checks import as_list, check_bool, check_int, check_nonneg
 from ..core.environment import Environment
 from ..core.network import Network
@@ -25,12 +26,13 @@ from ..solvers.result import (CALLBACK, CONVERGED, FAILED, ConvergenceWarning, N
 from .episodes import CollectError, collect, evaluate
 from .fit import fit
 from .mpc import Planner
+from .store import TransitionStore
 
 __all__ = ["fit_dynamics", "learn_and_plan", "LearnResult", "LearnError"]
 
 
 # ---------------------------------------------------------------- fit_dynamics
-def _split(data, validation, seed, block):
+def _split(ep, validation, seed, block):
     """(train rows, validation rows) as boolean masks.
 
     Every episode is cut into blocks of ``block`` consecutive steps, and a block is held
@@ -41,10 +43,9 @@ def _split(data, validation, seed, block):
     episodes contribute to the validation set as much as old ones (a warm-started refit
     is judged on the data it is refitted for too).
     """
-    N = len(data)
+    N = len(ep)
     if validation == 0:
         return np.ones(N, bool), np.zeros(N, bool)
-    ep = data.episode
     first = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]             # first row of each run
     start = np.repeat(first, np.diff(np.r_[first, N]))
     blk = (np.arange(N) - start) // block
@@ -65,16 +66,19 @@ def _split(data, validation, seed, block):
     return ~val, val
 
 
-def _windows(data, rows, H):
+def _windows(episode, rows, H):
     """Starts (W,) of the open-loop windows: H consecutive selected rows of one episode."""
-    N = len(data)
+    N = len(episode)
     if N < H:
         return np.zeros(0, dtype=int)
     cs = np.r_[0, np.cumsum(rows)]
     r = np.arange(N - H + 1)
     full = cs[r + H] - cs[r] == H                  # every row of the window is selected
-    same = data.episode[r + H - 1] == data.episode[r]   # episodes are contiguous runs
+    same = episode[r + H - 1] == episode[r]        # episodes are contiguous runs
     return r[full & same]
+
+
+PREDICTION_ROWS = 65536     # rows per block of prediction_errors
 
 
 def prediction_errors(model, data, rows=None, horizon=10):
@@ -83,7 +87,9 @@ def prediction_errors(model, data, rows=None, horizon=10):
     Parameters
     ----------
     model : Dynamics
-    data : Transitions
+    data : Transitions or TransitionStore
+        Read in blocks of ``PREDICTION_ROWS`` rows (plus the ``horizon - 1`` rows after a
+        block that its last windows reach).
     rows : bool array (N,), optional
         The rows to measure on (default all).
     horizon : int
@@ -97,22 +103,33 @@ def prediction_errors(model, data, rows=None, horizon=10):
         ``one_step_rmse`` (n,) per state, ``multi_step_rmse`` (H, n) per step ahead and
         state (NaN when no window fits), ``windows`` (how many), ``rows``.
     """
-    rows = np.ones(len(data), bool) if rows is None else rows
-    X = np.hstack([data.obs[rows], data.actions[rows]])
-    n = model.n_states
-    pred = model.step(X[:, :n], X[:, n:]) if X.shape[0] else np.empty((0, n))
-    one = np.sqrt(np.mean((pred - data.next_obs[rows]) ** 2, axis=0))
+    N = len(data)
+    rows = np.ones(N, bool) if rows is None else rows
     H = check_int(horizon, "horizon", 1)
-    starts = _windows(data, rows, H)
-    if starts.size:
-        U = data.actions[starts[:, None] + np.arange(H)]            # (W, H, m)
-        S = model.rollout(data.obs[starts], U)                       # (W, H+1, n)
-        truth = data.next_obs[starts[:, None] + np.arange(H)]        # (W, H, n)
-        multi = np.sqrt(np.mean((S[:, 1:] - truth) ** 2, axis=0))
-    else:
-        multi = np.full((H, n), np.nan)
-    return Result(one_step_rmse=one, multi_step_rmse=multi, windows=int(starts.size),
-                  rows=int(rows.sum()))
+    n = model.n_states
+    sq1, cnt, sqH, W = np.zeros(n), 0, np.zeros((H, n)), 0
+    for a in range(0, max(N, 1), PREDICTION_ROWS):
+        b = min(a + PREDICTION_ROWS, N)
+        blk = data[a:min(b + H - 1, N)]
+        sel = rows[a:a + len(blk)]
+        inner = np.zeros(len(blk), bool)
+        inner[:b - a] = sel[:b - a]
+        if inner.any():
+            pred = model.step(blk.obs[inner], blk.actions[inner])
+            sq1 += ((pred - blk.next_obs[inner]) ** 2).sum(axis=0)
+            cnt += int(inner.sum())
+        starts = _windows(blk.episode, sel, H)
+        starts = starts[starts < b - a]
+        if starts.size:
+            U = blk.actions[starts[:, None] + np.arange(H)]             # (W, H, m)
+            S = model.rollout(blk.obs[starts], U)                        # (W, H+1, n)
+            truth = blk.next_obs[starts[:, None] + np.arange(H)]         # (W, H, n)
+            sqH += ((S[:, 1:] - truth) ** 2).sum(axis=0)
+            W += int(starts.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        one = np.sqrt(sq1 / cnt)
+    multi = np.sqrt(sqH / W) if W else np.full((H, n), np.nan)
+    return Result(one_step_rmse=one, multi_step_rmse=multi, windows=W, rows=int(rows.sum()))
 
 
 def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="tanh",
@@ -122,7 +139,14 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
 
     Parameters
     ----------
-    data : Transitions
+    data : Transitions or TransitionStore
+        A :class:`~ctrlprop.TransitionStore` (transitions on disk) is trained on by
+        streaming: the episode column (8 bytes a row) and the split's masks (2 bytes a
+        row) are held in memory, everything else is read in blocks of rows; the default
+        method is then "adam" (the full-batch methods raise), with the block order of
+        ``options["block_size"]`` (see :func:`ctrlprop.fit`) over the training rows.
+        The split and the weights are those of the same transitions in memory with the
+        same ``method`` and ``options``, bit for bit.
     hidden : sequence of int
         Hidden layer sizes of a new model (ignored with ``model``).
     residual : bool
@@ -134,7 +158,8 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
     transfer : str
         Hidden transfer function of a new model.
     method, maxiter, options, l2, callback, progress
-        As for :func:`ctrlprop.fit` (default L-BFGS-B, 1000 iterations).
+        As for :func:`ctrlprop.fit` (default L-BFGS-B, 1000 iterations; "adam", 200
+        epochs, for a TransitionStore).
     patience : int or None
         Stop when the validation loss has not improved for this many iterations (default
         100: a full-batch method's validation loss wanders in its first iterations).
@@ -162,9 +187,10 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         ``validation_rows`` (N,) bool and the ``validation_episodes`` (those with a
         held-out block).  Errors are in the observations' units.
     """
-    if not isinstance(data, Transitions):
-        raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect), got "
-                        f"{type(data).__name__}")
+    on_disk = isinstance(data, TransitionStore)
+    if not (on_disk or isinstance(data, Transitions)):
+        raise TypeError(f"data must be ctrlprop Transitions (see ctrlprop.collect) or a "
+                        f"TransitionStore, got {type(data).__name__}")
     if len(data) < 2:
         raise ValueError(f"data must hold at least 2 transitions to fit a model, got "
                          f"{len(data)}")
@@ -190,16 +216,24 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         dyn = copy.deepcopy(model)
         dyn.__dict__.pop("report", None)
         scale = False
-    train, val = _split(data, v, seed, H)
+    episode = data.episode[:] if on_disk else data.episode       # (N,) int64 in memory
+    train, val = _split(episode, v, seed, H)
     X, Y = data.training_pairs(dyn.residual)
-    res = fit(dyn.net, X[train], Y[train], method, l2=l2, maxiter=maxiter, options=options,
-              validation=(X[val], Y[val]) if val.any() else None, patience=patience,
+    if on_disk:                                 # stream: views of the rows on each side
+        method = "adam" if method is None else method
+        Xt, Yt = RowView(X, train), RowView(Y, train)
+        Xv, Yv = (RowView(X, val), RowView(Y, val)) if val.any() else (None, None)
+    else:
+        Xt, Yt = X[train], Y[train]
+        Xv, Yv = (X[val], Y[val]) if val.any() else (None, None)
+    res = fit(dyn.net, Xt, Yt, method, l2=l2, maxiter=maxiter, options=options,
+              validation=None if Xv is None else (Xv, Yv), patience=patience,
               scale=scale, callback=callback, progress=progress, seed=seed)
     err = prediction_errors(dyn, data, val if val.any() else train, H)
     dyn.report = Result(fit=res, one_step_rmse=err.one_step_rmse,
                         multi_step_rmse=err.multi_step_rmse, n_train=int(train.sum()),
                         n_validation=int(val.sum()),
-                        validation_rows=val, validation_episodes=np.unique(data.episode[val]),
+                        validation_rows=val, validation_episodes=np.unique(episode[val]),
                         measured_on="validation" if val.any() else "training")
     return dyn
 
