@@ -2,12 +2,12 @@
 gradient, residuals, Jacobians, Hessian products), for weights, controls, trajectories and
 controllers.  Imports the core only."""
 
-from .weights import WeightObjective
+from .weights import WeightObjective, StreamedObjective
 from .control import ControlObjective
 from .cost import TrajectoryCost
 from .trajectory import Dynamics, TrajectoryObjective, bptt
 from .controller import ControllerObjective
 from .constraints import StateBounds, PathConstraint
 
-__all__ = ["WeightObjective", "ControlObjective", "TrajectoryCost", "Dynamics",
+__all__ = ["WeightObjective", "StreamedObjective", "ControlObjective", "TrajectoryCost", "Dynamics",
            "TrajectoryObjective", "bptt", "ControllerObjective", "StateBounds", "PathConstraint"]
