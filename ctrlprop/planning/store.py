@@ -127,6 +127,8 @@ class TransitionWriter:
             raise ValueError(f"mode must be 'x' (create), 'a' (append) or 'w' (replace), "
                              f"got {mode!r}")
         self.format = format
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise ValueError(f"path {self.path!r} is a file; a transition store is a directory")
         found = _store_format(self.path) if os.path.isdir(self.path) else None
         if found is not None and mode == "x":
             raise ValueError(f"path {self.path!r} already holds a transition store; use "
@@ -163,7 +165,7 @@ class TransitionWriter:
             os.replace(tmp, os.path.join(self.path, _MANIFEST))
             return
         zarr = _zarr()
-        g = zarr.open_group(self.path, mode="w")
+        g = zarr.open_group(self.path, mode="a")    # not "w": that empties the directory
         for name in _COLUMNS:
             w = _widths(self.n_obs, self.n_act).get(name)
             shape, chunks = ((0, w), (self.shard_rows, w)) if w else ((0,), (self.shard_rows,))
