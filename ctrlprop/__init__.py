@@ -22,6 +22,7 @@ from .core import (Transfer, register_transfer, get_transfer, transfer_names, Ne
                    blas_threads, auto_threads)
 from .core.environment import Box, is_environment
 from .core.transitions import Transitions
+from .core.parallel import ParallelError
 from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
                          TrajectoryObjective, bptt, ControllerObjective, StateBounds,
                          PathConstraint)
@@ -30,5 +31,6 @@ from .planning import (fit, optimize_controls, ControlResult, optimize_trajector
                        TrajectoryResult, mpc, Planner, MPCResult, MPCError, collect, evaluate,
                        CollectError, fit_dynamics, learn_and_plan, LearnResult, LearnError,
                        train_controller, closed_loop, ClosedLoopResult, ControllerResult)
+from .planning import sweep, run_script
 from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, PlantEnv, wrap_angle
 from . import plants, plot, envs   # plot imports matplotlib, envs gymnasium, lazily

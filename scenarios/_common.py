@@ -1,9 +1,11 @@
-"""Shared plumbing of the scenario scripts: arguments, model cache, metrics and summary output."""
+"""Shared plumbing of the scenario scripts: arguments, model cache, metrics and summary
+output, and sweeps over seeds (``--seeds 0 1 2 --workers 2`` or ``--scheduler ADDRESS``)."""
 
 import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -13,7 +15,11 @@ import ctrlprop as cp
 
 def parse_args(name, description, argv=None):
     """Standard scenario options: --seed, --quick, --out, --cache, --retrain, --no-progress."""
-    p = argparse.ArgumentParser(prog=f"{name}.py", description=description)
+    p = argparse.ArgumentParser(
+        prog=f"{name}.py", description=description,
+        epilog="sweeps: --seeds S [S ...] runs the scenario once per seed and summarizes "
+               "the metrics; add --workers N (worker processes) or --scheduler ADDRESS|local "
+               "(a Dask cluster) to run seeds at once")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quick", action="store_true",
                    help="small problem sizes: finishes in under 30 s (used by the tests)")
@@ -97,3 +103,135 @@ def write_metrics(args, name, metrics):
         print(f"{k.ljust(width)}  {v}")
     print(f"\nwrote {path}")
     return path
+
+
+# ---------------------------------------------------------------- sweeps over seeds
+def _sweep_parser(name):
+    p = argparse.ArgumentParser(prog=f"{name}.py", add_help=False)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run the scenario once per seed (into <out>/seed_<s>/) and "
+                        "summarize the metrics over the seeds")
+    p.add_argument("--workers", type=int, default=1,
+                   help="with --seeds: run that many seeds at once in worker processes "
+                        "(default 1: one after another)")
+    p.add_argument("--scheduler", default=None,
+                   help="with --seeds: run on a Dask cluster: a scheduler address "
+                        "(tcp://host:8786) or 'local' for a LocalCluster of --workers "
+                        "processes (needs pip install 'ctrlprop[dask]')")
+    return p
+
+
+def run_main(path, main, argv=None):
+    """A scenario's command line: ``main(argv)``, or with ``--seeds`` a sweep of it.
+
+    The sweep runs the script once per seed in a fresh interpreter (``ctrlprop.sweep``
+    with ``ctrlprop.run_script``), serially, on a ``ProcessPoolExecutor(--workers)`` or
+    on Dask (``--scheduler``), each run writing to ``<out>/seed_<s>/``; then it prints
+    the numeric metrics over the seeds and writes ``<out>/sweep.json``.  Seeds that
+    failed are listed (with the end of their error output) and the others are kept.
+    """
+    name = os.path.splitext(os.path.basename(path))[0]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    sw, rest = _sweep_parser(name).parse_known_args(argv)
+    if sw.seeds is None:
+        if sw.workers != 1 or sw.scheduler is not None:
+            raise SystemExit(f"{name}.py: --workers and --scheduler run a sweep: give "
+                             f"--seeds too")
+        return main(rest)
+    if sw.workers < 1:
+        raise SystemExit(f"{name}.py: --workers must be at least 1, got {sw.workers}")
+    if "--seed" in rest:
+        raise SystemExit(f"{name}.py: give either --seed or --seeds, not both")
+    out = os.path.join("out", name)
+    if "--out" in rest:
+        i = rest.index("--out")
+        out = rest[i + 1]
+        del rest[i:i + 2]
+    runs = [{"path": path, "args": rest + ["--seed", s, "--out",
+                                           os.path.join(out, f"seed_{s}"), "--no-progress"]}
+            for s in sw.seeds]
+    t0 = time.perf_counter()
+    failed = {}
+    with _executor(sw) as executor:
+        if executor is None:                         # one after another, every seed run
+            for s, run in zip(sw.seeds, runs):
+                try:
+                    cp.run_script(**run)
+                except RuntimeError as e:
+                    failed[s] = e
+        else:
+            try:
+                cp.sweep(cp.run_script, runs, executor=executor, progress=True)
+            except cp.ParallelError as e:
+                failed = {sw.seeds[p[0]]: err for p, err in e.failed}
+    seconds = time.perf_counter() - t0
+    return _summarize(name, out, sw.seeds, failed, seconds)
+
+
+class _executor:
+    """The executor of a sweep's options, shut down at the end."""
+
+    def __init__(self, sw):
+        self.sw, self.close = sw, []
+
+    def __enter__(self):
+        sw = self.sw
+        if sw.scheduler is not None:
+            try:
+                import distributed
+            except ImportError:
+                raise SystemExit("--scheduler needs Dask: pip install 'ctrlprop[dask]'") from None
+            if sw.scheduler == "local":
+                cluster = distributed.LocalCluster(n_workers=sw.workers, threads_per_worker=1,
+                                                   dashboard_address=None)
+                self.close.append(cluster)
+                client = distributed.Client(cluster)
+            else:
+                client = distributed.Client(sw.scheduler)
+            self.close.insert(0, client)
+            return client.get_executor()
+        if sw.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            ex = ProcessPoolExecutor(sw.workers)
+            self.close.append(ex)
+            return ex
+        return None
+
+    def __exit__(self, *exc):
+        for c in self.close:
+            (c.shutdown if hasattr(c, "shutdown") else c.close)()
+
+
+def _summarize(name, out, seeds, failed, seconds):
+    """Print and write the metrics over the seeds of a sweep."""
+    per_seed = {}
+    for s in seeds:
+        path = os.path.join(out, f"seed_{s}", "metrics.json")
+        if os.path.exists(path) and s not in failed:
+            with open(path) as f:
+                per_seed[s] = json.load(f)
+    keys = [k for k, v in (next(iter(per_seed.values())).items() if per_seed else [])
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]
+    print(f"\n{name}: {len(per_seed)} of {len(seeds)} seeds ran, in {seconds:.1f} s")
+    summary = {}
+    if keys:
+        width = max(len(k) for k in keys)
+        print(f"{'metric'.ljust(width)}  {'mean':>10}  {'std':>10}  {'min':>10}  {'max':>10}")
+        for k in keys:
+            v = np.array([m[k] for m in per_seed.values() if isinstance(m.get(k), (int, float))],
+                         dtype=float)
+            summary[k] = dict(mean=v.mean(), std=v.std(), min=v.min(), max=v.max())
+            print(f"{k.ljust(width)}  {v.mean():10.4g}  {v.std():10.4g}  {v.min():10.4g}  "
+                  f"{v.max():10.4g}")
+    for s, err in failed.items():
+        print(f"\nseed {s} failed: {err}")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "sweep.json")
+    with open(path, "w") as f:
+        json.dump(_plain({"scenario": name, "seeds": seeds, "seconds": round(seconds, 1),
+                          "failed": sorted(str(s) for s in failed),
+                          "summary": summary, "per_seed": per_seed}), f, indent=2)
+    print(f"wrote {path}")
+    if failed:
+        raise SystemExit(1)
+    return summary

@@ -32,7 +32,7 @@ from scipy.optimize import Bounds
 import ctrlprop as cp
 from ctrlprop.plants import CAR_T, CAR_X0, car_trajectory_cost
 
-from _common import parse_args, write_metrics
+from _common import parse_args, write_metrics, run_main
 import car_parking as park
 
 NAME = "car_obstacle"
@@ -159,4 +159,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

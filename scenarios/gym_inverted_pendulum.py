@@ -25,6 +25,7 @@ early stopping, the default of ``fit_dynamics``: fitted on every transition for 
 500 iterations instead, it overfitted the short random episodes (154 steps on average).
 """
 
+from _common import run_main
 from _gym import run
 
 NAME = "gym_inverted_pendulum"
@@ -50,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

@@ -16,6 +16,7 @@ holding a fifth out costs more than early stopping gains) for a fixed number of 
 iterations, warm-started from the previous round's model.
 """
 
+from _common import run_main
 from _gym import run
 
 NAME = "gym_pendulum"
@@ -40,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

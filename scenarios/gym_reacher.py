@@ -33,6 +33,7 @@ import scipy.optimize
 import ctrlprop as cp
 import ctrlprop.envs
 
+from _common import run_main
 from _gym import run
 
 NAME = "gym_reacher"
@@ -121,4 +122,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

@@ -75,7 +75,7 @@ import numpy as np
 from scipy.optimize import Bounds
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cached_model, parse_args, write_metrics  # noqa: E402
+from _common import cached_model, parse_args, run_main, write_metrics  # noqa: E402
 
 import ctrlprop as cp  # noqa: E402
 
@@ -432,4 +432,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

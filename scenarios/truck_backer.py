@@ -129,7 +129,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cached_model, parse_args, write_metrics  # noqa: E402
+from _common import cached_model, parse_args, run_main, write_metrics  # noqa: E402
 
 import ctrlprop as cp  # noqa: E402
 from ctrlprop.solvers.progress import Progress  # noqa: E402
@@ -726,4 +726,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(__file__, main)

@@ -174,3 +174,4 @@ def run_tasks(executor, fn, args, problems, what, done=None):
         failed.sort(key=lambda pe: pe[0][0])
         raise ParallelError(what, failed, results, problems)
     return results
+

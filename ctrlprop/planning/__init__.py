@@ -8,8 +8,10 @@ from .mpc import mpc, Planner, MPCResult, MPCError
 from .episodes import collect, evaluate, CollectError
 from .learning import fit_dynamics, learn_and_plan, LearnResult, LearnError
 from .controller import train_controller, closed_loop, ClosedLoopResult, ControllerResult
+from .sweep import sweep, run_script
 
 __all__ = ["fit", "optimize_controls", "ControlResult", "optimize_trajectory",
            "TrajectoryResult", "mpc", "Planner", "MPCResult", "MPCError", "collect", "evaluate",
            "CollectError", "fit_dynamics", "learn_and_plan", "LearnResult", "LearnError",
-           "train_controller", "closed_loop", "ClosedLoopResult", "ControllerResult"]
+           "train_controller", "closed_loop", "ClosedLoopResult", "ControllerResult",
+           "sweep", "run_script"]

@@ -17,6 +17,7 @@ generator seeded the same way, so an episode does not depend on how many came be
 """
 
 import inspect
+import time
 
 import numpy as np
 
@@ -80,6 +81,23 @@ class _Callable:
 
     def __call__(self, obs):
         return self.f(obs)
+
+
+class _Timed:
+    """A policy whose calls are timed (``seconds`` in all, ``calls``)."""
+
+    def __init__(self, pol):
+        self.pol, self.seconds, self.calls = pol, 0.0, 0
+
+    def reset(self, seed):
+        self.pol.reset(seed)
+
+    def __call__(self, obs):
+        t0 = time.perf_counter()
+        a = self.pol(obs)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return a
 
 
 def as_policy(policy, env):
@@ -227,11 +245,13 @@ def _as_env(env):
 
 
 def _evaluate_task(env, policy, seed, first, n, episode_steps):
-    """Episodes first .. first + n - 1 on a worker: (Transitions, error or None)."""
+    """Episodes first .. first + n - 1 on a worker: (Transitions, error or None, seconds
+    in the policy, policy calls)."""
     e = _as_env(env)
-    data, error = _record(e, as_policy(policy, e), seed, episodes=n, episode_steps=episode_steps,
+    pol = _Timed(as_policy(policy, e))
+    data, error = _record(e, pol, seed, episodes=n, episode_steps=episode_steps,
                           first_episode=first)
-    return data, error
+    return data, error, pol.seconds, pol.calls
 
 
 def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=False,
@@ -269,7 +289,9 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     Result
         ``returns`` (E,) (sum of rewards per episode), ``lengths`` (E,) (steps),
         ``mean_return``, ``std_return``, ``terminated`` (E,) (the episode ended by
-        termination rather than truncation), ``data`` (the Transitions).
+        termination rather than truncation), ``data`` (the Transitions), ``policy_ms``
+        (milliseconds per call of the policy, e.g. a Planner's planning time per step,
+        measured where the episodes ran).
 
     Raises
     ------
@@ -284,15 +306,19 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
     if executor is None:
         env = _as_env(env)
-        pol = as_policy(policy, env)
+        pol = _Timed(as_policy(policy, env))
         with Progress(progress, "evaluate", n_ep, unit="episode") as bar:
             data, error = _record(env, pol, seed, episodes=n_ep, episode_steps=E)
             bar.update(n_ep)
         if error is not None:
             _raise(error, data, "evaluate")
+        seconds, calls = pol.seconds, pol.calls
     else:
-        data = _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_size)
-    return _scores(data)
+        data, seconds, calls = _evaluate_parallel(env, policy, seed, n_ep, E, progress,
+                                                  executor, chunk_size)
+    out = _scores(data)
+    out.policy_ms = 1e3 * seconds / max(calls, 1)
+    return out
 
 
 def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_size):
@@ -309,9 +335,9 @@ def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_siz
         except ParallelError as pe:
             out = [r for r in pe.results if r is not None]
             lost = pe.failed
-    datas = [d for d, _ in out if len(d)]
+    datas = [o[0] for o in out if len(o[0])]
     data = (Transitions.concatenate(datas) if datas else Transitions.empty(e.n_obs, e.n_act))
-    errors = [(d, err) for d, err in out if err is not None]
+    errors = [(o[0], o[1]) for o in out if o[1] is not None]
     if lost or errors:
         where = [f"episodes {p[0]}..{p[-1]} ({type(x).__name__}: {x})" for p, x in lost]
         where += [f"episode {getattr(x, 'episode', '?')} ({type(x).__name__}: {x})"
@@ -320,7 +346,7 @@ def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_siz
         raise CollectError(f"evaluate: {len(where)} of {len(parts)} tasks failed -- "
                            + "; ".join(where[:3]) + f"; the error's .data holds the "
                            f"{len(data)} transitions recorded by the others", data) from first
-    return data
+    return data, sum(o[2] for o in out), sum(o[3] for o in out)
 
 
 def _scores(data):
