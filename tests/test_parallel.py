@@ -169,6 +169,18 @@ def test_evaluate_takes_an_environment_factory(pool):
     assert np.array_equal(a.returns, b.returns)
 
 
+@pytest.mark.filterwarnings("ignore::ctrlprop.ConvergenceWarning")
+def test_learn_and_plan_evaluates_on_the_executor_with_the_serial_returns(pool):
+    env = cp.Pendulum().env(max_steps=25)
+    kw = dict(iterations=1, steps_per_iteration=50, horizon=6, warmup=80,
+              fit=dict(hidden=(8,), maxiter=20), plan=dict(maxiter=3), eval_episodes=4)
+    cost = cp.TrajectoryCost(Q=1.0, R=0.01)
+    serial = cp.learn_and_plan(env, cost, **kw)
+    par = cp.learn_and_plan(env, cost, executor=pool, **kw)
+    assert np.array_equal(serial.returns, par.returns) and serial.data == par.data
+    assert np.all(par.history["ms_per_step"] > 0)
+
+
 # ---------------------------------------------------------------- failures
 def _fragile_running(X, U):
     """A running cost that fails for the trajectory starting near x = (0.9, 0.9)."""
@@ -254,6 +266,8 @@ def test_bad_executor_arguments_raise_naming_them(pool):
         cp.optimize_trajectory(model, np.zeros((2, 2)), 4, executor=pool)
     with pytest.raises(TypeError, match="executor must be None"):
         cp.evaluate(cp.Pendulum().env(), None, episodes=2, executor=object())
+    with pytest.raises(TypeError, match="executor must be None"):
+        cp.learn_and_plan(cp.Pendulum().env(), {"Q": 1.0}, executor=4)
     with pytest.raises(cp.CollectError, match="2 of 2 tasks failed.*pickle"):
         cp.evaluate(cp.Pendulum().env(), lambda obs: np.zeros(1), episodes=2, executor=pool,
                     chunk_size=1)

@@ -17,6 +17,7 @@ import numpy as np
 from ..core.arrays import RowView
 from ..core.checks import as_list, check_bool, check_int, check_nonneg
 from ..core.environment import Environment
+from ..core.parallel import check_executor
 from ..core.network import Network
 from ..core.transitions import Transitions
 from ..objectives.trajectory import Dynamics
@@ -287,26 +288,10 @@ def _sub_seed(seed, *keys):
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-class _TimedPlanner:
-    """A planner as a policy that adds up its planning time (for ms per step)."""
-
-    def __init__(self, planner):
-        self.planner, self.total, self.calls = planner, 0.0, 0
-
-    def reset(self):
-        self.planner.reset()
-
-    def __call__(self, obs):
-        step = self.planner.plan(obs)
-        self.total += step.time
-        self.calls += 1
-        return step.x
-
-
 def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20, seed=0, *,
                    warmup=None, model=None, data=None, fit=None, plan=None,
                    eval_episodes=10, episode_steps=None, checkpoint=None, callback=None,
-                   progress=False):
+                   progress=False, executor=None):
     """Model-based control by the loop: collect, fit, plan through the model, repeat.
 
     1. Warm-up: ``warmup`` transitions of uniform random actions (skipped when ``data``
@@ -359,6 +344,11 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
         StopIteration ends the loop.
     progress : bool
         Show a progress line over the rounds (needs tqdm).
+    executor : concurrent.futures.Executor, optional
+        Run every round's evaluation episodes on this executor (:func:`ctrlprop.evaluate`
+        with ``executor=``: the environment and the planner are pickled to the tasks; the
+        returns are the serial run's bit for bit).  Collection stays here (its episodes
+        follow one another through the data).
 
     Returns
     -------
@@ -378,6 +368,7 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     W = N if warmup is None else check_int(warmup, "warmup", 1)
     n_eval = check_int(eval_episodes, "eval_episodes", 1)
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    check_executor(executor)
     fit_kw = dict(fit or {})
     plan_kw = dict(plan or {})
     for name, kw, target, bad in (("fit", fit_kw, fit_dynamics, ("data", "model", "seed")),
@@ -442,10 +433,10 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                 st["fit_time"].append(time.perf_counter() - t0)
                 st["rmse"].append(float(np.mean(st["model"].report.one_step_rmse)))
                 t0 = time.perf_counter()
-                timed = _TimedPlanner(Planner(st["model"], H, cost, **plan_kw))
-                ev = evaluate(env, timed, n_eval, eval_seed, episode_steps=E)
+                ev = evaluate(env, Planner(st["model"], H, cost, **plan_kw), n_eval,
+                              eval_seed, episode_steps=E, executor=executor)
                 st["eval_time"].append(time.perf_counter() - t0)
-                st["ms"].append(1e3 * timed.total / max(timed.calls, 1))
+                st["ms"].append(ev.policy_ms)
                 st["evals"].append(ev)
                 st["returns"].append(ev.mean_return)
                 st["std"].append(ev.std_return)
