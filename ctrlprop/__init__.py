@@ -3,12 +3,14 @@
 Layers (imports run downward only)::
 
     planning     fit, optimize_controls, optimize_trajectory, mpc, Planner, train_controller,
-                 collect, evaluate, fit_dynamics, learn_and_plan
+                 collect, evaluate, fit_dynamics, learn_and_plan, TransitionWriter,
+                 TransitionStore (transitions on disk; zarr imported lazily)
     solvers      method registry, Result / ConvergenceWarning / status codes, scipy
                  dispatch, batched Levenberg-Marquardt, batched L-BFGS, Adam, starts
     objectives   WeightObjective, ControlObjective, TrajectoryCost, Dynamics, ...
     core         Network, engine, transfer table, persistence, scaling, checks, the
-                 environment protocol (gymnasium's interface, by duck typing), Transitions
+                 environment protocol (gymnasium's interface, by duck typing), Transitions,
+                 out-of-core arrays read in row blocks (arrays, by duck typing)
 
     beside:      plants (simulators), envs (gymnasium's environments and their task costs,
                  gymnasium imported lazily), plot (matplotlib, imported lazily)
@@ -23,14 +25,15 @@ from .core import (Transfer, register_transfer, get_transfer, transfer_names, Ne
 from .core.environment import Box, is_environment
 from .core.transitions import Transitions
 from .core.parallel import ParallelError
-from .objectives import (WeightObjective, ControlObjective, TrajectoryCost, Dynamics,
-                         TrajectoryObjective, bptt, ControllerObjective, StateBounds,
-                         PathConstraint)
+from .objectives import (WeightObjective, StreamedObjective, ControlObjective,
+                         TrajectoryCost, Dynamics, TrajectoryObjective, bptt,
+                         ControllerObjective, StateBounds, PathConstraint)
 from .solvers import Result, ConvergenceWarning, STATUS, METHODS
 from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,
                        TrajectoryResult, mpc, Planner, MPCResult, MPCError, collect, evaluate,
                        CollectError, fit_dynamics, learn_and_plan, LearnResult, LearnError,
-                       train_controller, closed_loop, ClosedLoopResult, ControllerResult)
+                       TransitionWriter, TransitionStore, train_controller, closed_loop,
+                       ClosedLoopResult, ControllerResult)
 from .planning import sweep, run_script
 from .plants import PlanarArm, TruckBackerUpper, Pendulum, Car, PlantEnv, wrap_angle
 from . import plants, plot, envs   # plot imports matplotlib, envs gymnasium, lazily
