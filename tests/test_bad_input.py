@@ -802,6 +802,177 @@ def env_entries():
     ]
 
 
+# ---------------------------------------------------------------- out of core (issue 13)
+def on_disk(A):
+    """A read-only np.memmap holding A (an out-of-core array)."""
+    path = tmpfile(".bin")
+    A = np.asarray(A)
+    m = np.memmap(path, dtype=A.dtype, mode="w+", shape=A.shape)
+    m[:] = A
+    m.flush()
+    return np.memmap(path, dtype=A.dtype, mode="r", shape=A.shape)
+
+
+def store_of(data, shard_rows=5):
+    """A new npz TransitionStore's path holding data."""
+    path = tmpfile("")
+    with cp.TransitionWriter(path, data.n_obs, data.n_act, shard_rows=shard_rows) as w:
+        w.append(data)
+    return path
+
+
+def spoiled_store(change):
+    """A store (12 rows in shards of 5) whose files are changed by ``change(path)``."""
+    def make(kw):
+        path = store_of(env_data())
+        change(path)
+        return path
+    return make
+
+
+def _shard_file(path, i=0):
+    return next(os.path.join(path, f) for f in sorted(os.listdir(path))
+                if f.startswith(f"shard-{i:06d}-"))
+
+
+def _write(name, text):
+    def change(path):
+        with open(os.path.join(path, name) if not os.path.isabs(name) else name, "w") as f:
+            f.write(text)
+    return change
+
+
+def _replace_shard(**cols):
+    def change(path):
+        f = _shard_file(path)
+        with np.load(f) as z:
+            d = {k: z[k] for k in z.files}
+        d.update(cols)
+        with open(f, "wb") as out:
+            np.savez(out, **d)
+    return change
+
+
+def _rename_first_shard(path):
+    f = _shard_file(path)
+    os.rename(f, f.replace("-5.npz", "-4.npz"))
+
+
+STORE_PATHS = [
+    K("int", 3), K("None", None), K("list", ["a"]), F("a file", raw_file(b"abc")),
+    F("an empty directory", lambda kw: tempfile.mkdtemp(dir=_TMP)),
+    F("manifest of garbage", spoiled_store(_write("ctrlprop-transitions.json", "{oops"))),
+    F("manifest of another kind", spoiled_store(_write("ctrlprop-transitions.json",
+                                                       '{"format": "x"}'))),
+    F("a shard missing", spoiled_store(lambda p: os.remove(_shard_file(p, 1)))),
+    F("a shard of random bytes", spoiled_store(lambda p: open(_shard_file(p), "wb").write(
+        bytes(range(256))))),
+    F("a shard's name miscounts its rows", spoiled_store(_rename_first_shard)),
+    F("NaN observations in a shard", spoiled_store(_replace_shard(obs=np.full((5, 2), NAN)))),
+    F("decreasing episodes in a shard", spoiled_store(_replace_shard(
+        episode=np.arange(5)[::-1].copy()))),
+]
+
+
+def writer_call(kw):
+    cp.TransitionWriter(**kw).close()
+
+
+def writer_add(kw):
+    with cp.TransitionWriter(tmpfile(""), 2, 1) as w:
+        w.add(**kw)
+
+
+def oc_fit_base():
+    return dict(net=mlp(), X=on_disk(X8), Y=on_disk(Y8), method="adam", maxiter=2,
+                options=dict(block_size=2))
+
+
+def oc_arrays(arg, width):
+    return [F("wrong width", lambda kw: on_disk(np.zeros((8, width + 1)))),
+            F("one row fewer", lambda kw: on_disk(np.zeros((7, width)))),
+            F("3-D", lambda kw: on_disk(np.zeros((8, width, 1)))),
+            F("strings", lambda kw: on_disk(np.array([["a"] * width] * 8))),
+            F("complex", lambda kw: on_disk(np.zeros((8, width), complex))),
+            F("NaN in the last block", lambda kw: on_disk(np.r_[np.zeros((7, width)),
+                                                               np.full((1, width), NAN)])),
+            F("inf in the first row", lambda kw: on_disk(np.r_[np.full((1, width), INF),
+                                                              np.zeros((7, width))]))]
+
+
+def out_of_core_entries():
+    """fit on out-of-core arrays (np.memmap), StreamedObjective, TransitionWriter (and its
+    add / append), TransitionStore, fit_dynamics on a store."""
+    return [
+        Entry("fit[out of core]", oc_fit_base, lambda kw: cp.fit(**kw),
+              {"X": oc_arrays("X", 3), "Y": oc_arrays("Y", 2),
+               "sample_weight": [F("wrong length", lambda kw: on_disk(np.ones(3))),
+                                 F("2-D", lambda kw: on_disk(np.ones((8, 1)))),
+                                 F("NaN entry", lambda kw: on_disk(np.r_[np.ones(7), NAN])),
+                                 F("negative entry", lambda kw: on_disk(np.r_[np.ones(7), -1])),
+                                 F("all zero", lambda kw: on_disk(np.zeros(8)))],
+               "method": [K("full batch", "L-BFGS-B"), K("least squares", "trf"),
+                          K("unknown", "nope")],
+               "validation": [K("more blocks than there are", 0.9), K("tiny fraction", 0.01),
+                              F("rows differ", lambda kw: (on_disk(X8[:5]), on_disk(Y8[:4]))),
+                              F("NaN targets", lambda kw: (on_disk(X8[:5]),
+                                                           on_disk(Y8[:5] * NAN))),
+                              F("wrong width", lambda kw: (on_disk(X8[:5, :2]),
+                                                           on_disk(Y8[:5])))],
+               "options": [K("block_size 0", dict(block_size=0)),
+                           K("block_size float", dict(block_size=2.5)),
+                           K("block_size string", dict(block_size="2")),
+                           K("block_size bool", dict(block_size=True))]},
+              aliases={"options": ("option",), "validation": ("X_val", "Y_val"),
+                       "sample_weight": ("sample_weight",)}, max_examples=40),
+        Entry("StreamedObjective", lambda: dict(net=mlp(), X=on_disk(X8), Y=on_disk(Y8),
+                                                block_size=3),
+              lambda kw: cp.StreamedObjective(**kw),
+              dict(FIT_ARGS, block_size=ints(1)), max_examples=40),
+        Entry("TransitionWriter", lambda: dict(path=tmpfile(""), n_obs=2, n_act=1,
+                                               shard_rows=4),
+              writer_call,
+              {"path": [K("int", 3), K("None", None), K("list", ["a"]),
+                        F("holds a store already", lambda kw: store_of(env_data())),
+                        F("a file", raw_file(b"abc"))],
+               "n_obs": ints(1), "n_act": ints(1), "shard_rows": ints(1),
+               "format": [K("unknown", "csv"), K("int", 3), K("None", None),
+                          K("upper case", "NPZ")],
+               "mode": [K("unknown", "r"), K("int", 1), K("None", None)]},
+              aliases={"path": lambda kw: (str(kw["path"]),)}, max_examples=40),
+        Entry("TransitionWriter.add",
+              lambda: dict(obs=X0.copy(), action=np.array([0.1]), next_obs=X0.copy(),
+                           reward=-1.0, terminated=False, truncated=True),
+              writer_add,
+              {"obs": arrays("obs", 1, empty=False), "next_obs": arrays("next_obs", 1,
+                                                                        empty=False),
+               "action": arrays("action", 1, empty=False),
+               "reward": [K("nan", NAN), K("inf", INF), K("string", "abc"), K("None", None),
+                          K("list", [1.0, 2.0]), K("dict", {}), K("object", object())],
+               "terminated": flags(), "truncated": flags()}, max_examples=40),
+        Entry("TransitionWriter.append", lambda: dict(data=env_data()),
+              lambda kw: [w.append(**kw) for w in [cp.TransitionWriter(tmpfile(""), 2, 1)]],
+              {"data": [K("array", np.zeros((3, 3))), K("None", None), K("dict", {}),
+                        F("wrong sizes", lambda kw: cp.Transitions.empty(3, 1))]},
+              max_examples=20),
+        Entry("TransitionStore", lambda: dict(path=store_of(env_data())),
+              lambda kw: cp.TransitionStore(**kw).load(), {"path": STORE_PATHS},
+              aliases={"path": lambda kw: (str(kw["path"]),)}, max_examples=40),
+        Entry("TransitionStore.training_pairs",
+              lambda: dict(store=cp.TransitionStore(store_of(env_data())), residual=True),
+              lambda kw: kw.pop("store").training_pairs(**kw), {"residual": flags()}),
+        Entry("fit_dynamics[store]",
+              lambda: dict(data=cp.TransitionStore(store_of(env_data())), hidden=(3,),
+                           maxiter=2, options=dict(block_size=4)),
+              lambda kw: cp.fit_dynamics(**kw),
+              {"method": [K("full batch", "L-BFGS-B"), K("unknown", "nope"), K("int", 3)],
+               "options": [K("block_size 0", dict(block_size=0)),
+                           K("unknown option", {"bogus_option": 1})],
+               "validation": reals() + [K("one", 1.0)], "horizon": ints(1)},
+              aliases={"options": ("option",)}, max_examples=30),
+    ]
+
+
 PLANT_STATES = {"Pendulum": np.array([0.1, 0.0]), "Car": np.array([1.0, 1.0, 0.5, 0.1]),
                 "TruckBackerUpper": np.array([20.0, 0.0, 0.1, 0.0])}
 PLANT_CONTROLS = {"Pendulum": np.array([0.5]), "Car": np.array([0.1, 0.5]),
@@ -1034,7 +1205,7 @@ ENTRIES = [
     Entry("PlanarArm.training_data", lambda: dict(arm=cp.PlanarArm(), n=5, rng=0),
           lambda kw: kw.pop("arm").training_data(**kw), {"n": ints(1), "rng": SEEDS}),
 ] + plant_entries("Pendulum") + plant_entries("Car") + plant_entries("TruckBackerUpper") \
-    + env_entries()
+    + env_entries() + out_of_core_entries()
 
 
 # ================================================================ the tests
