@@ -171,7 +171,7 @@ def exact_moments(A):
 
 
 def test_streaming_scaling_is_exact_for_a_large_offset(tmp_path):
-    A = 1e6 + RNG.standard_normal((150_000, 3)) * np.array([1.0, 0.5, 10.0])
+    A = 1e6 + RNG.standard_normal((150_000, 3)) * np.array([1.0, 1e-3, 10.0])
     A[:, 2] = 5.0                                                     # a constant column
     mean, std = exact_moments(A)
     naive = np.sqrt(np.maximum((A ** 2).mean(axis=0) - A.mean(axis=0) ** 2, 0))
@@ -194,6 +194,9 @@ def test_statistics_depend_on_the_rows_only(tmp_path):
     ref = cp.data_scaling(A)
     np.testing.assert_allclose(ref[0], A.mean(axis=0), rtol=1e-14)   # today's definition
     np.testing.assert_allclose(ref[1], A.std(axis=0), rtol=1e-14)
+    small = cp.data_scaling(A[:65536])                                 # one block: numpy's
+    np.testing.assert_array_equal(small[0], A[:65536].mean(axis=0))
+    np.testing.assert_array_equal(small[1], A[:65536].std(axis=0))
     m = memmap(tmp_path, "a", A)
     for source in (m, zarr_array(tmp_path, "a.zarr", A, chunk=999),
                    RowView(np.vstack([A[:100], A[:7], A[100:]]),

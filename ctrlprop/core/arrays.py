@@ -212,9 +212,11 @@ class RowView(RowArray):
 def column_moments(a, name, block_rows=STATS_ROWS, out=None):
     """Count, mean and centred sum of squares of every column, in one pass over row blocks.
 
-    Each block's mean and centred sum of squares are computed by the corrected two-pass
-    algorithm (mean, then the residuals' sum and sum of squares; Chan, Golub and LeVeque
-    1983) and merged into the running ones by the pairwise update of Chan,
+    One block gives numpy's ``mean`` and ``std`` bit for bit (two passes: the mean, then
+    the squared residuals).  With more blocks, each block's mean and centred sum of squares
+    are refined by the residuals' sum (the corrected two-pass algorithm), the blocks after
+    the first are shifted by the first block's mean (so the means merged are small numbers
+    known to full precision), and they are merged into the running ones by the pairwise update of Chan,
     Golub and LeVeque (1979)::
 
         n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d n_b / n,
@@ -247,11 +249,12 @@ def column_moments(a, name, block_rows=STATS_ROWS, out=None):
     """
     K = int(a.shape[0])
     n = int(a.shape[1]) if len(a.shape) == 2 else 1
-    count, mean, m2 = 0, np.zeros(n), np.zeros(n)
+    count, shift, mean, m2 = 0, None, np.zeros(n), np.zeros(n)
     for s in range(0, K, block_rows):
         e = min(s + block_rows, K)
         B = read_rows(a, s, e, out)
-        mb = B.mean(axis=0)
+        d = B - (0.0 if shift is None else shift)
+        mb = d.mean(axis=0)
         if not np.all(np.isfinite(mb)):
             bad = ~np.isfinite(B)
             if bad.any():
@@ -259,18 +262,21 @@ def column_moments(a, name, block_rows=STATS_ROWS, out=None):
                 raise ValueError(f"{name} contains NaN or inf in row(s) "
                                  f"{rows[:5].tolist()} (the first in the block of rows "
                                  f"{s}..{e - 1})")
-        nb = e - s
-        d = B - mb                          # corrected two-pass: the block's mean is
-        c = d.sum(axis=0)                   # refined by the mean of the residuals
+        d -= mb                             # two passes over the block, as np.std does,
+        c = d.sum(axis=0)                   # and the residuals' sum, which corrects them
         np.multiply(d, d, out=d)
-        qb = d.sum(axis=0) - c * c / nb
-        mb = mb + c / nb
-        if count == 0:
-            mean, m2 = mb, qb
+        q = d.sum(axis=0)
+        nb = e - s
+        mc, qc = mb + c / nb, q - c * c / nb
+        if shift is None:                   # later blocks are shifted by the first's mean
+            shift, first, mean, m2 = mb, (mb, q), c / nb, qc
         else:
             tot = count + nb
-            delta = mb - mean
+            delta = mc - mean
             mean = mean + delta * (nb / tot)
-            m2 = m2 + qb + delta * delta * (count * nb / tot)
+            m2 = m2 + qc + delta * delta * (count * nb / tot)
         count += nb
-    return count, mean, m2
+    if count <= block_rows:                 # one block: numpy's mean and std exactly
+        return (count,) + first if count else (0, mean, m2)
+    return count, shift + mean, m2
+
