@@ -9,7 +9,7 @@ checked equal to the serial run bit for bit:
   IK targets      optimize_controls (batch-lm, bounds) on 100,000 hand positions of the
                   3-link planar arm, through a 3-32-32-2 model trained at the start of the
                   run; the default chunking (16 chunks of 6,250), the same in every column.
-  MPC episodes    evaluate() of 64 episodes of 100 steps of a Planner (L-BFGS-B, horizon
+  MPC episodes    evaluate() of 64 episodes of 50 steps of a Planner (L-BFGS-B, horizon
                   20, 10 iterations per step) on the built-in pendulum plant, through a
                   model fitted at the start on 3,000 random transitions; chunks of 4
                   episodes.
@@ -35,7 +35,7 @@ from _util import machine_note, table
 
 QUICK = "--quick" in sys.argv
 N_IK = 10_000 if QUICK else 100_000
-N_EP, EP_STEPS = (8, 40) if QUICK else (64, 100)
+N_EP, EP_STEPS = (8, 40) if QUICK else (64, 50)
 
 
 def _noop(i):

@@ -17,6 +17,7 @@ generator seeded the same way, so an episode does not depend on how many came be
 """
 
 import inspect
+import os
 import time
 
 import numpy as np
@@ -28,6 +29,7 @@ from ..core.network import Network
 from ..core.transitions import Transitions
 from ..solvers.progress import Progress
 from ..solvers.result import Result
+from .store import TransitionStore, TransitionWriter
 
 __all__ = ["collect", "evaluate", "CollectError", "as_policy"]
 
@@ -121,10 +123,11 @@ def as_policy(policy, env):
 
 
 def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=None,
-            first_episode=0):
-    """Run episodes until ``steps`` transitions or ``episodes`` episodes; the Transitions,
-    and the error that stopped the run (None when it completed; its episode index is in
-    the error's ``episode`` attribute where the exception type allows one)."""
+            first_episode=0, sink=None):
+    """Run episodes until ``steps`` transitions or ``episodes`` episodes; the Transitions
+    (None when the rows went to ``sink``, a TransitionWriter, instead), and the error that
+    stopped the run (None when it completed; its episode index is in the error's
+    ``episode`` attribute where the exception type allows one)."""
     n, m = env.n_obs, env.n_act
     cols = {k: [] for k in ("obs", "actions", "next_obs", "rewards", "terminated",
                             "truncated", "episode")}
@@ -135,6 +138,8 @@ def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=N
             s = episode_seed(seed, i)
             obs = env.reset(s)
             pol.reset(s)
+            if sink is not None:
+                sink.new_episode()
             t = 0
             while True:
                 a = env.action(as_float(pol(obs.copy()), "the policy's action"))
@@ -143,10 +148,14 @@ def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=N
                 total += 1
                 cut = episode_steps is not None and t >= episode_steps
                 last = steps is not None and total >= steps
-                for k, v in (("obs", obs), ("actions", a.astype(np.float64)),
-                             ("next_obs", nxt), ("rewards", r), ("terminated", term),
-                             ("truncated", trunc or (cut and not term)), ("episode", i)):
-                    cols[k].append(v)
+                row = (("obs", obs), ("actions", a.astype(np.float64)), ("next_obs", nxt),
+                       ("rewards", r), ("terminated", term),
+                       ("truncated", trunc or (cut and not term)), ("episode", i))
+                if sink is None:
+                    for k, v in row:
+                        cols[k].append(v)
+                else:
+                    sink.add(*(v for _, v in row[:-1]))
                 if bar is not None:
                     bar.update(1)
                 obs = nxt
@@ -159,7 +168,9 @@ def _record(env, pol, seed, steps=None, episodes=None, episode_steps=None, bar=N
             error.episode = i
         except AttributeError:
             pass
-    if not cols["obs"]:
+    if sink is not None:
+        data = None
+    elif not cols["obs"]:
         data = Transitions.empty(n, m)
     else:
         data = Transitions(np.array(cols["obs"]).reshape(-1, n),
@@ -179,7 +190,7 @@ def _raise(error, data, what):
                        data) from error
 
 
-def collect(env, steps, policy=None, seed=0, *, episode_steps=None, progress=False):
+def collect(env, steps, policy=None, seed=0, *, episode_steps=None, progress=False, out=None):
     """Record ``steps`` transitions of ``policy`` acting in ``env``.
 
     Parameters
@@ -200,29 +211,59 @@ def collect(env, steps, policy=None, seed=0, *, episode_steps=None, progress=Fal
         default: when the environment ends it.
     progress : bool
         Show a progress line over the steps (needs tqdm).
+    out : str, os.PathLike or TransitionWriter, optional
+        Write the transitions to disk as they come instead of holding them in memory: a
+        path creates a :class:`~ctrlprop.TransitionWriter` there (npz shards; a store
+        already at the path raises) and closes it at the end; a writer you opened (any
+        format, ``mode="a"`` to add to a store) is flushed, not closed.  Memory then holds
+        one shard of rows at most.
 
     Returns
     -------
-    Transitions
-        N rows; episodes are numbered 0, 1, ...
+    Transitions, or TransitionStore with ``out``
+        N rows; episodes are numbered 0, 1, ... (with ``out``: after those already in the
+        store).
 
     Raises
     ------
     CollectError
         When the environment or the policy fails part-way; its ``data`` attribute holds
-        the transitions recorded until then.
+        the transitions recorded until then (with ``out``: the store, every row recorded
+        written to it).
     """
     env = Environment(env)
     N = check_int(steps, "steps", 1)
     check_int(seed, "seed", 0)
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
     pol = as_policy(policy, env)
-    with Progress(progress, "collect", N, unit="step") as bar:
-        data, error = _record(env, pol, seed, steps=N, episode_steps=E,
-                              bar=bar if bar.bar is not None else None)
+    writer, own = _writer(out, env)
+    try:
+        with Progress(progress, "collect", N, unit="step") as bar:
+            data, error = _record(env, pol, seed, steps=N, episode_steps=E,
+                                  bar=bar if bar.bar is not None else None, sink=writer)
+    finally:
+        if writer is not None:
+            writer.close() if own else writer.flush()
+    if writer is not None:
+        data = TransitionStore(writer.path)
     if error is not None:
         _raise(error, data, "collect")
     return data
+
+
+def _writer(out, env):
+    """(TransitionWriter or None, whether collect opened it) for collect's ``out``."""
+    if out is None:
+        return None, False
+    if isinstance(out, TransitionWriter):
+        if (out.n_obs, out.n_act) != (env.n_obs, env.n_act):
+            raise ValueError(f"out: the writer has n_obs={out.n_obs}, n_act={out.n_act}; the "
+                             f"environment {env.n_obs} and {env.n_act}")
+        return out, False
+    if isinstance(out, (str, os.PathLike)):
+        return TransitionWriter(out, env.n_obs, env.n_act), True
+    raise TypeError(f"out must be None, a path or a TransitionWriter, got "
+                    f"{type(out).__name__}")
 
 
 def _as_env(env):
