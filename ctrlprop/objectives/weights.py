@@ -15,6 +15,8 @@ solvers ask for: ``obj(x) -> (E, grad)`` for ``minimize(..., jac=True)``,
 frozen at their values when the objective was built).
 """
 
+import threading
+
 import numpy as np
 from ..core.arrays import STATS_ROWS, read_rows
 from ..core.checks import check_data, check_int, check_nonneg, check_sample_weight
@@ -622,6 +624,7 @@ class StreamedObjective(_Weights):
         self._local = np.empty(L, dtype=np.intp)
         self._evals = {}
         self._block = (-1, 0, 0)                   # (j, first row, rows) of the loaded block
+        self._pending = None                       # (block, thread, result) read ahead
         self._total = None
 
     @property
@@ -634,34 +637,84 @@ class StreamedObjective(_Weights):
                 for a in range(0, self.K, STATS_ROWS)))
         return self._total
 
-    def _internal(self, A, which, a, b, scaling, out):
-        """Rows a:b of A in internal units, unit-major, into ``out`` (n, b - a)."""
-        src = A[a:b] if (type(A) is np.ndarray and A.dtype == np.float64 and A.ndim == 2) \
-            else read_rows(A, a, b, self._raw[which])
-        if scaling is None:
-            np.copyto(out, src.T)
-        else:                              # (A - m) / s, as WeightObjective computes it
-            np.subtract(src.T, scaling[0][:, None], out=out)
-            out /= scaling[1][:, None]
+    def _in_memory(self, A):
+        """True when rows of A are read as views (a float64 2-D ndarray): nothing to read."""
+        return type(A) is np.ndarray and A.dtype == np.float64 and A.ndim == 2
 
-    def load_block(self, j):
+    def _read_raw(self, j):
+        """Rows of block j of every out-of-core array into the raw buffers: a dict."""
+        a = j * self.block_size
+        b = min(a + self.block_size, self.K)
+        return {which: read_rows(A, a, b, self._raw[which])
+                for which, A in enumerate((self.X, self.Y, self.sample_weight))
+                if A is not None and not self._in_memory(A)}
+
+    def _start_read(self, j):
+        """Read block j's raw rows in a background thread (joined by :meth:`load_block`)."""
+        box = {}
+
+        def work():
+            try:
+                box["raw"] = self._read_raw(j)
+            except BaseException as e:             # noqa: BLE001 -- re-raised when joined
+                box["error"] = e
+        t = threading.Thread(target=work, daemon=True)
+        t.start()
+        self._pending = (j, t, box)
+
+    def _join_read(self):
+        """Wait for the background read; (block, raw rows or None, error or None)."""
+        j, t, box = self._pending
+        self._pending = None
+        t.join()
+        return j, box.get("raw"), box.get("error")
+
+    def load_block(self, j, upcoming=None):
         """Read block ``j`` (rows ``[j L, min((j+1) L, K))``) into memory; its samples are
-        then the ones :meth:`minibatch` takes."""
+        then the ones :meth:`minibatch` takes.
+
+        ``upcoming``: the block that will be loaded next, if known; its rows are then read
+        in a background thread while block ``j`` is computed on (for arrays that are not
+        float64 ndarrays already in memory).  The values are the same either way.
+        """
         j = check_int(j, "j", 0)
         if j >= self.n_blocks:
             raise ValueError(f"block {j} out of range 0..{self.n_blocks - 1}")
-        if self._block[0] == j:
-            return
-        a = j * self.block_size
-        b = min(a + self.block_size, self.K)
-        n = b - a
-        self._block = (-1, 0, 0)
-        self._internal(self.X, 0, a, b, self.in_scale, self._XT[:, :n])
-        self._internal(self.Y, 1, a, b, self.out_scale, self._TT[:, :n])
-        if self.sample_weight is not None:
-            wb = read_rows(self.sample_weight, a, b, self._raw[2])
-            np.multiply(self._sy2c, wb.T, out=self._C[:, :n])
-        self._block = (j, a, n)
+        if upcoming is not None:
+            upcoming = check_int(upcoming, "upcoming", 0)
+            if upcoming >= self.n_blocks:
+                raise ValueError(f"upcoming block {upcoming} out of range "
+                                 f"0..{self.n_blocks - 1}")
+        if self._block[0] != j:
+            raw = None
+            if self._pending is not None:
+                got, raw, error = self._join_read()
+                if got != j:
+                    raw = None
+                elif error is not None:
+                    raise error
+            if raw is None:
+                raw = self._read_raw(j)
+            self._block = (-1, 0, 0)
+            a = j * self.block_size
+            b = min(a + self.block_size, self.K)
+            n = b - a
+            for which, A, scaling, out in ((0, self.X, self.in_scale, self._XT[:, :n]),
+                                           (1, self.Y, self.out_scale, self._TT[:, :n])):
+                src = raw[which] if which in raw else A[a:b]
+                if scaling is None:
+                    np.copyto(out, src.T)
+                else:                      # (A - m) / s, as WeightObjective computes it
+                    np.subtract(src.T, scaling[0][:, None], out=out)
+                    out /= scaling[1][:, None]
+            if self.sample_weight is not None:
+                wb = raw[2] if 2 in raw else self.sample_weight[a:b, None]
+                np.multiply(self._sy2c, wb.T, out=self._C[:, :n])
+            self._block = (j, a, n)
+        if upcoming is not None and upcoming != j and self._pending is None and any(
+                A is not None and not self._in_memory(A)
+                for A in (self.X, self.Y, self.sample_weight)):
+            self._start_read(upcoming)
 
     def minibatch(self, x, idx):
         """Data loss and gradient over the samples ``idx`` of the loaded block.
@@ -702,7 +755,7 @@ class StreamedObjective(_Weights):
         self._load(x)
         E = 0.0
         for j in range(self.n_blocks):
-            self.load_block(j)
+            self.load_block(j, j + 1 if j + 1 < self.n_blocks else None)
             n = self._block[2]
             for c in range(0, n, EVAL_ROWS):
                 e = min(c + EVAL_ROWS, n)

@@ -12,7 +12,7 @@ With ``block_size = L`` the samples are cut into contiguous blocks ``[jL, (j+1)L
 last may be shorter) and an epoch is, with ``shuffle``::
 
     for j in rng.permutation(n_blocks):           # the blocks in a shuffled order
-        load_block(j)                             # e.g. read the block from disk
+        load_block(j, upcoming)                   # e.g. read the block from disk
         rows = j L + rng.permutation(L_j)         # its rows shuffled
         minibatches rows[a:a + batch_size], a = 0, batch_size, ...
 
@@ -76,8 +76,9 @@ def adam(minibatch, x0, n_samples, maxiter, options, rng, notify, *, load_block=
         minibatch losses as they were visited; True stops (CALLBACK), an int stops with
         that status.
     load_block : callable, optional
-        With ``options["block_size"]``: ``load_block(j)`` before the minibatches of block
-        ``j`` (see the module docstring for the order).
+        With ``options["block_size"]``: ``load_block(j, upcoming)`` before the minibatches
+        of block ``j`` (see the module docstring for the order), with ``upcoming`` the
+        block after it in this epoch (None for the last), e.g. to read it ahead.
 
     Returns
     -------
@@ -149,11 +150,11 @@ def adam(minibatch, x0, n_samples, maxiter, options, rng, notify, *, load_block=
 def _block_batches(sizes, L, B, shuffle, rng, base, perm, order, load_block):
     """One epoch's minibatches over blocks (see the module docstring): pairs
     ``(block, sample indices)``, the indices a view of a preallocated array."""
-    blocks = rng.permutation(sizes.size) if shuffle else range(sizes.size)
-    for j in blocks:
+    blocks = rng.permutation(sizes.size) if shuffle else np.arange(sizes.size)
+    for i, j in enumerate(blocks):
         n = int(sizes[j])
         if load_block is not None:
-            load_block(int(j))
+            load_block(int(j), int(blocks[i + 1]) if i + 1 < blocks.size else None)
         p = perm[:n]
         np.copyto(p, base[:n])
         if shuffle:
