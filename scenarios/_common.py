@@ -107,7 +107,7 @@ def write_metrics(args, name, metrics):
 
 # ---------------------------------------------------------------- sweeps over seeds
 def _sweep_parser(name):
-    p = argparse.ArgumentParser(prog=f"{name}.py", add_help=False)
+    p = argparse.ArgumentParser(prog=f"{name}.py", add_help=False, allow_abbrev=False)
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run the scenario once per seed (into <out>/seed_<s>/) and "
                         "summarize the metrics over the seeds")

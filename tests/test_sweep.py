@@ -67,7 +67,7 @@ def test_a_scenario_sweep_over_seeds_on_two_workers_writes_each_run_and_a_summar
     path = _fake(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(path), "--seeds", "1", "2", "4", "--workers",
-                           "2", "--out", str(out)], capture_output=True, text=True)
+                           "2", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for s in (1, 2, 4):
         with open(out / f"seed_{s}" / "metrics.json") as f:
@@ -82,7 +82,7 @@ def test_a_failed_seed_is_reported_and_the_other_seeds_are_kept(tmp_path):
     path = _fake(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(path), "--seeds", "3", "13", "--workers", "2",
-                           "--out", str(out)], capture_output=True, text=True)
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "seed 13 failed" in done.stdout and "seed 13 is unlucky" in done.stdout
     with open(out / "sweep.json") as f:
@@ -93,5 +93,16 @@ def test_a_failed_seed_is_reported_and_the_other_seeds_are_kept(tmp_path):
 def test_sweep_options_need_seeds(tmp_path):
     path = _fake(tmp_path)
     done = subprocess.run([sys.executable, str(path), "--workers", "2"], capture_output=True,
-                          text=True, cwd=tmp_path)
+                          text=True, cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and "give --seeds too" in done.stderr
+
+
+def test_seed_is_not_read_as_an_abbreviation_of_seeds(tmp_path):
+    # --seed 5 runs the scenario once; were it taken for --seeds, every run would sweep again
+    path = _fake(tmp_path)
+    done = subprocess.run([sys.executable, str(path), "--seed", "5", "--out",
+                           str(tmp_path / "one")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "one" / "metrics.json") as f:
+        assert json.load(f)["score"] == 50.0
+    assert not (tmp_path / "one" / "sweep.json").exists()
