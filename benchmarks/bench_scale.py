@@ -17,7 +17,8 @@ checked equal to the serial run bit for bit:
                   result (pickling, scheduling, the round trip), per task.
 
 Executors are started before the clock (and warmed with one task); their start-up time
-is printed separately.  Goal on this 2-core machine: speedup >= 1.7x for both
+is printed separately.  Each configuration runs twice, interleaved, and keeps its best time
+(this VM's speed drifts by up to 30 % from minute to minute).  Goal on this 2-core machine: speedup >= 1.7x for both
 workloads with 2 workers.  The serial IK row also gives the unchunked batch (one
 100,000-column batch-lm, BLAS free to use both cores) for comparison.
 """
@@ -36,6 +37,7 @@ from _util import machine_note, table
 QUICK = "--quick" in sys.argv
 N_IK = 10_000 if QUICK else 100_000
 N_EP, EP_STEPS = (8, 40) if QUICK else (64, 50)
+REPEAT = 1 if QUICK else 2
 
 
 def _noop(i):
@@ -115,32 +117,45 @@ def main():
           f"{t_dask:.2f} s (not in the times below)")
 
     rows = []
-    # IK targets
+    executors = (("ProcessPoolExecutor(2)", pool), ("LocalCluster 2x1", dask_ex))
+    # IK targets; every configuration REPEAT times, interleaved, best time kept (the VM is
+    # noisy: the same serial run varies by 30 % between minutes)
     t_one, r_one = timed(lambda: ik(chunk_size=N_IK))
-    t_ser, r_ser = timed(ik)
+    best, res = {}, {}
+    for _ in range(REPEAT):
+        for name, ex in (("serial", None),) + executors:
+            t, res[name] = timed(lambda: ik(executor=ex))
+            best[name] = min(best.get(name, np.inf), t)
+    r_ser, t_ser = res["serial"], best["serial"]
     ok = r_ser.error < 0.01
     rows.append([f"IK {N_IK:,} targets", "serial, one batch", f"{t_one:.2f} s", "", "",
                  f"{ok.mean():.1%} within 0.01"])
     rows.append(["", "serial, 16 chunks", f"{t_ser:.2f} s", "1.00x", "(reference)", ""])
-    for name, ex in (("ProcessPoolExecutor(2)", pool), ("LocalCluster 2x1", dask_ex)):
-        t, r = timed(lambda: ik(executor=ex))
+    for name, _ in executors:
+        r = res[name]
         same = all(np.array_equal(r_ser[k], r[k]) for k in ("controls", "fun", "status", "nit"))
-        rows.append(["", name, f"{t:.2f} s", f"{t_ser / t:.2f}x",
+        rows.append(["", name, f"{best[name]:.2f} s", f"{t_ser / best[name]:.2f}x",
                      "bit-identical" if same else "DIFFERENT", ""])
     # MPC episodes
-    t_ser, e_ser = timed(mpc)
+    best, res = {}, {}
+    for _ in range(REPEAT):
+        for name, ex in (("serial", None),) + executors:
+            t, res[name] = timed(lambda: mpc(executor=ex))
+            best[name] = min(best.get(name, np.inf), t)
+    e_ser, t_ser = res["serial"], best["serial"]
     steps = int(e_ser.lengths.sum())
     rows.append([f"MPC {N_EP} episodes", "serial", f"{t_ser:.2f} s", "1.00x", "(reference)",
-                 f"{1e3 * t_ser / steps:.2f} ms/step, mean return {e_ser.mean_return:.1f}"])
-    for name, ex in (("ProcessPoolExecutor(2)", pool), ("LocalCluster 2x1", dask_ex)):
-        t, e = timed(lambda: mpc(executor=ex))
+                 f"{e_ser.policy_ms:.2f} ms/step planning, mean return {e_ser.mean_return:.1f}"])
+    for name, _ in executors:
+        e = res[name]
         same = np.array_equal(e.returns, e_ser.returns) and e.data == e_ser.data
-        rows.append(["", name, f"{t:.2f} s", f"{t_ser / t:.2f}x",
-                     "bit-identical" if same else "DIFFERENT", ""])
+        rows.append(["", name, f"{best[name]:.2f} s", f"{t_ser / best[name]:.2f}x",
+                     "bit-identical" if same else "DIFFERENT",
+                     f"{e.policy_ms:.2f} ms/step planning on the workers"])
     # per-task overhead
     n = 256
     args, probs = [(i,) for i in range(n)], [range(i, i + 1) for i in range(n)]
-    for name, ex in (("ProcessPoolExecutor(2)", pool), ("LocalCluster 2x1", dask_ex)):
+    for name, ex in executors:
         t, _ = timed(lambda: run_tasks(ex, _noop, args, probs, "bench"))
         rows.append(["task overhead" if name.startswith("Process") else "", name,
                      f"{1e3 * t / n:.3f} ms/task", "", "", f"{n} empty tasks"])
