@@ -8,7 +8,8 @@ checked equal to the serial run bit for bit:
 
   IK targets      optimize_controls (batch-lm, bounds) on 100,000 hand positions of the
                   3-link planar arm, through a 3-32-32-2 model trained at the start of the
-                  run; the default chunking (16 chunks of 6,250), the same in every column.
+                  run; the executors' default chunking (16 chunks of 6,250), also given to the
+                  serial run (whose default is one batch, timed in the first row).
   MPC episodes    evaluate() of 64 episodes of 50 steps of a Planner (L-BFGS-B, horizon
                   20, 10 iterations per step) on the built-in pendulum plant, through a
                   model fitted at the start on 3,000 random transitions; chunks of 4
@@ -31,13 +32,14 @@ import numpy as np
 from scipy.optimize import Bounds
 
 import ctrlprop as cp
-from ctrlprop.core.parallel import run_tasks
+from ctrlprop.core.parallel import BATCH_CHUNK, choose_chunk, run_tasks
 from _util import machine_note, table
 
 QUICK = "--quick" in sys.argv
 N_IK = 10_000 if QUICK else 100_000
 N_EP, EP_STEPS = (8, 40) if QUICK else (64, 50)
 REPEAT = 1 if QUICK else 2
+CHUNK = choose_chunk(N_IK, None, BATCH_CHUNK)      # the executors' default chunks, serial too
 
 
 def _noop(i):
@@ -58,7 +60,7 @@ def ik_workload():
     targets = arm.fk(arm.sample_postures(N_IK, np.random.default_rng(1)))
     b = Bounds(arm.q_low, arm.q_high)
 
-    def run(executor=None, chunk_size=None):
+    def run(executor=None, chunk_size=CHUNK):
         return cp.optimize_controls(net, targets, bounds=b, R=1e-4, maxiter=50,
                                     executor=executor, chunk_size=chunk_size)
     return run

@@ -147,6 +147,7 @@ def run_main(path, main, argv=None):
         i = rest.index("--out")
         out = rest[i + 1]
         del rest[i:i + 2]
+    out = os.path.abspath(out)     # the workers write there (a shared filesystem on a cluster)
     runs = [{"path": path, "args": rest + ["--seed", s, "--out",
                                            os.path.join(out, f"seed_{s}"), "--no-progress"]}
             for s in sw.seeds]
@@ -184,22 +185,23 @@ class _executor:
             if sw.scheduler == "local":
                 cluster = distributed.LocalCluster(n_workers=sw.workers, threads_per_worker=1,
                                                    dashboard_address=None)
-                self.close.append(cluster)
+                self.close.append(cluster.close)
                 client = distributed.Client(cluster)
             else:
                 client = distributed.Client(sw.scheduler)
-            self.close.insert(0, client)
+            # close the client, never shut it down: shutdown() stops a shared cluster
+            self.close.insert(0, client.close)
             return client.get_executor()
         if sw.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
             ex = ProcessPoolExecutor(sw.workers)
-            self.close.append(ex)
+            self.close.append(ex.shutdown)
             return ex
         return None
 
     def __exit__(self, *exc):
-        for c in self.close:
-            (c.shutdown if hasattr(c, "shutdown") else c.close)()
+        for close in self.close:
+            close()
 
 
 def _summarize(name, out, seeds, failed, seconds):

@@ -12,14 +12,15 @@ The rules, stated once:
 * **Chunks.**  N problems are cut into contiguous chunks of ``chunk_size`` problems
   (:func:`choose_chunk`): by default at most 16 chunks, each at least ``minimum`` problems
   (256 for the batched solvers, whose vectorization needs wide batches; 1 where every
-  problem is solved on its own).  The serial run (``executor=None``) uses the same
-  chunks, so a result does not depend on the executor.
-* **Reproducible.**  Random numbers are derived per problem (restarts) or per episode,
-  never per chunk, and every task is a pure function of what it is sent.  A problem
-  solved alone (a scipy method, an episode) gives the same bits whatever the chunking; a
-  problem of a batched solver depends, at the level of BLAS rounding, on the width of the
-  batch it is solved in (OpenBLAS picks kernels by matrix shape), so it is bit-identical
-  for the same chunks, i.e. for the same ``chunk_size``.
+  problem is solved on its own).  The serial run (``executor=None``) solves the whole
+  batch at once unless ``chunk_size`` is given; with it, the same chunks here.
+* **Reproducible.**  Random starts are drawn in the caller for the whole batch, episode i
+  is seeded from ``(seed, i)``, and every task is a pure function of what it is sent.
+  A problem solved alone (a scipy method, an episode) gives the same bits whatever the
+  chunking; a problem of a batched solver depends, at the level of BLAS rounding (about
+  1e-10), on the width of the batch it is solved in (OpenBLAS picks kernels by matrix
+  shape), so it is bit-identical for the same chunks: an executor run equals the serial
+  run with the same ``chunk_size``.
 * **Failures.**  All tasks are waited for.  If any failed, :class:`ParallelError` names
   the problem indices of each failed task (the exact problem when the task solves its
   problems one at a time) and carries the results of every task that succeeded.
@@ -28,6 +29,8 @@ The rules, stated once:
 """
 
 import concurrent.futures as cf
+
+import numpy as np
 
 __all__ = ["check_executor", "choose_chunk", "chunks", "run_tasks", "ParallelError",
            "ProblemError", "MAX_CHUNKS", "BATCH_CHUNK"]
@@ -40,8 +43,13 @@ BATCH_CHUNK = 256
 """Smallest default chunk for the batched solvers (batch-lm, batch-lbfgs, ilqr, ddp)."""
 
 
-def check_executor(executor):
-    """``executor`` (None or an object with ``submit``), or a TypeError."""
+def check_executor(executor, callback=None):
+    """``executor`` (None or an object with ``submit``), or a TypeError; a ValueError when
+    a ``callback`` is given with an executor (it would run on the workers)."""
+    if executor is not None and callback is not None and callable(getattr(executor, "submit",
+                                                                          None)):
+        raise ValueError("callback cannot be combined with executor= (it would run on the "
+                         "workers); use progress=True, or executor=None")
     if executor is None or callable(getattr(executor, "submit", None)):
         return executor
     raise TypeError(f"executor must be None or a concurrent.futures.Executor (an object with "
@@ -56,9 +64,10 @@ def choose_chunk(n, given=None, minimum=1):
     ``max(minimum, ceil(n / MAX_CHUNKS))``.
     """
     if given is not None:
-        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        if isinstance(given, (bool, np.bool_)) or not isinstance(given, (int, np.integer)) \
+                or given < 1:
             raise ValueError(f"chunk_size must be a positive integer or None, got {given!r}")
-        return given
+        return int(given)
     return max(int(minimum), -(-int(n) // MAX_CHUNKS), 1)
 
 
@@ -155,7 +164,16 @@ def run_tasks(executor, fn, args, problems, what, done=None):
                 done(len(p))
         return out
     futures = {executor.submit(fn, *a): i for i, a in enumerate(args)}
-    results, failed = [None] * len(args), []
+    try:
+        return _gather(futures, problems, what, done)
+    finally:                                  # an interrupt: do not leave work queued
+        for f in futures:
+            f.cancel()
+
+
+def _gather(futures, problems, what, done):
+    """Wait for every future; the results in task order, or a ParallelError."""
+    results, failed = [None] * len(futures), []
     for f in cf.as_completed(futures):
         i = futures[f]
         try:

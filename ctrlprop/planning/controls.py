@@ -11,8 +11,8 @@ in one vectorized run).
 import numpy as np
 
 from ..core.checks import as_float, check_int, check_within, parse_bounds
-from ..core.parallel import (BATCH_CHUNK, ProblemError, check_executor, choose_chunk, chunks,
-                             run_tasks)
+from ..core.parallel import (BATCH_CHUNK, ParallelError, ProblemError, check_executor,
+                             choose_chunk, chunks, run_tasks)
 from ..core.threads import auto_threads, blas_threads
 from ..objectives.control import ControlObjective
 from ..solvers.batch_lm import LM_MESSAGES, LM_OPTIONS, LM_STATUS, solve_lm
@@ -100,17 +100,10 @@ def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify, offset=0
     """
     K, S, m = starts.shape
     bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
-    if bounded and not method.bounds:
-        raise ValueError(f"method {method.name!r} does not handle bounds; use one of "
-                         "'batch-lm', 'L-BFGS-B', 'TNC', 'SLSQP', 'trust-constr', 'trf', "
-                         "'dogbox'")
-    if method.name == "lm" and obj.n_residuals < m:
-        raise ValueError(f"method 'lm' needs at least as many residuals ({obj.n_residuals}) "
-                         f"as controls ({m}); add a control cost R or use 'trf'")
     one = obj.single()
-    U = np.empty((K, S, m))
-    status, nit = np.zeros((K, S), int), np.zeros((K, S), int)
-    success, messages = np.zeros((K, S), bool), np.empty((K, S), object)
+    U = starts.copy()                   # runs a callback stop skips keep their starts
+    status, nit = np.full((K, S), CALLBACK), np.zeros((K, S), int)
+    success, messages = np.zeros((K, S), bool), np.full((K, S), STATUS[CALLBACK], object)
     hist, run_of, nfev, runs = [], [], 0, []
     for k in range(K):
         one.select(k)
@@ -152,10 +145,6 @@ def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify, offset=0
 def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offset=0):
     """Every (problem, start) column at once by solve_lm."""
     K, S, m = starts.shape
-    bad = set(options) - set(LM_OPTIONS)
-    if bad:
-        raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; expected "
-                         f"{sorted(LM_OPTIONS)} (and maxiter=)")
     extra = {} if offset is None else {"problems": range(offset, offset + K)}
 
     def cb(it, Uc, Ec):
@@ -177,6 +166,24 @@ def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offse
             {"fun": out["history"]})
 
 
+def _check_method(obj, method, lo, hi, options):
+    """What ``method`` cannot do with obj's problems, raised here in the caller (not in
+    tasks on an executor)."""
+    if method.name == "batch-lm":
+        bad = set(options) - set(LM_OPTIONS)
+        if bad:
+            raise ValueError(f"unknown batch-lm option(s) {sorted(bad)}; expected "
+                             f"{sorted(LM_OPTIONS)} (and maxiter=)")
+        return
+    if (np.isfinite(lo).any() or np.isfinite(hi).any()) and not method.bounds:
+        raise ValueError(f"method {method.name!r} does not handle bounds; use one of "
+                         "'batch-lm', 'L-BFGS-B', 'TNC', 'SLSQP', 'trust-constr', 'trf', "
+                         "'dogbox'")
+    if method.name == "lm" and obj.n_residuals < obj.m:
+        raise ValueError(f"method 'lm' needs at least as many residuals ({obj.n_residuals}) "
+                         f"as controls ({obj.m}); add a control cost R or use 'trf'")
+
+
 def _solve(obj, starts, lo, hi, method, maxiter, options, notify, n_weights, offset=None,
            name=False):
     """All runs of obj's problems by ``method``; (U, status, success, nit, messages, nfev,
@@ -189,13 +196,15 @@ def _solve(obj, starts, lo, hi, method, maxiter, options, notify, n_weights, off
                             offset or 0, name)
 
 
-def _control_task(obj, starts, lo, hi, method, maxiter, options, n_weights, offset):
-    """One chunk of problems on a worker (no callback: it runs elsewhere)."""
-    return _solve(obj, starts, lo, hi, method, maxiter, options, Notifier(None), n_weights,
-                  offset, name=True)
+def _control_task(obj, starts, lo, hi, method, maxiter, options, offset):
+    """One chunk of problems on a worker (no callback: it runs elsewhere), on one BLAS
+    thread (the workers share the machine's cores)."""
+    with blas_threads(1):
+        return _solve(obj, starts, lo, hi, method, maxiter, options, Notifier(None), 0,
+                      offset, name=True)
 
 
-def _merge(parts, S, stopped_at=None):
+def _merge(parts):
     """The chunks' (U, status, success, nit, messages, nfev, history) as one batch's.
 
     Histories: the scipy runs' entries one after another; batch-lm's per-iteration sums
@@ -228,18 +237,32 @@ def _solve_chunked(obj, starts, lo, hi, method, maxiter, options, notify, n_weig
                        notify, n_weights, p.start)
             out.append(r)
             if np.any(r[1] == CALLBACK):            # stopped: the rest keep their starts
-                rest = K - p.stop
-                if rest:
-                    out.append((starts[p.stop:], np.full((rest, S), CALLBACK),
-                                np.zeros((rest, S), bool), np.zeros((rest, S), int),
-                                np.full((rest, S), STATUS[CALLBACK], dtype=object), 0,
-                                {k: v[-1:] for k, v in r[6].items()}))
+                rest = slice(p.stop, K)
+                if p.stop < K:
+                    if "run" in r[6]:                # scipy runs: no history entries
+                        h = {"fun": np.zeros(0), "run": np.zeros(0, int)}
+                    else:                            # batch-lm: their E at the starts
+                        sub = obj.take(rest)
+                        h = {"fun": np.array([sum(float(np.nansum(
+                            sub.per_problem(starts[rest, s], grad=False)[0]))
+                            for s in range(S))])}
+                    n = K - p.stop
+                    out.append((starts[rest], np.full((n, S), CALLBACK),
+                                np.zeros((n, S), bool), np.zeros((n, S), int),
+                                np.full((n, S), STATUS[CALLBACK], dtype=object), 0, h))
                 break
-        return _merge(out, S)
+        return _merge(out)
     args = [(obj.take(slice(p.start, p.stop)), starts[p.start:p.stop], lo[p.start:p.stop],
-             hi[p.start:p.stop], method, maxiter, options, n_weights, p.start) for p in parts]
+             hi[p.start:p.stop], method, maxiter, options, p.start) for p in parts]
     done = None if bar.bar is None else (lambda n: bar.update(n))
-    return _merge(run_tasks(executor, _control_task, args, parts, "optimize_controls", done), S)
+    try:
+        return _merge(run_tasks(executor, _control_task, args, parts, "optimize_controls",
+                                done))
+    except ParallelError as e:                      # the chunks that ran, as Results
+        e.results = [None if r is None else Result(
+            problems=p, all_controls=r[0], all_status=r[1], all_success=r[2], nit=r[3])
+            for p, r in zip(parts, e.results)]
+        raise
 
 
 def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds=None, Q=None,
@@ -315,19 +338,21 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
     executor : concurrent.futures.Executor, optional
         Solve the batch in chunks on this executor (``ProcessPoolExecutor``,
         ``dask.distributed.Client.get_executor()``, ...); each task is shipped the frozen
-        network and its chunk's problems.  The result is the serial run's, bit for bit
+        network and its chunk's problems.  The result is the serial run's with the same
+        ``chunk_size``, bit for bit, and the unchunked run's to BLAS rounding
         (:mod:`ctrlprop.core.parallel`).  A callback cannot be combined with it (it would
         run on the workers); ``progress`` then counts finished problems.  A failed task
         raises a :class:`~ctrlprop.core.parallel.ParallelError` that names its problems
         and holds the other chunks' results.
     chunk_size : int, optional
-        Problems per chunk, with or without an executor.  Default: the batch in at most
-        16 chunks of at least 256 problems for "batch-lm" (whose per-problem result
-        depends on the batch width at the level of BLAS rounding, so the serial run uses
-        the same chunks), of at least 1 for scipy methods (one problem at a time: any
-        chunking gives the same bits).  With more than one chunk and no executor, the
-        callback sees each chunk's iterations with ``problems`` (their indices) and a
-        stop skips the remaining chunks (they keep their starts).
+        Problems per chunk.  Default: without an executor the whole batch at once; with
+        one, at most 16 chunks of at least 256 problems for "batch-lm" (whose
+        per-problem result depends on the batch width at the level of BLAS rounding), of
+        at least 1 for scipy methods (one problem at a time: any chunking gives the same
+        bits).  Given without an executor, the chunks are solved here one after another:
+        the callback sees each chunk's iterations (batch-lm: ``x`` of the chunk and
+        ``problems``, its indices; scipy methods: ``problem`` as always), and a stop
+        skips the remaining chunks (they keep their starts, status 2).
 
     Returns
     -------
@@ -354,13 +379,11 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
     notify = Notifier(callback)
     lo, hi = parse_bounds(bounds, m, (K, m), name="bounds", what="controls")
     U0 = _as_start(u0, lo, hi)
-    executor = check_executor(executor)
-    if executor is not None and notify.callback is not None:
-        raise ValueError("callback cannot be combined with executor= (it would run on the "
-                         "workers); use progress=True, or executor=None")
+    executor = check_executor(executor, notify.callback)
+    _check_method(obj, method, lo, hi, options)
     size = choose_chunk(K, chunk_size, BATCH_CHUNK if method.name == "batch-lm" else 1)
-    if method.name != "batch-lm" and executor is None and chunk_size is None:
-        size = K                    # one problem at a time anyway: no chunks needed here
+    if executor is None and chunk_size is None:
+        size = K                    # serial by default: the whole batch at once
     starts = _starts(obj, U0, lo, hi, restarts, screen, seed, init_scale)  # (K, S, m)
     S = starts.shape[1]
     with Progress(progress, "optimize_controls", K if executor is not None else None,

@@ -345,6 +345,7 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     n_ep = check_int(episodes, "episodes", 1)
     check_int(seed, "seed", 0)
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    choose_chunk(n_ep, chunk_size, 1)                 # checks chunk_size in both modes
     if executor is None:
         env = _as_env(env)
         pol = _Timed(as_policy(policy, env))

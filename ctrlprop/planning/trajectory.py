@@ -29,8 +29,8 @@ import numpy as np
 from scipy.optimize import NonlinearConstraint
 
 from ..core.checks import check_int, check_nonneg, check_within, parse_bounds
-from ..core.parallel import (BATCH_CHUNK, ProblemError, check_executor, choose_chunk, chunks,
-                             run_tasks)
+from ..core.parallel import (BATCH_CHUNK, ParallelError, ProblemError, check_executor,
+                             choose_chunk, chunks, run_tasks)
 from ..core.threads import blas_threads
 from ..objectives.constraints import AugmentedLagrangian, as_constraints
 from ..objectives.cost import TrajectoryCost, as_cost
@@ -119,16 +119,10 @@ def solve_once(obj, u, method, lohi, maxiter, options, notify, reshape, constrai
     ``lohi``: (lo, hi) of shape (T, m) for every trajectory of obj; ``constraints``:
     scipy constraints (SLSQP, trust-constr).  Returns a Result with the flat ``x``.
     """
+    check_method(obj, method, lohi[0], lohi[1], options)
     lo, hi = (np.tile(b.ravel(), obj.B) for b in lohi)
     bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
-    if bounded and not method.bounds:
-        raise ValueError(f"method {method.name!r} does not handle bounds; use one of "
-                         f"{[k for k in TRAJECTORY_METHODS if METHODS[k.lower()].bounds]}")
     if method.family == "least_squares":
-        nr = obj.n_residuals                       # raises for custom cost terms
-        if method.name == "lm" and nr < obj.n_vars:
-            raise ValueError(f"method 'lm' needs at least as many residuals as controls "
-                             f"({nr} < {obj.n_vars}); add a control cost R > 0 or use 'trf'")
         jac = (lambda x: obj.jacobian(x, sparse=False)) if method.name == "lm" else obj.jacobian
         return run_least_squares(method, obj.residuals, jac, u,
                                  bounds=(lo, hi) if bounded else None, maxiter=maxiter,
@@ -149,6 +143,10 @@ def _solve_independent(obj, X0, starts, cost, exo, method, lohi, maxiter, option
     per_exo = exo is not None and np.ndim(exo) == 3
     runs = []
     for i in range(N):
+        if runs and runs[-1].status == CALLBACK:    # stopped: the rest keep their starts
+            runs.append(Result(x=starts[i].reshape(-1), status=CALLBACK, success=False,
+                               nit=0, nfev=0, njev=0))
+            continue
         cost_i = _take_cost(cost, slice(i, i + 1))
         obj_i = TrajectoryObjective(model, X0[i], T, cost_i,
                                     np.asarray(exo)[i] if per_exo else exo)
@@ -176,10 +174,6 @@ def _solve_batch(obj, starts, lohi, maxiter, options, notify, reshape):
     """Every trajectory of obj by batch_lbfgs; (Result, flat u, per-trajectory status and
     success)."""
     N, nb = starts.shape[0], starts[0].size
-    bad = set(options) - set(BATCH_LBFGS_OPTIONS)
-    if bad:
-        raise ValueError(f"unknown option(s) {sorted(bad)} for method 'batch-lbfgs'; it takes "
-                         f"{list(BATCH_LBFGS_OPTIONS)} (and maxiter=, per trajectory)")
     kw = {("m" if k == "maxcor" else k): v for k, v in options.items()}
 
     def fun(X):
@@ -223,6 +217,30 @@ def _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options, not
                  nit=int(out["nit"].max()), nfev=int(out["nfev"]), njev=int(out["njev"]),
                  history={"fun": np.asarray(out["history"])})
     return res, out["controls"].reshape(-1), status, success, out["gains"], out["feedforward"]
+
+
+def check_method(obj, method, lo, hi, options):
+    """What ``method`` cannot do with obj's trajectories (bounds it does not handle, too few
+    residuals for 'lm', unknown batch-lbfgs or ilqr/ddp options): a ValueError, raised in
+    the caller before any solve or task starts."""
+    if method.family == "ddp":
+        ddp_options(options, method.name)
+    elif method.name == "batch-lbfgs":
+        bad = set(options) - set(BATCH_LBFGS_OPTIONS)
+        if bad:
+            raise ValueError(f"unknown option(s) {sorted(bad)} for method 'batch-lbfgs'; it "
+                             f"takes {list(BATCH_LBFGS_OPTIONS)} (and maxiter=, per "
+                             f"trajectory)")
+    else:
+        if (np.isfinite(lo).any() or np.isfinite(hi).any()) and not method.bounds:
+            raise ValueError(f"method {method.name!r} does not handle bounds; use one of "
+                             f"{[k for k in TRAJECTORY_METHODS if METHODS[k.lower()].bounds]}")
+        if method.family == "least_squares":
+            nr = obj.n_residuals                   # raises for custom cost terms
+            if method.name == "lm" and nr < obj.n_vars:
+                raise ValueError(f"method 'lm' needs at least as many residuals as controls "
+                                 f"({nr} < {obj.n_vars}); add a control cost R > 0 or use "
+                                 f"'trf'")
 
 
 def _solve_all(model, obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
@@ -378,19 +396,20 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         ``dask.distributed.Client.get_executor()``, ...), each chunk with all its
         restarts; for methods that treat trajectories independently ("batch-lbfgs",
         "ilqr", "ddp", or a scipy method with ``independent=True``).  The result is the
-        serial run's, bit for bit (:mod:`ctrlprop.core.parallel`); with constraints the
+        serial run's with the same ``chunk_size``, bit for bit, and the unchunked run's to
+        BLAS rounding (:mod:`ctrlprop.core.parallel`); with constraints the
         augmented-Lagrangian loop stays here and each inner solve is fanned out.  Not with
         a callback (it would run on the workers).  A failed task raises a
         :class:`~ctrlprop.core.parallel.ParallelError` naming its initial states and
         holding the other chunks' results.
     chunk_size : int, optional
-        Initial states per chunk, with or without an executor.  Default: at most 16
-        chunks, of at least 256 initial states for the batched methods (their
-        per-trajectory result depends on the batch width at the level of BLAS rounding,
-        so the serial run uses the same chunks), of at least 1 for ``independent=True``.
-        With more than one chunk and no executor, the callback sees each chunk's
-        iterations with ``problems`` (its initial states); a stop skips the remaining
-        chunks (they keep their starts).
+        Initial states per chunk.  Default: without an executor the whole batch at once;
+        with one, at most 16 chunks, of at least 256 initial states for the batched
+        methods (their per-trajectory result depends on the batch width at the level of
+        BLAS rounding), of at least 1 for ``independent=True``.  Given without an
+        executor, the chunks are solved here one after another: the callback sees each
+        chunk's iterations with ``problems`` (its initial states), and a stop skips the
+        remaining chunks (they keep their starts, status 2).
 
     Returns
     -------
@@ -433,19 +452,17 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     obj = TrajectoryObjective(model, X0, T, cost, exo)
     shape = ((B,) if batched else ()) + ((R,) if R > 1 else ()) + (T, m)
     reshape = lambda x: np.reshape(x, shape)          # noqa: E731
-    executor = check_executor(executor)
+    executor = check_executor(executor, notify.callback)
     independent_runs = method.family == "ddp" or method.name == "batch-lbfgs" or independent
     if executor is not None and not independent_runs:
         raise ValueError(f"executor= fans out independent trajectories; method "
                          f"{method.name!r} solves the batch as one summed problem: pass "
                          f"independent=True, or use 'batch-lbfgs', 'ilqr' or 'ddp'")
-    if executor is not None and notify.callback is not None:
-        raise ValueError("callback cannot be combined with executor= (it would run on the "
-                         "workers); use progress=True, or executor=None")
+    check_method(obj, method, lo, hi, options)
     one_at_a_time = independent and method.family != "ddp" and method.name != "batch-lbfgs"
     size = choose_chunk(B, chunk_size, 1 if one_at_a_time else BATCH_CHUNK)
-    if not independent_runs or (one_at_a_time and executor is None and chunk_size is None):
-        size = B                    # one summed problem; or one run per trajectory anyway
+    if not independent_runs or (executor is None and chunk_size is None):
+        size = B                    # one summed problem; serial by default: the whole batch
     parts = chunks(B, size)
     scipy_cons = None
     if constraints is not None:
@@ -478,11 +495,14 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
                                lambda x, shp=shp: np.reshape(x, shp), independent,
                                offset=p.start * R, R=R)
                 out.append(o)
-                if o[0].status == CALLBACK:       # stopped: the rest keep their starts
+                if np.any(o[2] == CALLBACK):      # stopped: the rest keep their starts
                     rest = starts[p.stop * R:]
                     if len(rest):
+                        r_ = slice(p.stop * R, B * R)
+                        J0 = TrajectoryObjective(model, X0[r_], T, _take_cost(cost, r_),
+                                                 _take_rows(exo, r_)).value(rest.reshape(-1))
                         kept = Result(status=CALLBACK, nit=0, nfev=0,
-                                      history={"fun": o[0].history["fun"][-1:]})
+                                      history={"fun": np.array([J0])})
                         g = None if o[4] is None else np.zeros((len(rest),) + o[4].shape[1:])
                         f = None if o[5] is None else np.zeros((len(rest),) + o[5].shape[1:])
                         out.append((kept, rest.reshape(-1), np.full(len(rest), CALLBACK),
@@ -495,9 +515,16 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
                      method, lohi, maxiter, options, independent, p.start * R, R)
                     for p in parts]
             done = None if bar.bar is None else (lambda k: bar.update(k))
-            res, u, status, success, gains, ff = _merge_chunks(
-                run_tasks(executor, _trajectory_task, args, parts, "optimize_trajectory",
-                          done), one_at_a_time)
+            try:
+                out = run_tasks(executor, _trajectory_task, args, parts,
+                                "optimize_trajectory", done)
+            except ParallelError as e:              # the chunks that ran, as Results
+                e.results = [None if r is None else Result(
+                    problems=p, all_controls=r[1].reshape(len(p), R, T, m),
+                    all_status=r[2].reshape(len(p), R), all_success=r[3].reshape(len(p), R))
+                    for p, r in zip(parts, e.results)]
+                raise
+            res, u, status, success, gains, ff = _merge_chunks(out, one_at_a_time)
     S = obj.states(u).reshape(B, R, T + 1, n)
     U = u.reshape(B, R, T, m)
     J = obj.costs(u).reshape(B, R)
