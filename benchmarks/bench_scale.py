@@ -91,6 +91,17 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
+def best_of(run, executors):
+    """``run(executor=...)`` serially and on each executor, REPEAT rounds interleaved: the
+    best time and the last result of each (the VM's speed drifts between minutes)."""
+    best, res = {}, {}
+    for _ in range(REPEAT):
+        for name, ex in (("serial", None),) + tuple(executors):
+            t, res[name] = timed(lambda: run(executor=ex))
+            best[name] = min(best.get(name, np.inf), t)
+    return best, res
+
+
 def main():
     import warnings
     warnings.simplefilter("ignore", cp.ConvergenceWarning)
@@ -120,14 +131,9 @@ def main():
 
     rows = []
     executors = (("ProcessPoolExecutor(2)", pool), ("LocalCluster 2x1", dask_ex))
-    # IK targets; every configuration REPEAT times, interleaved, best time kept (the VM is
-    # noisy: the same serial run varies by 30 % between minutes)
+    # IK targets
     t_one, r_one = timed(lambda: ik(chunk_size=N_IK))
-    best, res = {}, {}
-    for _ in range(REPEAT):
-        for name, ex in (("serial", None),) + executors:
-            t, res[name] = timed(lambda: ik(executor=ex))
-            best[name] = min(best.get(name, np.inf), t)
+    best, res = best_of(ik, executors)
     r_ser, t_ser = res["serial"], best["serial"]
     ok = r_ser.error < 0.01
     rows.append([f"IK {N_IK:,} targets", "serial, one batch", f"{t_one:.2f} s", "", "",
@@ -139,13 +145,8 @@ def main():
         rows.append(["", name, f"{best[name]:.2f} s", f"{t_ser / best[name]:.2f}x",
                      "bit-identical" if same else "DIFFERENT", ""])
     # MPC episodes
-    best, res = {}, {}
-    for _ in range(REPEAT):
-        for name, ex in (("serial", None),) + executors:
-            t, res[name] = timed(lambda: mpc(executor=ex))
-            best[name] = min(best.get(name, np.inf), t)
+    best, res = best_of(mpc, executors)
     e_ser, t_ser = res["serial"], best["serial"]
-    steps = int(e_ser.lengths.sum())
     rows.append([f"MPC {N_EP} episodes", "serial", f"{t_ser:.2f} s", "1.00x", "(reference)",
                  f"{e_ser.policy_ms:.2f} ms/step planning, mean return {e_ser.mean_return:.1f}"])
     for name, _ in executors:
