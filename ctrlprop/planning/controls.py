@@ -142,8 +142,8 @@ def _solve_scipy(obj, starts, lo, hi, method, maxiter, options, notify, offset=0
     return U, status, success, nit, messages, nfev, history
 
 
-def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offset=0):
-    """Every (problem, start) column at once by solve_lm."""
+def _solve_batch(obj, starts, lo, hi, maxiter, options, notify, n_weights, offset=None):
+    """Every (problem, start) column at once by solve_lm (``offset``: as for _solve)."""
     K, S, m = starts.shape
     extra = {} if offset is None else {"problems": range(offset, offset + K)}
 
