@@ -21,7 +21,7 @@ __version__ = "0.2.0"
 from .core import (Transfer, register_transfer, get_transfer, transfer_names, Network,
                    StaleTraceError, save, load, check_gradients, check_objective,
                    numerical_gradient, learn_scaling, data_scaling, standardize,
-                   blas_threads, auto_threads)
+                   blas_threads, auto_threads, use_compiled, compiled_available)
 from .core.environment import Box, is_environment
 from .core.transitions import Transitions
 from .core.parallel import ParallelError

@@ -97,3 +97,27 @@ def check_outputs(out, pngs, scenario, metrics, keys):
     assert data["scenario"] == scenario and data["quick"] is True
     for k in keys:
         assert data[k] == pytest.approx(metrics[k]), k
+
+
+# ---- both engine paths ---------------------------------------------------------------------
+# These modules run twice: on the numpy engine and on the compiled path (numba), so that the
+# engine, gradient and trajectory tests -- finite-difference checks included -- hold on
+# both.  Elsewhere the default ("auto": compiled when numba is installed) applies.
+BOTH_PATHS = {"test_network", "test_gradients", "test_trajectory", "test_engine_second_order",
+              "test_trajectory_opt", "test_control"}
+
+
+def pytest_generate_tests(metafunc):
+    if (metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_PATHS
+            and "engine_path" in metafunc.fixturenames):
+        paths = [False, True] if cp.compiled_available() else [False]
+        metafunc.parametrize("engine_path", paths, indirect=True,
+                             ids=["numpy", "compiled"][:len(paths)])
+
+
+@pytest.fixture(autouse=True)
+def engine_path(request):
+    """The engine path of a test: a parameter in BOTH_PATHS modules, else "auto"."""
+    mode = getattr(request, "param", "auto")
+    with cp.use_compiled(mode):
+        yield mode

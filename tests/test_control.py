@@ -162,7 +162,9 @@ def test_linear_model_closed_form_regularised_least_squares():
     obj = ControlObjective(net, t, x, ctl, Q=np.diag(W), R=R,
                            u_rest=u_rest)
     assert np.abs(obj(u_star)[1]).max() < 1e-12          # the gradient vanishes there
-    tight = {"L-BFGS-B": {"ftol": 1e-15, "gtol": 1e-12}, "BFGS": {"gtol": 1e-12},
+    # BFGS's line search sees E only to its rounding (1e-16), so how far below 1e-10 its
+    # gradient gets depends on the last bits of the arithmetic (numpy vs compiled path)
+    tight = {"L-BFGS-B": {"ftol": 1e-15, "gtol": 1e-12}, "BFGS": {"gtol": 1e-10},
              "Newton-CG": {"xtol": 1e-12}, "trust-exact": {"gtol": 1e-12},
              "trf": {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15},
              "lm": {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}, "batch-lm": {"gtol": 1e-12}}

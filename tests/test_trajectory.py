@@ -395,3 +395,24 @@ def test_objective_does_not_keep_a_view_of_the_callers_controls():
     keep = u.copy()
     u[:] = 5.0                       # the caller reuses its array, as scipy's line searches do
     assert obj(keep)[0] == pytest.approx(first, rel=1e-12)
+
+
+def test_bptt_reuses_its_objective_and_sees_new_data_and_weights():
+    """cp.bptt keeps its objective on the model per (T, B, batched); every call still uses
+    that call's x0, U, cost and exo, and the network's current weights."""
+    rng = np.random.default_rng(11)
+    net = cp.Network.mlp([4, 6, 3], hidden="tanh", seed=2)
+    model = cp.Dynamics(net, 3)
+    cost1 = cp.TrajectoryCost(goal=[0.1, 0.2, 0.3], Q=1.0, R=0.5)
+    cost2 = dict(Q=2.0, Qf=5.0)
+    for _ in range(2):
+        for x0, U, cost in ((rng.standard_normal(3), rng.standard_normal((7, 1)), cost1),
+                            (rng.standard_normal(3), rng.standard_normal((7, 1)), cost2),
+                            (rng.standard_normal((2, 3)), rng.standard_normal((2, 7, 1)), None)):
+            got = cp.bptt(model, x0, U, cost, wrt_x0=True)
+            fresh = cp.TrajectoryObjective(cp.Dynamics(net.copy(), 3), x0, 7, cost)
+            want = fresh.value_and_grad(U, wrt_x0=True)
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+        net.weights = net.weights + 0.1
+    assert len(model._objectives) == 2          # (7, 1, False) and (7, 2, True)

@@ -11,8 +11,9 @@ from .network import Network, save, load
 from .gradcheck import check_gradients, check_objective, numerical_gradient
 from .scaling import learn_scaling, data_scaling, standardize
 from .threads import blas_threads, auto_threads
+from .compiled import use_compiled, compiled_available
 
 __all__ = ["Transfer", "register_transfer", "get_transfer", "transfer_names", "Plan", "Trace",
            "SecondOrder", "StaleTraceError", "Network", "save", "load", "check_gradients",
            "check_objective", "numerical_gradient", "learn_scaling", "data_scaling",
-           "standardize", "blas_threads", "auto_threads"]
+           "standardize", "blas_threads", "auto_threads", "use_compiled", "compiled_available"]

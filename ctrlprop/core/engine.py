@@ -52,6 +52,7 @@ import math
 
 import numpy as np
 
+from . import compiled
 from .checks import as_float, check_finite, check_indices
 
 __all__ = ["Plan", "Trace", "Weights", "Buffers", "SecondOrder", "StaleTraceError",
@@ -91,13 +92,16 @@ def _unpicklable(obj):
 class _Block:
     """Weights into one destination level from one source level."""
 
-    __slots__ = ("src", "dst", "off", "size", "rows", "cols", "has_bias", "dense", "flat")
+    __slots__ = ("src", "dst", "off", "size", "rows", "cols", "has_bias", "dense", "flat",
+                 "woff", "toff")
 
-    def __init__(self, d):
+    def __init__(self, d, woff, toff):
         self.src, self.dst, self.off = d["src"], d["dst"], d["off"]
         self.rows, self.cols, self.has_bias = d["rows"], d["cols"], d["has_bias"]
         self.dense, self.flat = d["dense"], d["flat"]
         self.size = len(self.flat)
+        self.woff = woff        # offset of the dense (rows, cols) block in Weights.WD
+        self.toff = toff        # offset of its transpose without bias in Weights.WT
 
     def view(self, w):
         """The block of flat vector w as (rows, cols): a reshape view if dense, else a new array."""
@@ -116,18 +120,26 @@ class Weights:
     bias column; ``Wn[L][i]`` the same without the bias column; ``WnT[L][i]`` a
     C-contiguous copy of ``Wn[L][i].T`` for the backward products.  The engine's
     precompiled steps refer to these arrays, so new weights are *copied in*
-    (:meth:`load`); ``gen`` counts the loads.
+    (:meth:`load`); ``gen`` counts the loads.  All blocks live in one array ``WD``
+    (``plan.n_wd``): ``w = WD[:n_weights]`` holds the dense blocks where the flat vector
+    has them, and each sparse block's dense (rows, cols) copy follows at its ``woff``; all
+    the ``WnT`` in one array ``WT`` (block at ``toff``) -- the layout the compiled kernels
+    read.
     """
 
     def __init__(self, plan):
         self.plan = plan
-        self.w = np.zeros(plan.n_weights)
+        self.WD = np.zeros(plan.n_wd)
+        self.w = self.WD[:plan.n_weights]
         self.gen = 0
-        self.W = [None] + [[b.view(self.w) for b in plan.blocks[L]]
-                           for L in range(1, plan.n_levels)]
+        self.W = [None] + [[b.view(self.w) if b.dense else
+                            self.WD[b.woff:b.woff + b.rows * b.cols].reshape(b.rows, b.cols)
+                            for b in plan.blocks[L]] for L in range(1, plan.n_levels)]
         self.Wn = [None] + [[V[:, :plan.sizes[b.src]] for b, V in zip(plan.blocks[L], self.W[L])]
                             for L in range(1, plan.n_levels)]
-        self.WnT = [None] + [[np.ascontiguousarray(V.T) for V in self.Wn[L]]
+        self.WT = np.zeros(plan.n_wt)               # every WnT block, packed at its toff
+        self.WnT = [None] + [[self.WT[b.toff:b.toff + V.size].reshape(V.shape[::-1])
+                              for b, V in zip(plan.blocks[L], self.Wn[L])]
                              for L in range(1, plan.n_levels)]
         self._sparse = [(b, V) for L in range(1, plan.n_levels)
                         for b, V in zip(plan.blocks[L], self.W[L]) if not b.dense]
@@ -158,21 +170,30 @@ class Buffers:
     internal units; ``grad`` the summed weight gradient.
     """
 
-    def __init__(self, plan, K, weights):
+    def __init__(self, plan, K, weights, store=None):
         self.plan, self.K, self.weights, self.gen = plan, K, weights, 0
         sizes, nl = plan.sizes, plan.n_levels
-        self.O = [np.empty((s + 1, K)) for s in sizes]
+        oo, go, zo = plan.o_offsets, plan.g_offsets, plan.z_offsets
+        # every level's rows in one array per kind (views below), as the kernels read them;
+        # ``store`` = (Obig, Zbig, Gbig) given by a caller that stacks many Buffers
+        if store is None:
+            store = (np.empty((oo[-1], K)), np.empty((zo[-1], K)), np.empty((go[-1], K)))
+        self.Obig, self.Zbig, self.Gbig = store
+        self.O = [self.Obig[oo[l]:oo[l + 1]] for l in range(nl)]
         for O in self.O:
             O[-1] = 1.0                                      # the bias unit
         self.Ov = [O[:-1] for O in self.O]
-        self.Z = [None] + [np.empty((sizes[L], K)) if plan.keep_z[L] else self.Ov[L]
+        self.Z = [None] + [self.Zbig[zo[L]:zo[L] + sizes[L]] if plan.keep_z[L] else self.Ov[L]
                            for L in range(1, nl)]
-        self.G = [np.empty((s, K)) for s in sizes]
+        self.G = [self.Gbig[go[l]:go[l + 1]] for l in range(nl)]
         self.D = [None] + [self.G[L] if plan.all_linear[L] else np.empty((sizes[L], K))
                            for L in range(1, nl)]
         self.T = [np.empty((s, K)) for s in sizes]           # scratch for sums
         self.Y = self.Ov[-1] if plan.out_direct else np.empty((plan.n_out, K))
-        self.grad = np.empty(plan.n_weights)
+        self.GD = np.empty(plan.n_wd)                        # gradient in the WD layout
+        self.grad = self.GD[:plan.n_weights]
+        self.ck = compiled.for_batch(plan, K)                # compiled passes, if small
+        self._dk = None
         self.src = [None] + [[self.O[b.src] if b.has_bias else self.Ov[b.src]
                               for b in plan.blocks[L]] for L in range(1, nl)]
         self.fwd_ops = self._compile_forward()
@@ -181,6 +202,12 @@ class Buffers:
 
     def __reduce__(self):
         raise _unpicklable(self)
+
+    def scratch(self):
+        """The compiled kernels' delta array (largest level, K), allocated on first use."""
+        if self._dk is None:
+            self._dk = np.empty((max(self.plan.sizes[1:]), self.K))
+        return self._dk
 
     def _compile_forward(self):
         """Steps of the forward pass after the inputs are in O[0]."""
@@ -346,8 +373,14 @@ class Plan:
         self.sizes = [len(lv) for lv in net.levels]
         self.n_levels = len(self.sizes)
         self.blocks = [[] for _ in range(self.n_levels)]
+        wd = self.n_weights              # sparse blocks' dense copies follow the flat weights
+        wt = 0
         for d in net.blocks:
-            self.blocks[d["dst"]].append(_Block(d))
+            self.blocks[d["dst"]].append(_Block(d, d["off"] if d["dense"] else wd, wt))
+            if not d["dense"]:
+                wd += d["rows"] * d["cols"]
+            wt += d["rows"] * (d["cols"] - d["has_bias"])
+        self.n_wd, self.n_wt = wd, wt
         self.groups = [None]
         self.keep_z = [False]
         self.all_linear = [False]
@@ -375,6 +408,12 @@ class Plan:
             by[L][1].append(j)
         # per level: (rows in that level, positions in Y) of its output units
         self.out_by_level = {L: (np.array(c), np.array(y)) for L, (c, y) in by.items()}
+        # row offsets of each level in the Buffers' stacked arrays: O (with a bias row per
+        # level), G, and Z (only the levels that keep z)
+        cum = lambda v: [int(x) for x in np.concatenate([[0], np.cumsum(v)])]  # noqa: E731
+        self.o_offsets = cum([s + 1 for s in self.sizes])
+        self.g_offsets = cum(self.sizes)
+        self.z_offsets = cum([s if k else 0 for s, k in zip(self.sizes, self.keep_z)])
         self.weights = Weights(self)
         self._bufs = {}
 
@@ -386,9 +425,11 @@ class Plan:
         """A fresh :class:`Weights` holder, for buffers private to the caller."""
         return Weights(self)
 
-    def new_buffers(self, K, weights=None):
-        """Fresh :class:`Buffers` for batch size K, reading the given (default shared) weights."""
-        return Buffers(self, K, self.weights if weights is None else weights)
+    def new_buffers(self, K, weights=None, store=None):
+        """Fresh :class:`Buffers` for batch size K, reading the given (default shared) weights;
+        ``store`` = (Obig, Zbig, Gbig), arrays of shapes (o_offsets[-1], K),
+        (z_offsets[-1], K) and (g_offsets[-1], K) to build them on."""
+        return Buffers(self, K, self.weights if weights is None else weights, store)
 
     def buffers(self, K):
         """The shared work buffers for batch size K (created on first use)."""
@@ -407,6 +448,9 @@ class Plan:
         pass of these buffers then know they are stale).
         """
         bufs.gen += 1
+        if bufs.ck is not None and compiled.ENABLED:
+            bufs.ck.forward(bufs, XT, in_scale)
+            return
         if in_scale is None:
             np.copyto(bufs.Ov[0], XT)
         else:
@@ -436,6 +480,9 @@ class Plan:
 
     def run_backward(self, bufs, dYT, out_scale=None, want_w=True, want_x=True):
         """Delta recursion from ``dYT`` (n_out, K): then bufs.grad = dE/dw, bufs.G[0] = dE/dX_int."""
+        if bufs.ck is not None and compiled.ENABLED:
+            bufs.ck.backward(bufs, dYT, out_scale, want_w, want_x)
+            return
         self.seed(bufs, dYT, out_scale)
         for f, a in bufs.bwd_ops(want_w, want_x):
             f(*a)
@@ -577,6 +624,11 @@ class Trace:
         p, b = self.plan, self._bufs
         idx = np.arange(p.n_inputs) if inputs is None else check_indices(inputs, p.n_inputs,
                                                                            "inputs")
+        if b.ck is not None and compiled.ENABLED:           # one compiled call
+            J = b.ck.jacobian_inputs(b, self.out_scale)[:, idx].transpose(2, 0, 1)
+            if self.in_scale is not None:
+                J = J / self.in_scale[1][idx]
+            return J[0].copy() if self.single else J.copy()
         J = np.empty((self.K, p.n_out, len(idx)))
         e = np.zeros((p.n_out, self.K))
         for j in range(p.n_out):

@@ -86,6 +86,7 @@ class Dynamics:
         self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
         self.residual = check_flag(residual, "residual")
         self._cache = OrderedDict()
+        self._objectives = OrderedDict()        # bptt's objectives per (T, B, batched)
 
     @property
     def n_inputs(self):
@@ -100,7 +101,12 @@ class Dynamics:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()          # compiled rollouts are rebuilt on use
+        state["_objectives"] = OrderedDict()
         return state
+
+    def __setstate__(self, state):
+        state.setdefault("_objectives", OrderedDict())
+        self.__dict__.update(state)
 
     def __repr__(self):
         return (f"Dynamics(n_states={self.n_states}, n_controls={self.n_controls}, "
@@ -553,8 +559,9 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     Returns
     -------
     J, dJ_dU[, dJ_dx0]
-        As :meth:`TrajectoryObjective.value_and_grad`.  For repeated calls build a
-        TrajectoryObjective once: it keeps its buffers.
+        As :meth:`TrajectoryObjective.value_and_grad`.  The objective behind the call is
+        kept on the model (per horizon and batch size, the model's last ``CACHE``), so
+        calling bptt repeatedly costs what a TrajectoryObjective costs.
     """
     check_model(model)
     wrt_x0 = check_flag(wrt_x0, "wrt_x0")
@@ -562,6 +569,23 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     U3, bu = model.check_controls(U, name="U")
     B = _batch_size(X0.shape[0], U3.shape[0], ("x0", "U"))
     X0 = np.broadcast_to(X0, (B, model.n_states))
-    obj = TrajectoryObjective(model, X0 if (bx or bu) else X0[0], U3.shape[1], cost, exo)
+    batched, T = bool(bx or bu), U3.shape[1]
+    # The objective (its compiled rollout, buffers and bound cost) is kept on the model per
+    # (horizon, batch size, batched) and given this call's data: repeated calls cost what
+    # TrajectoryObjective costs.  New weights or scaling of model.net are picked up by its
+    # rollout on every call.
+    key = (T, B, batched)
+    obj = model._objectives.pop(key, None)
+    x0_arg = X0 if batched else X0[0]
+    if obj is None:
+        obj = TrajectoryObjective(model, x0_arg, T, cost, exo)
+        while len(model._objectives) >= model.CACHE:
+            model._objectives.popitem(last=False)
+    else:
+        obj.set_x0(x0_arg)
+        if cost is not obj.cost:
+            obj.set_cost(cost)
+        obj.set_exo(exo)
+    model._objectives[key] = obj
     U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
-    return obj.value_and_grad(U3 if (bx or bu) else U3[0], wrt_x0=wrt_x0)
+    return obj.value_and_grad(U3 if batched else U3[0], wrt_x0=wrt_x0)

@@ -19,6 +19,8 @@ output) array is replaced by the same view of the shared array, found by memory 
 
 import numpy as np
 
+from ..core import compiled
+
 __all__ = ["Unroll"]
 
 
@@ -143,14 +145,22 @@ class Unroll:
         self.model, self.plan, self.T, self.B, self.n, self.m = model, plan, T, B, n, m
         self.wts = plan.new_weights()
         self.wts.load(net.weights)
-        self.bufs = [plan.new_buffers(B, self.wts) for _ in range(T)]
+        # the steps' work arrays stacked over time, so one compiled call can run them all
+        self.OB = np.empty((T, plan.o_offsets[-1], B))
+        self.ZB = np.empty((T, plan.z_offsets[-1], B))
+        self.GBB = np.empty((T, plan.g_offsets[-1], B))
+        self.bufs = [plan.new_buffers(B, self.wts, (self.OB[t], self.ZB[t], self.GBB[t]))
+                     for t in range(T)]
+        self.ck = compiled.for_batch(plan, B)   # the compiled rollout and sweep, if small
+        self._ran_compiled = False
         self.XB = np.zeros((T + 1, ni + 1, B))
         self.XB[:, ni] = 1.0                                 # the bias unit
         self.GB = np.zeros((T, ni, B))
         self.x_in = [self.XB[t, :n] for t in range(T + 1)]
         self.IN = self.XB[:T, n:ni]                          # controls, then exo (internal)
         self.Cs = np.zeros((T + 1, n, B))                    # sy * dJ/dx_t from the cost
-        self.sig = [b.G[-1] if plan.out_direct else np.empty((n, B)) for b in self.bufs]
+        self.SIG = np.empty((T, n, B))                       # output cotangents of the steps
+        self.sig = [b.G[-1] if plan.out_direct else self.SIG[t] for t, b in enumerate(self.bufs)]
         self._x0, self._exo = np.zeros((B, n)), None         # raw, re-applied if scaling changes
         self._compile()
 
@@ -222,6 +232,9 @@ class Unroll:
             if res:
                 bwd.append((np.add, (dst, sig[t], dst)))
         self.fwd, self.bwd = fwd, bwd
+        # the same maps for the compiled kernels: (n,) vectors, empty for 1 (a, r) and 0 (b)
+        vec = lambda v: np.empty(0) if v is None else np.ascontiguousarray(v.ravel())  # noqa
+        self._ka, self._kb, self._kr = vec(a), vec(b), vec(r)
 
     def recompile(self):
         """Rebuild the op lists (``fwd``, ``bwd``, ``step_fwd``, ``step_bwd``) for the
@@ -271,7 +284,13 @@ class Unroll:
         V /= sc.sx[k:]
 
     def forward(self):
-        """Run the rollout (after set_x0 / set_controls / set_exo)."""
+        """Run the rollout (after set_x0 / set_controls / set_exo): one compiled call when
+        the batch is small and the compiled path is on, else the numpy op list."""
+        self._ran_compiled = self.ck is not None and compiled.ENABLED
+        if self._ran_compiled:
+            self.ck.rollout(self.wts, self.XB, self.OB, self.ZB, self.n, self._ka,
+                            self._kb, self.model.residual)
+            return
         for f, a in self.fwd:
             f(*a)
 
@@ -292,6 +311,11 @@ class Unroll:
     def backward(self, CX):
         """BPTT sweep from the cost gradient CX = dJ/dx_t, raw (T+1, n, B)."""
         np.multiply(CX, self.sc.sy, out=self.Cs)
+        if self._ran_compiled:            # the path of the forward pass (its state is read)
+            self.ck.bptt(self.wts, self.XB, self.OB, self.ZB, self.GBB, self.GB,
+                         self.bufs[0].scratch(), self.Cs, self.SIG, self.n, self._kr,
+                         self.model.residual)
+            return
         for f, a in self.bwd:
             f(*a)
 

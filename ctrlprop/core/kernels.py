@@ -1,0 +1,414 @@
+"""numba kernels of the compiled path (imported only by :mod:`ctrlprop.core.compiled`).
+
+This module imports numba at the top: it is loaded lazily, and only when the extra
+``ctrlprop[fast]`` is installed.  Every kernel runs the engine's plan as data -- the
+level table, the block table and the transfer codes built by
+:class:`ctrlprop.core.compiled.CompiledPlan` -- on the engine's own work arrays (unit-major,
+``(rows, K)``), so a compiled pass leaves exactly the state a numpy pass leaves.
+
+Notation (as in :mod:`ctrlprop.core.engine`): ``I`` holds the input units of a pass and
+the bias row (``O~_0``), ``O`` the outputs of every level (level 0's rows unused),
+``Z`` the activations of levels that keep them, ``G`` the cotangents ``dE/dO`` (level 0's
+rows in ``GI``), ``WD`` the weight blocks, each dense and row-major at ``blk[k, WOFF]``.
+For L = 1, 2, ...::
+
+    Z_L = sum_l W_Ll O~_l,    O_L = h(Z_L)
+
+and back, for L = top, ..., 1 (a level no output depends on is skipped)::
+
+    D_L = h'(Z_L) G_L,    dE/dW_Ll = D_L O~_l^T,    G_l += W_Ll^T D_L
+"""
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+# level table columns
+O_OFF, G_OFF, SIZE, Z_OFF, LIVE, OUT_LEVEL = range(6)
+# block table columns
+DST, SRC, WOFF, COLS, BIAS, TOFF = range(6)
+# transfer codes (ctrlprop.core.compiled.TRANSFER_CODES)
+LINEAR, TANH, LOGISTIC, RELU, SOFTPLUS, SIN = range(6)
+
+# Reassociation lets LLVM vectorise the dot products (a different order of summation than
+# BLAS's, within rounding); no assumption about NaN or infinity is made.  numpy's error
+# model (x / 0 = inf, no exception check) keeps divisions vectorisable.  The scalar helpers
+# are inlined into the loops that call them, so those loops vectorise too.
+_FLAGS = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+_jit = numba.njit(**_FLAGS)
+_inline = numba.njit(inline="always", **_FLAGS)
+
+
+@intrinsic
+def _bits_to_float(typingctx, x):
+    """The float64 whose bits are the int64 x."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+
+
+# tanh without a libm call, so that a loop of it vectorises (libm's tanh is one call per
+# element, 5-6x slower here); within 2 ulp of np.tanh (tests/test_compiled.py).  With
+# y = 2|z|:
+#   y < 1.25:  e = expm1(y) by its Taylor series to y^20/20! (every term positive: no
+#              cancellation; the remainder is below 2e-17 relative), tanh|z| = e / (e + 2)
+#   y >= 1.25: exp(y) = 2^k p(r), k = round(y / ln 2), |r| <= ln2 / 2, p its Taylor series
+#              to r^13/13! (remainder below 1e-17), tanh|z| = 1 - 2 / (exp(y) + 1), whose
+#              value is above 0.55, so the subtraction loses nothing; 1 for y > 38
+@_inline
+def tanh(z):
+    a = abs(z)
+    y = a + a
+    # Horner forms written out: a loop here would keep the callers' loops scalar
+    e = 1.0 + y * (1.0 / 20.0)
+    e = 1.0 + y * (1.0 / 19.0) * e
+    e = 1.0 + y * (1.0 / 18.0) * e
+    e = 1.0 + y * (1.0 / 17.0) * e
+    e = 1.0 + y * (1.0 / 16.0) * e
+    e = 1.0 + y * (1.0 / 15.0) * e
+    e = 1.0 + y * (1.0 / 14.0) * e
+    e = 1.0 + y * (1.0 / 13.0) * e
+    e = 1.0 + y * (1.0 / 12.0) * e
+    e = 1.0 + y * (1.0 / 11.0) * e
+    e = 1.0 + y * (1.0 / 10.0) * e
+    e = 1.0 + y * (1.0 / 9.0) * e
+    e = 1.0 + y * (1.0 / 8.0) * e
+    e = 1.0 + y * (1.0 / 7.0) * e
+    e = 1.0 + y * (1.0 / 6.0) * e
+    e = 1.0 + y * (1.0 / 5.0) * e
+    e = 1.0 + y * (1.0 / 4.0) * e
+    e = 1.0 + y * (1.0 / 3.0) * e
+    e = 1.0 + y * (1.0 / 2.0) * e
+    em1 = y * e
+    small = em1 / (em1 + 2.0)
+    yc = min(y, 40.0)
+    k = int(yc * _INV_LN2 + 0.5)
+    r = (yc - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 / 13.0)
+    p = 1.0 + r * (1.0 / 12.0) * p
+    p = 1.0 + r * (1.0 / 11.0) * p
+    p = 1.0 + r * (1.0 / 10.0) * p
+    p = 1.0 + r * (1.0 / 9.0) * p
+    p = 1.0 + r * (1.0 / 8.0) * p
+    p = 1.0 + r * (1.0 / 7.0) * p
+    p = 1.0 + r * (1.0 / 6.0) * p
+    p = 1.0 + r * (1.0 / 5.0) * p
+    p = 1.0 + r * (1.0 / 4.0) * p
+    p = 1.0 + r * (1.0 / 3.0) * p
+    p = 1.0 + r * (1.0 / 2.0) * p
+    p = 1.0 + r * p
+    big = 1.0 - 2.0 / (p * _bits_to_float((k + 1023) << 52) + 1.0)
+    t = small if y < 1.25 else big
+    t = 1.0 if y > 38.0 else t
+    t = -t if z < 0 else t
+    return t if z == z else z
+
+
+@_inline
+def _logistic(z):
+    e = math.exp(-abs(z))
+    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+
+
+@_inline
+def h(c, z):
+    """Transfer c at z."""
+    if c == TANH:
+        return tanh(z)
+    if c == LOGISTIC:
+        return _logistic(z)
+    if c == RELU:
+        return z if z > 0.0 else 0.0
+    if c == SOFTPLUS:
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    if c == SIN:
+        return math.sin(z)
+    return z
+
+
+@_inline
+def dh(c, z, o):
+    """h'(z) of transfer c, from z or the output o."""
+    if c == TANH:
+        return 1.0 - o * o
+    if c == LOGISTIC:
+        return o * (1.0 - o)
+    if c == RELU:
+        return 1.0 if o > 0.0 else 0.0
+    if c == SOFTPLUS:
+        return _logistic(z)
+    if c == SIN:
+        return math.cos(z)
+    return 1.0
+
+
+# The inner loops run over slices (views) of flat (1-D) work arrays, indexed by the loop
+# variable alone: unit strides and no index arithmetic the compiler must check, so the sums
+# over i (one sample) and the updates over k (a batch) vectorise (6x faster than indexing
+# the flat arrays with offsets, measured).
+@_jit
+def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
+    """The forward pass from the inputs in I (n_0 + 1, K) into O and Z (WT: the blocks
+    transposed, for the one-sample sums ``z += W[:, i] o_i``)."""
+    K = O.shape[1]
+    If, Of, Zf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size)
+    for L in range(1, lv.shape[0]):
+        oL, sL, zL = lv[L, O_OFF], lv[L, SIZE], lv[L, Z_OFF]
+        a0 = (zL if zL >= 0 else oL) * K
+        A = (Zf if zL >= 0 else Of)[a0:a0 + sL * K]     # Z_L (in O when h needs only o)
+        for kb in range(bstart[L], bstart[L + 1]):
+            src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
+            ns = cols - bias
+            first = kb == bstart[L]
+            s0 = 0 if src == 0 else lv[src, O_OFF] * K
+            S = (If if src == 0 else Of)[s0:s0 + ns * K]
+            if K == 1:                           # z (+)= sum_i W[:, i] o_i + bias column
+                t0 = blk[kb, TOFF]
+                for r in range(sL):
+                    b = WD[base0 + r * cols + ns] if bias else 0.0
+                    A[r] = b if first else A[r] + b
+                Wb = WT[t0:t0 + ns * sL].reshape(ns, sL)
+                for i in range(ns):
+                    x = S[i]
+                    for r in range(sL):
+                        A[r] += Wb[i, r] * x
+                continue
+            for r in range(sL):                  # z_j (+)= sum_i w_ji o_i (+ bias)
+                base = base0 + r * cols
+                b = WD[base + ns] if bias else 0.0
+                Ar = A[r * K:(r + 1) * K]
+                if first:
+                    for k in range(K):
+                        Ar[k] = b
+                elif bias:
+                    for k in range(K):
+                        Ar[k] += b
+                for i in range(ns):
+                    w = WD[base + i]
+                    Si = S[i * K:(i + 1) * K]
+                    for k in range(K):
+                        Ar[k] += w * Si[k]
+        for g in range(gstart[L], gstart[L + 1]):    # o_j = h_j(z_j), a run at a time
+            c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
+            n_q, o0 = (hi - lo) * K, (oL + lo) * K
+            Og = Of[o0:o0 + n_q]
+            if zL >= 0:
+                z0 = (zL + lo) * K
+                Zg = Zf[z0:z0 + n_q]
+                for q in range(n_q):
+                    Og[q] = h(c, Zg[q])
+            elif c == TANH:
+                for q in range(n_q):
+                    Og[q] = tanh(Og[q])
+            elif c != LINEAR:
+                for q in range(n_q):
+                    Og[q] = h(c, Og[q])
+
+
+@_jit
+def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, want_w,
+                    want_x):
+    """The delta recursion from G seeded at the output levels' rows; the input deltas go to
+    GI (n_0, K) when want_x, the weight gradient to GD (block layout) when want_w."""
+    K = O.shape[1]
+    nL = lv.shape[0]
+    If, Of, Zf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size)
+    Gf, GIf, Df = G.reshape(G.size), GI.reshape(GI.size), Dk.reshape(Dk.size)
+    for L in range(1, nL - 1):                   # cotangents start at zero off the outputs
+        if not lv[L, OUT_LEVEL]:
+            g0 = lv[L, G_OFF] * K
+            Gf[g0:g0 + lv[L, SIZE] * K] = 0.0
+    if want_x:
+        GIf[:] = 0.0
+    for L in range(nL - 1, 0, -1):
+        oL, gL, sL, zL = lv[L, O_OFF], lv[L, G_OFF], lv[L, SIZE], lv[L, Z_OFF]
+        if not lv[L, LIVE]:
+            if want_w:
+                for kb in range(bstart[L], bstart[L + 1]):
+                    base0 = blk[kb, WOFF]
+                    GD[base0:base0 + sL * blk[kb, COLS]] = 0.0
+            continue
+        for g in range(gstart[L], gstart[L + 1]):    # D_L = h'(Z_L) G_L
+            c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
+            n_q, d0, g0, o0 = (hi - lo) * K, lo * K, (gL + lo) * K, (oL + lo) * K
+            Dg, Gg, Og = Df[d0:d0 + n_q], Gf[g0:g0 + n_q], Of[o0:o0 + n_q]
+            if c == LINEAR:
+                for q in range(n_q):
+                    Dg[q] = Gg[q]
+            elif c == TANH:
+                for q in range(n_q):
+                    Dg[q] = Gg[q] * (1.0 - Og[q] * Og[q])
+            elif zL >= 0:
+                z0 = (zL + lo) * K
+                Zg = Zf[z0:z0 + n_q]
+                for q in range(n_q):
+                    Dg[q] = Gg[q] * dh(c, Zg[q], Og[q])
+            else:
+                for q in range(n_q):
+                    Dg[q] = Gg[q] * dh(c, 0.0, Og[q])
+        for kb in range(bstart[L], bstart[L + 1]):
+            src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
+            ns = cols - bias
+            s0 = 0 if src == 0 else lv[src, O_OFF] * K
+            S = (If if src == 0 else Of)[s0:s0 + ns * K]
+            if want_w:                           # dE/dW_Ll = D_L O~_l^T
+                for r in range(sL):
+                    base = base0 + r * cols
+                    Dr = Df[r * K:(r + 1) * K]
+                    for i in range(ns):
+                        Si = S[i * K:(i + 1) * K]
+                        acc = 0.0
+                        for k in range(K):
+                            acc += Dr[k] * Si[k]
+                        GD[base + i] = acc
+                    if bias:
+                        acc = 0.0
+                        for k in range(K):
+                            acc += Dr[k]
+                        GD[base + ns] = acc
+            if src == 0 and not want_x:
+                continue
+            t0 = 0 if src == 0 else lv[src, G_OFF] * K     # G_l += W_Ll^T D_L
+            Tl = (GIf if src == 0 else Gf)[t0:t0 + ns * K]
+            if K == 1:
+                Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
+                for r in range(sL):
+                    d = Df[r]
+                    for i in range(ns):
+                        Tl[i] += Wb[r, i] * d
+                continue
+            for r in range(sL):
+                base = base0 + r * cols
+                Dr = Df[r * K:(r + 1) * K]
+                for i in range(ns):
+                    w = WD[base + i]
+                    Ti = Tl[i * K:(i + 1) * K]
+                    for k in range(K):
+                        Ti[k] += w * Dr[k]
+
+
+@_jit
+def gather_outputs(outs, O, Y):
+    """Y (n_out, K) = the output units' rows of O."""
+    for j in range(outs.shape[0]):
+        for k in range(O.shape[1]):
+            Y[j, k] = O[outs[j], k]
+
+
+@_jit
+def seed_outputs(lv, outs_g, G, dYT, sy):
+    """G at the output levels = dYT (n_out, K) times the output scale sy (n_out,) or ones."""
+    K = G.shape[1]
+    for L in range(1, lv.shape[0]):
+        if lv[L, OUT_LEVEL]:
+            gL = lv[L, G_OFF]
+            for r in range(lv[L, SIZE]):
+                for k in range(K):
+                    G[gL + r, k] = 0.0
+    for j in range(outs_g.shape[0]):
+        s = sy[j] if sy.shape[0] else 1.0
+        for k in range(K):
+            G[outs_g[j], k] += dYT[j, k] * s
+
+
+@_jit
+def scale_inputs(XT, mx, sx, I):
+    """I[:n] = (XT - mx) / sx, or XT when mx is empty."""
+    for i in range(XT.shape[0]):
+        for k in range(XT.shape[1]):
+            I[i, k] = (XT[i, k] - mx[i]) / sx[i] if mx.shape[0] else XT[i, k]
+
+
+@_jit
+def forward(lv, blk, bstart, grp, gstart, outs, WD, WT, XT, mx, sx, I, O, Z, Y, gather):
+    """One forward pass of a Buffers: inputs XT (n_0, K) raw, scaled by (mx, sx) into I."""
+    scale_inputs(XT, mx, sx, I)
+    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z)
+    if gather:
+        gather_outputs(outs, O, Y)
+
+
+@_jit
+def backward(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk, GD, grad, smap, dYT, sy,
+             want_w, want_x):
+    """One backward pass of a Buffers from dYT (n_out, K) raw; grad (n_weights,) from GD."""
+    seed_outputs(lv, outs_g, G, dYT, sy)
+    backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, want_w, want_x)
+    if want_w:
+        for e in range(smap.shape[0]):
+            grad[smap[e, 0]] = GD[smap[e, 1]]
+
+
+@_jit
+def jacobian_inputs(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk, GD, sy, J):
+    """J (n_out, n_0, K) = dY_j/dX_int for every output j: one input-only sweep each."""
+    n_out, K = outs_g.shape[0], O.shape[1]
+    E = np.zeros((n_out, K))
+    for j in range(n_out):
+        for k in range(K):
+            E[j, k] = 1.0
+        seed_outputs(lv, outs_g, G, E, sy)
+        backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, False, True)
+        for i in range(GI.shape[0]):
+            for k in range(K):
+                J[j, i, k] = GI[i, k]
+        for k in range(K):
+            E[j, k] = 0.0
+
+
+@_jit
+def rollout(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b, residual):
+    """T steps: step t's inputs are XB[t] (n_0 + 1, B); the next internal state is
+    ``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` (a, b (n,) or empty for 1 and 0)."""
+    T, B = OB.shape[0], OB.shape[2]
+    for t in range(T):
+        O = OB[t]
+        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
+        for j in range(n):
+            r = outs[j]
+            for k in range(B):
+                v = O[r, k]
+                if a.shape[0]:
+                    v = v * a[j]
+                if b.shape[0]:
+                    v = v + b[j]
+                if residual:
+                    v = v + XB[t, j, k]
+                XB[t + 1, j, k] = v
+
+
+@_jit
+def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, Cs, sig, n, r,
+         residual):
+    """The backward sweep through time from Cs (T+1, n, B) = sy * dJ/dx_t: step t's
+    output cotangent is sig[t] (n, B) and its input deltas land in GB[t] (n_0, B)::
+
+        sig_{T-1} = Cs_T,   sig_{t-1} = Cs_t + r G0x_t (+ sig_t when residual)
+    """
+    T, B = OB.shape[0], OB.shape[2]
+    one = np.empty(0)
+    for k in range(B):
+        for j in range(n):
+            sig[T - 1, j, k] = Cs[T, j, k]
+    for t in range(T - 1, -1, -1):
+        G = GBB[t]
+        seed_outputs(lv, outs_g, G, sig[t], one)
+        backward_levels(lv, blk, bstart, grp, gstart, WD, XB[t], OB[t], ZB[t], G, GB[t], Dk, GD,
+                        False, True)
+        if t == 0:
+            break
+        for j in range(n):
+            for k in range(B):
+                v = GB[t, j, k] * r[j] if r.shape[0] else GB[t, j, k]
+                v = v + Cs[t, j, k]
+                if residual:
+                    v = v + sig[t, j, k]
+                sig[t - 1, j, k] = v

@@ -1,0 +1,225 @@
+"""The compiled path (numba) against the numpy engine, which stays the reference.
+
+Every comparison runs the same computation twice, with ``cp.use_compiled(False)`` and
+``cp.use_compiled(True)``, on random DAG networks (skips, fan-out, sparse blocks, outputs
+on hidden levels, every built-in transfer, scaling) and requires agreement to 1e-12
+relative.  The engine, gradient and trajectory test modules also run whole under both
+paths (``conftest.BOTH_PATHS``), finite-difference checks included.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ctrlprop as cp
+from ctrlprop.core import compiled
+from conftest import random_dag, dynamics_net
+
+needs_numba = pytest.mark.skipif(not cp.compiled_available(), reason="numba not installed")
+ALL = ["tanh", "logistic", "softplus", "sin", "linear", "relu"]
+
+
+def close(a, b, rtol=1e-12):
+    """Agreement to rtol relative to the larger entry of the reference (and exact zeros)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape
+    scale = max(np.abs(a).max(initial=0.0), 1e-300)
+    assert np.abs(a - b).max(initial=0.0) <= rtol * scale, np.abs(a - b).max() / scale
+
+
+def both(fn):
+    """fn() on the numpy engine and on the compiled path."""
+    with cp.use_compiled(False):
+        ref = fn()
+    with cp.use_compiled(True):
+        got = fn()
+    return ref, got
+
+
+def _nets(seed, count=12, transfers=ALL):
+    rng = np.random.default_rng(seed)
+    nets = [random_dag(rng, transfers=transfers) for _ in range(count)]
+    nets.append(cp.Network.mlp([6, 32, 32, 4], hidden="tanh", seed=1))
+    scaled = cp.Network.mlp([3, 7, 5, 2], hidden="logistic", seed=2)
+    scaled.set_scaling(rng.standard_normal(3), rng.uniform(0.5, 2, 3),
+                       rng.standard_normal(2), rng.uniform(0.5, 2, 2))
+    nets.append(scaled)
+    return nets
+
+
+@needs_numba
+def test_tanh_kernel_within_two_ulp_of_numpy():
+    from ctrlprop.core import kernels
+    import numba
+
+    @numba.njit
+    def run(z, out):
+        for i in range(z.shape[0]):
+            out[i] = kernels.tanh(z[i])
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.standard_normal(20000) * 3, rng.standard_normal(2000) * 1e-6,
+                        np.linspace(-25, 25, 20001), np.linspace(0.62, 0.63, 1001),
+                        [0.0, -0.0, 1e-300, -5e-324, 18.9, 19.1, 40.0, 1e10, -1e10]])
+    out = np.empty_like(z)
+    run(z, out)
+    ref = np.tanh(z)
+    err = np.abs(out - ref) / np.maximum(np.abs(ref), np.finfo(float).tiny)
+    assert err.max() <= 2 * np.finfo(float).eps
+    special = np.array([np.inf, -np.inf, np.nan])
+    out = np.empty(3)
+    run(special, out)
+    assert out[0] == 1.0 and out[1] == -1.0 and np.isnan(out[2])
+
+
+@needs_numba
+@pytest.mark.parametrize("K", [1, 3])
+def test_passes_agree_with_the_numpy_engine(K):
+    rng = np.random.default_rng(K)
+    for net in _nets(10 + K):
+        X = rng.standard_normal((K, net.n_inputs))
+        dY = rng.standard_normal((K, net.n_outputs))
+
+        def run():
+            tr = net.copy().trace(X)
+            assert tr._bufs.ck is not None          # small: compiled when enabled
+            y = tr.outputs()
+            gw, gx = tr.backward(dY)
+            gx_only = tr.backward(dY, wrt="inputs")
+            gw_only = tr.backward(dY, wrt="weights")
+            return y, gw, gx, gx_only, gw_only, tr.jacobian_inputs(), tr.jacobian_inputs([0])
+        for a, b in zip(*both(run)):
+            close(a, b)
+
+
+@needs_numba
+def test_single_sample_and_forward_agree():
+    rng = np.random.default_rng(5)
+    for net in _nets(20):
+        x = rng.standard_normal(net.n_inputs)
+        ref, got = both(lambda: (net.forward(x), net.jacobian_inputs(x)))
+        for a, b in zip(ref, got):
+            close(a, b)
+
+
+@needs_numba
+def test_large_batches_stay_on_numpy_and_small_ones_compile():
+    net = cp.Network.mlp([6, 32, 32, 4], seed=0)
+    small = compiled.MAX_WORK // net.n_weights
+    assert net.plan.buffers(small).ck is not None
+    assert net.plan.buffers(small + 1).ck is None
+
+
+def test_user_transfer_runs_on_numpy():
+    cp.register_transfer("cube_compiled_test", lambda z: z ** 3, lambda z: 3 * z ** 2,
+                         overwrite=True)
+    net = cp.Network.from_edges(2, [(0, 2), (1, 2), (2, 3)], ["cube_compiled_test", "linear"],
+                                [3], seed=0)
+    assert compiled.compiled_plan(net.plan) is None
+    X = np.array([[0.3, -0.2]])
+    with cp.use_compiled("auto"):
+        tr = net.trace(X)
+        gw, gx = tr.backward(np.ones((1, 1)))
+    assert tr._bufs.ck is None
+    assert cp.check_gradients(net, X).ok
+
+
+@needs_numba
+@pytest.mark.parametrize("B", [1, 3])
+def test_trajectory_objective_agrees(B):
+    rng = np.random.default_rng(30 + B)
+    # (model, exogenous inputs, horizon): horizons short enough that the random models'
+    # states stay bounded (an unstable rollout amplifies rounding of either path)
+    cases = [(cp.Dynamics(cp.Network.mlp([6, 32, 32, 4], hidden="tanh", seed=1), 4), 0, 40),
+             (cp.Dynamics(dynamics_net(rng, 3, 2, scaled=True), 3, residual=True), 0, 6),
+             (cp.Dynamics(dynamics_net(rng, 2, 1, e=1), 2, n_exo=1), 1, 12),
+             (cp.Dynamics(dynamics_net(rng, 3, 1, scaled=True), 3), 0, 12)]
+    for model, e, T in cases:
+        x0 = 0.5 * rng.standard_normal((B, model.n_states))
+        U = 0.3 * rng.standard_normal((B, T, model.n_controls))
+        exo = rng.standard_normal((T, e)) if e else None
+        cost = cp.TrajectoryCost(goal=np.full(model.n_states, 0.5), Q=1.0, Qf=10.0, R=0.1)
+
+        def run():
+            obj = cp.TrajectoryObjective(model, x0, T, cost, exo=exo)
+            assert obj._ur.ck is not None
+            J, g, gx = obj.value_and_grad(U, wrt_x0=True)
+            f, gflat = obj(U.ravel())
+            out = [J, g, gx, f, gflat, obj.states(U.ravel()), obj.value(U.ravel() + 0.1)]
+            if B == 1:
+                out.append(obj.state_jacobian(U.ravel()))
+            return out
+        ref, got = both(run)
+        assert np.abs(ref[5]).max() < 1e6
+        for a, b in zip(ref, got):
+            close(a, b)
+
+
+@needs_numba
+def test_switching_paths_between_forward_and_backward():
+    """A rollout made on one path is differentiated on that path (its state is the one
+    left in the work arrays), whatever the switch says at the backward pass."""
+    model = cp.Dynamics(cp.Network.mlp([6, 16, 4], hidden="tanh", output="tanh", seed=3), 4)
+    U = 0.2 * np.random.default_rng(0).standard_normal((10, 2))
+    with cp.use_compiled(False):
+        ref = cp.TrajectoryObjective(model, np.ones(4), 10)(U.ravel())
+    for first, second in ((True, False), (False, True)):
+        obj = cp.TrajectoryObjective(model, np.ones(4), 10)
+        with cp.use_compiled(first):
+            obj.value(U.ravel())
+        with cp.use_compiled(second):
+            got = obj(U.ravel())
+        close(ref[0], got[0])
+        close(ref[1], got[1])
+
+
+@needs_numba
+def test_weight_objective_and_control_objective_agree():
+    rng = np.random.default_rng(7)
+    net = cp.Network.mlp([4, 8, 3], hidden="tanh", seed=4)
+    X, Y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    ref, got = both(lambda: cp.WeightObjective(net, X, Y)(net.weights))
+    close(ref[0], got[0])
+    close(ref[1], got[1])
+    target = rng.standard_normal(3)
+    u = rng.standard_normal(2)
+
+    def ctl():
+        obj = cp.ControlObjective(net, target, inputs=[0.1, -0.3], control=[1, 3], R=0.1)
+        return obj(u) + (obj.jacobian(u), obj.hessp(u, np.ones(2)))
+    for a, b in zip(*both(ctl)):
+        close(a, b)
+
+
+def test_use_compiled_checks_its_argument_and_restores():
+    before = compiled.is_enabled()
+    for bad in (1, 0, "yes", None, 2.0):
+        with pytest.raises(ValueError, match="'auto', True or False"):
+            cp.use_compiled(bad)
+    with cp.use_compiled(False):
+        assert not compiled.is_enabled()
+    assert compiled.is_enabled() == before
+
+
+def test_without_numba_the_numpy_engine_runs():
+    """numba hidden from the import system: the package imports, every pass runs on numpy,
+    and asking for the compiled path names the extra."""
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import numpy as np, ctrlprop as cp\n"
+        "assert not cp.compiled_available()\n"
+        "net = cp.Network.mlp([3, 5, 2], seed=0)\n"
+        "tr = net.trace(np.ones((1, 3)))\n"
+        "assert tr._bufs.ck is None\n"
+        "J, g = cp.bptt(cp.Dynamics(cp.Network.mlp([3, 5, 2], seed=0), 2), np.zeros(2),"
+        " np.zeros((4, 1)))\n"
+        "try:\n"
+        "    cp.use_compiled(True)\n"
+        "except ValueError as e:\n"
+        "    assert 'ctrlprop[fast]' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
