@@ -24,6 +24,7 @@ ALL = ["tanh", "logistic", "softplus", "sin", "linear", "relu"]
 
 def close(a, b, rtol=1e-12):
     """Agreement to rtol relative to the larger entry of the reference (and exact zeros)."""
+    a, b = (x.toarray() if hasattr(x, "toarray") else x for x in (a, b))
     a, b = np.asarray(a, float), np.asarray(b, float)
     assert a.shape == b.shape
     scale = max(np.abs(a).max(initial=0.0), 1e-300)
@@ -183,14 +184,25 @@ def test_weight_objective_and_control_objective_agree():
     ref, got = both(lambda: cp.WeightObjective(net, X, Y)(net.weights))
     close(ref[0], got[0])
     close(ref[1], got[1])
-    target = rng.standard_normal(3)
-    u = rng.standard_normal(2)
+    scaled = net.copy()
+    scaled.set_scaling(rng.standard_normal(4), rng.uniform(0.5, 2, 4),
+                       rng.standard_normal(3), rng.uniform(0.5, 2, 3))
+    Qm = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]])
+    Rm = np.array([[1.0, 0.2], [0.2, 0.4]])
+    cases = [(net, dict(target=rng.standard_normal(3), inputs=[0.1, -0.3], control=[1, 3],
+                        R=0.1), 1),
+             (scaled, dict(target=rng.standard_normal((3, 3)), inputs=rng.standard_normal((3, 2)),
+                           control=[3, 0], Q=Qm, R=Rm, u_rest=rng.standard_normal((3, 2))), 3),
+             (scaled, dict(target=rng.standard_normal(3), Q=[1.0, 0.0, 2.0]), 1)]
+    for model, kw, K in cases:
+        m = len(kw.get("control", range(4)))
+        u = rng.standard_normal(K * m)
 
-    def ctl():
-        obj = cp.ControlObjective(net, target, inputs=[0.1, -0.3], control=[1, 3], R=0.1)
-        return obj(u) + (obj.jacobian(u), obj.hessp(u, np.ones(2)))
-    for a, b in zip(*both(ctl)):
-        close(a, b)
+        def ctl():
+            obj = cp.ControlObjective(model, **kw)
+            return obj(u) + (obj.value(u), obj.jacobian(u), obj.hessp(u, np.ones(K * m)))
+        for a, b in zip(*both(ctl)):
+            close(a, b)
 
 
 def test_use_compiled_checks_its_argument_and_restores():

@@ -412,3 +412,52 @@ def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, 
                 if residual:
                     v = v + sig[t, j, k]
                 sig[t - 1, j, k] = v
+
+
+@_jit
+def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, ctl, UT, mx,
+                       sx, I, O, Z, G, GI, Dk, T, Q, sy, my, R, UR, g):
+    """ControlObjective's E and dE/du for K problems in one call (controls UT (m, K) into
+    the rows ctl of XT, whose other rows hold the fixed inputs), raw units::
+
+        e = y - t,  E = 1/2 e^T Q e + 1/2 du^T R du,  du = u - u_rest
+        dE/du = (dy/du)^T Q e + R du            (R empty: no control cost)
+
+    Q is (n_out, n_out); sy, my (n_out,) the output scaling (empty: none); g (m, K)
+    receives the gradient.  Returns E summed over the problems."""
+    K, m, n_out = UT.shape[1], UT.shape[0], outs.shape[0]
+    for c in range(m):
+        for k in range(K):
+            XT[ctl[c], k] = UT[c, k]
+    scale_inputs(XT, mx, sx, I)
+    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z)
+    E = 0.0
+    e = np.empty(n_out)
+    dY = np.empty((n_out, K))
+    for k in range(K):
+        for j in range(n_out):
+            y = O[outs[j], k]
+            if sy.shape[0]:
+                y = y * sy[j] + my[j]
+            e[j] = y - T[j, k]
+        for j in range(n_out):
+            acc = 0.0
+            for i in range(n_out):
+                acc += Q[j, i] * e[i]
+            dY[j, k] = acc
+            E += 0.5 * e[j] * acc
+    seed_outputs(lv, outs_g, G, dY, sy)
+    backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, WD[:0], False, True)
+    for c in range(m):
+        for k in range(K):
+            v = GI[ctl[c], k]
+            g[c, k] = v / sx[ctl[c]] if mx.shape[0] else v
+    if R.shape[0]:
+        for k in range(K):
+            for c in range(m):
+                acc = 0.0
+                for d in range(m):
+                    acc += R[c, d] * (UT[d, k] - UR[d, k])
+                g[c, k] += acc
+                E += 0.5 * (UT[c, k] - UR[c, k]) * acc
+    return E

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 
+from ..core import compiled
 from ..core.checks import as_float, check_finite, check_indices, check_nonneg, parse_bounds
 from ..core.network import Network
 from .metric import Metric
@@ -170,6 +171,10 @@ class ControlObjective:
         contiguous = np.array_equal(ctl, np.arange(c0, c0 + m))
         self._cs = slice(c0, c0 + m) if contiguous else ctl
         self._work = {}
+        # the compiled one-call value and gradient (no output penalty): Q and R as matrices
+        self._kq = np.ascontiguousarray(self.Q.matrix(), dtype=np.float64)
+        self._kr = np.empty((0, 0)) if self.R.zero else np.ascontiguousarray(self.R.matrix())
+        self._kctl = np.ascontiguousarray(ctl, dtype=np.int64)
 
     # ------------------------------------------------------------ pickling
     # The problem data are pickled (targets, inputs, weights Q and R, bounds, the captured
@@ -371,6 +376,18 @@ class ControlObjective:
         grad : ndarray, shape of u
         """
         U = self._as_U(u)
+        if not self._n_pen and compiled.ENABLED:
+            ws = self._ws(self.K)
+            ck = ws.bufs.ck
+            if ck is not None:                # one compiled call (small batches)
+                if not ws.all_rows:
+                    ws.XT[self._oth] = self._Xo
+                    ws.all_rows = True
+                g = np.empty((self.m, self.K))
+                E = ck.control_value_grad(ws.bufs, ws.XT, self._kctl, np.ascontiguousarray(U.T),
+                                          self._insc, self._T, self._kq, self._outsc, self._kr,
+                                          self._ur, g)
+                return E, g.T.reshape(np.shape(u))
         E, g = self._value_grad(U.T)
         return float(E.sum()), g.T.reshape(np.shape(u))
 
