@@ -98,3 +98,40 @@ def import_jax():
         return None
     jax.config.update("jax_enable_x64", True)
     return jax, jnp
+
+
+_FIRST_CALL = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np, ctrlprop as cp
+t1 = time.perf_counter()
+net = cp.Network.mlp([6, 32, 32, 4], hidden="tanh", seed=1)
+tr = net.trace(np.ones((1, 6)))
+tr.backward(np.ones((1, 4)))
+tr.jacobian_inputs()
+cp.ControlObjective(net, np.zeros(4), inputs=np.zeros(4), control=[4, 5])(np.zeros(2))
+cp.bptt(cp.Dynamics(net, 4), np.zeros(4), np.zeros((20, 2)))
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def first_call_cost():
+    """(cold, warm) seconds of the compiled path's first calls in a fresh process (a trace,
+    its backward pass and Jacobian, a ControlObjective and cp.bptt): cold with an empty
+    numba cache (every kernel compiled), warm with the cache the cold run wrote; and the
+    same first calls with the compiled path off.  None without numba."""
+    import subprocess
+    import sys
+    import tempfile
+    import ctrlprop as cp
+    if not cp.compiled_available():
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        for name, extra in (("cold", {}), ("warm", {}), ("numpy", {"CTRLPROP_COMPILED": "0"})):
+            r = subprocess.run([sys.executable, "-c", _FIRST_CALL], env={**env, **extra},
+                               capture_output=True, text=True, check=True)
+            out[name] = float(r.stdout.split()[1])
+    return out

@@ -11,8 +11,14 @@ Cases (all float64, CPU):
 The hand-written reference is measured in the same run, with fresh temporaries
 ("hand") and with preallocated buffers ("hand-pre"); ratios are ctrlprop / hand-pre.
 "ctrlprop trace" is the public trace API (net.trace + backward); "WeightObjective"
-is the scipy-facing objective that cp.fit minimises.
+is the scipy-facing objective that cp.fit minimises; "trace, numpy" is the trace with the
+compiled path off (``cp.use_compiled(False)``; the default runs small passes compiled when
+numba, ``ctrlprop[fast]``, is installed).
 PyTorch and JAX are timed too when they are installed.
+
+E. ``ControlObjective(u)`` (value + dE/du, 2 of the 6 inputs are controls, one sample)
+against the same function hand-written in numpy (preallocated) and under JAX jit.
+Goal (issue 14): at most 0.5x hand-written numpy, and faster than JAX.
 """
 
 import sys
@@ -20,7 +26,7 @@ import sys
 import numpy as np
 
 import ctrlprop as cp
-from _util import fmt_time, machine_note, table, timeit, timeit_many
+from _util import fmt_time, machine_note, table, timeit, timeit_many, first_call_cost
 
 QUICK = "--quick" in sys.argv
 MIN_T = 0.1 if QUICK else 0.5
@@ -184,8 +190,11 @@ def compare(name, sizes, K, wrt, rows):
     if wrt == "inputs" and not np.allclose(g0, g1, rtol=1e-10, atol=1e-12):
         raise SystemExit(f"{name}: input gradient mismatch")
     # ctrlprop and the hand-written references are timed in interleaved rounds
+    def trace_numpy():
+        with cp.use_compiled(False):
+            return ctrl_value_grad(net, X, T, wrt)
     fns = [lambda: pre.value_grad(X, T, want_w=(wrt == "weights")),
-           lambda: ctrl_value_grad(net, X, T, wrt)]
+           lambda: ctrl_value_grad(net, X, T, wrt), trace_numpy]
     t_obj = None
     if wrt == "weights":                     # the scipy-facing objective that cp.fit uses
         obj = cp.WeightObjective(net, X, T)
@@ -194,11 +203,11 @@ def compare(name, sizes, K, wrt, rows):
             raise SystemExit(f"{name}: WeightObjective disagrees with the trace API")
         fns += [lambda: obj(net.weights), lambda: hand_fresh(layers, X, T)]
     times = timeit_many(fns, 4 * MIN_T)
-    t_pre, t_cp = times[:2]
-    t_obj, t_hand = (times[2], times[3]) if wrt == "weights" else (None, None)
+    t_pre, t_cp, t_cpn = times[:3]
+    t_obj, t_hand = (times[3], times[4]) if wrt == "weights" else (None, None)
     t_torch = torch_case(sizes, X, T, wrt)
     t_jax = jax_case(sizes, X, T, wrt)
-    rows.append([name, fmt_time(t_cp), fmt_time(t_obj) if t_obj else "-",
+    rows.append([name, fmt_time(t_cp), fmt_time(t_cpn), fmt_time(t_obj) if t_obj else "-",
                  fmt_time(t_hand) if t_hand else "-", fmt_time(t_pre),
                  f"{t_cp / t_pre:.2f}x", f"{t_obj / t_pre:.2f}x" if t_obj else "-",
                  fmt_time(t_torch) if t_torch else "n/a", fmt_time(t_jax) if t_jax else "n/a"])
@@ -223,9 +232,10 @@ def main():
     compare("A 10-128-128-8 K=4096 dE/dw", [10, 128, 128, 8], 4096, "weights", rows)
     compare("B 6-32-32-4 K=256 dE/dw", [6, 32, 32, 4], 256, "weights", rows)
     compare("C 6-32-32-4 K=1 dE/dx", [6, 32, 32, 4], 1, "inputs", rows)
-    table(rows, ["case", "ctrlprop trace", "WeightObjective", "hand", "hand-pre", "ratio trace",
-                 "ratio obj", "torch", "jax"])
+    table(rows, ["case", "ctrlprop trace", "trace, numpy", "WeightObjective", "hand", "hand-pre",
+                 "ratio trace", "ratio obj", "torch", "jax"])
     print("ratios are ctrlprop / hand-pre (hand-written numpy with preallocated buffers)")
+    control_objective_case()
 
     # D: skip-connection DAG with about the MLP's weight count
     mlp = cp.Network.mlp([10, 128, 128, 8], seed=1)
@@ -241,6 +251,97 @@ def main():
     table([[f"MLP 10-128-128-8 ({mlp.n_weights} w)", fmt_time(t_mlp), "1.00x"],
            [f"skip DAG h={h} ({dag.n_weights} w)", fmt_time(t_dag), f"{t_dag / t_mlp:.2f}x"]],
           ["D  K=4096 value + dE/dw", "time", "vs MLP"])
+
+
+class HandControl:
+    """E(u) = 1/2 |f([x, u]) - t|^2 and dE/du for a tanh MLP, one sample, preallocated."""
+
+    def __init__(self, layers, x, t):
+        self.L, self.t, n = layers, t, len(x)
+        self.z = np.empty(n + 2)
+        self.z[:n] = x
+        self.n = n
+        self.h = [np.empty(W.shape[1]) for W, _ in layers]
+
+    def __call__(self, u):
+        z, h = self.z, self.h
+        z[self.n:] = u
+        prev = z
+        for i, (W, b) in enumerate(self.L):
+            np.dot(prev, W, out=h[i])
+            h[i] += b
+            if i < len(self.L) - 1:
+                np.tanh(h[i], out=h[i])
+            prev = h[i]
+        d = h[-1] - self.t
+        E = 0.5 * np.dot(d, d)
+        for i in range(len(self.L) - 1, 0, -1):
+            d = np.dot(self.L[i][0], d)
+            d *= 1.0 - h[i - 1] * h[i - 1]
+        return E, np.dot(self.L[0][0], d)[self.n:]
+
+
+def control_objective_case():
+    """Row E: ControlObjective(u), one sample, against hand-written numpy and JAX jit."""
+    rng = np.random.default_rng(0)
+    net = cp.Network.mlp([6, 32, 32, 4], hidden="tanh", output="linear", seed=1)
+    x, t = rng.standard_normal(4), rng.standard_normal(4)
+    obj = cp.ControlObjective(net, t, inputs=x, control=[4, 5])
+    hand = HandControl(mlp_blocks(net), x, t)
+    u1, u2 = rng.standard_normal(2), rng.standard_normal(2)
+    E0, g0 = obj(u1)
+    E1, g1 = hand(u1)
+    if not (np.isclose(E0, E1, rtol=1e-12) and np.allclose(g0, g1, rtol=1e-10, atol=1e-13)):
+        raise SystemExit("E: hand-written control objective disagrees with ControlObjective")
+    box = [u1, u2]
+
+    def alt(f):
+        def run():
+            box.reverse()
+            return f(box[0])
+        return run
+
+    def numpy_path(u):
+        with cp.use_compiled(False):
+            return obj(u)
+    t_cp, t_np, t_hand = timeit_many([alt(obj), alt(numpy_path), alt(hand)], 4 * MIN_T)
+    t_jax = None
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        jax = None
+    if jax is not None:
+        jax.config.update("jax_enable_x64", True)
+        P = [(jnp.asarray(W), jnp.asarray(b)) for W, b in mlp_blocks(net)]
+        xj, tj = jnp.asarray(x), jnp.asarray(t)
+
+        def E(u):
+            h = jnp.concatenate([xj, u])
+            for W, b in P[:-1]:
+                h = jnp.tanh(h @ W + b)
+            W, b = P[-1]
+            return 0.5 * jnp.sum((h @ W + b - tj) ** 2)
+        f = jax.jit(jax.value_and_grad(E))
+        Ej, gj = f(jnp.asarray(u1))
+        if not np.allclose(np.asarray(gj), g0, rtol=1e-10, atol=1e-13):
+            raise SystemExit("E: JAX control objective disagrees with ControlObjective")
+        box[:] = [jnp.asarray(u1), jnp.asarray(u2)]
+        t_jax = timeit(alt(lambda u: jax.block_until_ready(f(u))), MIN_T)
+    print()
+    table([["E ControlObjective(u), 6-32-32-4, one sample", fmt_time(t_cp), fmt_time(t_np),
+            fmt_time(t_hand), f"{t_cp / t_hand:.2f}x",
+            fmt_time(t_jax) if t_jax else "n/a", f"{t_cp / t_jax:.2f}x" if t_jax else "n/a"]],
+          ["case", "ctrlprop", "numpy path", "hand-pre", "vs hand", "jax", "vs jax"])
+    print(f"Goal (issue 14): ControlObjective <= 0.5x hand-written numpy -> "
+          f"{t_cp / t_hand:.2f}x ({'met' if t_cp <= 0.5 * t_hand else 'NOT met'})"
+          + (f"; faster than JAX jit -> {t_cp / t_jax:.2f}x "
+             f"({'met' if t_cp < t_jax else 'NOT met'})" if t_jax else ""))
+    fc = first_call_cost()
+    if fc:
+        print(f"compiled path, first calls in a fresh process: {fc['cold']:.2f} s with an "
+              f"empty numba cache (compiling), {fc['warm']:.2f} s from the disk cache, "
+              f"{fc['numpy']:.2f} s with the compiled path off")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ Goals (issue 5): one trajectory at most 1.0x hand-pre; a batch of 32 trajectorie
 ctrlprop alone: a scaled residual model (as fit() leaves one), the rollout alone, the exact
 Gauss-Newton Jacobian, a controller-training gradient, and a whole L-BFGS-B solve.
 PyTorch (eager) and JAX (jit + lax.scan) are timed when installed, last, on one thread.
+
+"ctrlprop" is the default path: compiled (numba, ``ctrlprop[fast]``) where a pass is small,
+numpy otherwise; "numpy" the same call with ``cp.use_compiled(False)``.  Row A2 is
+``cp.bptt(model, x0, U, cost)`` called repeatedly (issue 14: it keeps its objective).
+Goal (issue 14): one trajectory, TrajectoryObjective and cp.bptt, at most 0.5x JAX's time.
+The compiled path's first-call cost (fresh process, empty and warm numba cache) ends the run.
 """
 
 import sys
@@ -25,7 +31,7 @@ import time
 import numpy as np
 
 import ctrlprop as cp
-from _util import fmt_time, machine_note, table, timeit, import_jax
+from _util import fmt_time, machine_note, table, timeit, import_jax, first_call_cost
 
 QUICK = "--quick" in sys.argv
 MIN_T = 0.1 if QUICK else 0.4
@@ -220,14 +226,35 @@ def main():
         if not (np.isclose(J0, J1, rtol=1e-12) and np.allclose(g0, g1, rtol=1e-9, atol=1e-12)):
             raise SystemExit(f"{name} disagrees with ctrlprop: J {J1} vs {J0}")
     rows = []
+
+    def numpy_path(fn):
+        def run(*a):
+            with cp.use_compiled(False):
+                return fn(*a)
+        return run
+
+    def both(fn, a, b):
+        """(default path, numpy path) seconds per call of fn alternating a and b."""
+        return (timeit(alternating(fn, a, b), MIN_T),
+                timeit(alternating(numpy_path(fn), a, b), MIN_T))
+
+    def cp_row(name, t, t_np, ref=None, hand_t=None):
+        return [name, fmt_time(t), fmt_time(t_np) if t_np else "-", fmt_time(hand_t) if hand_t else "-", "-",
+                "-", f"{t / ref:.2f}x" if ref else "-",
+                f"{t / hand_t:.2f}x" if hand_t else "-"]
     with cp.blas_threads(1):
-        t_cp = timeit(alternating(obj, U.ravel(), U2.ravel()), MIN_T)
+        t_cp, t_cp_np = both(obj, U.ravel(), U2.ravel())
         t_hand = timeit(alternating(lambda u: hand(P, x0, u, g), U, U2), MIN_T)
         t_pre = timeit(alternating(lambda u: pre(x0, u, g), U, U2), MIN_T)
         t_dot = timeit(alternating(lambda u: dot(x0, u, g), U, U2), MIN_T)
-        rows.append(["A. one trajectory, dJ/dU", fmt_time(t_cp), fmt_time(t_hand),
-                     fmt_time(t_pre), fmt_time(t_dot), f"{t_cp / t_pre:.2f}x",
+        rows.append(["A. one trajectory, dJ/dU", fmt_time(t_cp), fmt_time(t_cp_np),
+                     fmt_time(t_hand), fmt_time(t_pre), fmt_time(t_dot), f"{t_cp / t_pre:.2f}x",
                      f"{t_cp / t_hand:.2f}x"])
+        Jb, gb = cp.bptt(model, x0, U, cost)
+        if not (Jb == J0 and np.array_equal(gb, g0)):
+            raise SystemExit("cp.bptt disagrees with TrajectoryObjective")
+        t_bp, t_bp_np = both(lambda u: cp.bptt(model, x0, u, cost), U, U2)
+        rows.append(cp_row("A2. cp.bptt called repeatedly", t_bp, t_bp_np, t_pre))
 
         B = 32
         X0 = rng.standard_normal((B, N))
@@ -243,58 +270,70 @@ def main():
         UBt = UB.transpose(1, 0, 2).copy()
         tb_pre = timeit(alternating(lambda u: preB(X0, u, g), UBt, UBt + 0.01), MIN_T) / B
         tb_dot = timeit(alternating(lambda u: dotB(X0, u, g), UBt, UBt + 0.01), MIN_T) / B
-        rows.append([f"B. batch of {B}, per trajectory", fmt_time(tb_cp), "-", fmt_time(tb_pre),
-                     fmt_time(tb_dot), f"{tb_cp / tb_pre:.2f}x", "-"])
+        rows.append([f"B. batch of {B}, per trajectory", fmt_time(tb_cp), "-", "-",
+                     fmt_time(tb_pre), fmt_time(tb_dot), f"{tb_cp / tb_pre:.2f}x", "-"])
 
         net2 = net.copy()                 # a learned model as fit() leaves it: scaled, residual
         net2.set_scaling(rng.standard_normal(N + M), rng.uniform(0.5, 2, N + M),
                          rng.standard_normal(N), rng.uniform(0.05, 0.2, N))
         obj2 = cp.TrajectoryObjective(cp.Dynamics(net2, N, residual=True), x0, T, cost)
-        t_sc = timeit(alternating(obj2, U.ravel(), U2.ravel()), MIN_T)
-        rows.append(["C. scaled + residual model", fmt_time(t_sc), "-", "-", "-",
-                     f"{t_sc / t_pre:.2f}x", f"{t_sc / t_hand:.2f}x"])
+        t_sc, t_sc_np = both(obj2, U.ravel(), U2.ravel())
+        rows.append(cp_row("C. scaled + residual model", t_sc, t_sc_np, t_pre, t_hand))
 
-        t_val = timeit(alternating(obj.value, U.ravel(), U2.ravel()), MIN_T)
-        rows.append(["D. rollout + cost only", fmt_time(t_val), "-", "-", "-",
-                     f"{t_val / t_pre:.2f}x", "-"])
+        t_val, t_val_np = both(obj.value, U.ravel(), U2.ravel())
+        rows.append(cp_row("D. rollout + cost only", t_val, t_val_np, t_pre))
 
         Tj = 50 if QUICK else 200
         objJ = cp.TrajectoryObjective(model, x0, Tj, cost)
         uj = 0.3 * rng.standard_normal(Tj * M)
         t_jac = timeit(alternating(objJ.jacobian, uj, uj + 0.01), MIN_T)
-        rows.append([f"E. exact Jacobian ({Tj * (N + M)}x{Tj * M})", fmt_time(t_jac),
-                     "-", "-", "-", "-", "-"])
+        rows.append(cp_row(f"E. exact Jacobian ({Tj * (N + M)}x{Tj * M})", t_jac, None))
 
         ctrl = cp.Network.mlp([N, 16, M], hidden="tanh", output="tanh", seed=2)
         objC = cp.ControllerObjective(model, ctrl, X0, T, cost)
         v = ctrl.weights
         t_ctl = timeit(alternating(objC, v, v + 0.01), MIN_T)
-        rows.append([f"F. controller 4-16-2, {B} starts", fmt_time(t_ctl), "-", "-", "-",
-                     "-", "-"])
+        rows.append(cp_row(f"F. controller 4-16-2, {B} starts", t_ctl, None))
 
         t0 = time.perf_counter()
         res = cp.optimize_trajectory(model, x0, T, cost, bounds=(-2, 2))
         t_opt = time.perf_counter() - t0
-        rows.append([f"G. optimize_trajectory L-BFGS-B ({res.nit} it)", fmt_time(t_opt),
-                     "-", "-", "-", "-", "-"])
+        with cp.use_compiled(False):
+            t0 = time.perf_counter()
+            res_np = cp.optimize_trajectory(model, x0, T, cost, bounds=(-2, 2))
+            t_opt_np = time.perf_counter() - t0
+        rows.append(cp_row(f"G. optimize_trajectory L-BFGS-B ({res.nit}/{res_np.nit} it)",
+                           t_opt, t_opt_np))
         note = machine_note()
         # last: torch and jax start thread pools that would disturb the other timings
         t_torch, t_jax = torch_time(P, x0, U, g), jax_time(P, x0, U, g)
     for r in rows:
-        r += ["-", "-"]
-    rows[0][-2:] = [fmt_time(t_torch) if t_torch else "n/a", fmt_time(t_jax) if t_jax else "n/a"]
+        r += ["-", "-", "-"]
+    rows[0][-3:] = [fmt_time(t_torch) if t_torch else "n/a", fmt_time(t_jax) if t_jax else "n/a",
+                    f"{t_cp / t_jax:.2f}x" if t_jax else "n/a"]
+    if t_jax:
+        rows[1][-1] = f"{t_bp / t_jax:.2f}x"
 
     print(f"BPTT, 6-32-32-4 tanh dynamics, T={T}, float64; {note}")
-    table(rows, ["case", "ctrlprop", "hand", "hand-pre", "hand-dot", "vs hand-pre",
-                 "vs hand", "torch", "jax"])
+    table(rows, ["case", "ctrlprop", "numpy", "hand", "hand-pre", "hand-dot", "vs hand-pre",
+                 "vs hand", "torch", "jax", "vs jax"])
     print(f"\nGoal A: ctrlprop / hand-pre <= 1.0x -> {t_cp / t_pre:.2f}x "
           f"({'met' if t_cp <= t_pre else 'NOT met'})")
     print(f"Goal B: per trajectory in a batch of {B} < 0.7 ms -> {fmt_time(tb_cp).strip()} "
           f"({'met' if tb_cp < 0.7e-3 else 'NOT met'})"
           + (f"; JAX one trajectory here: {fmt_time(t_jax).strip()}" if t_jax else ""))
+    if t_jax:
+        for what, t in (("TrajectoryObjective", t_cp), ("cp.bptt", t_bp)):
+            print(f"Goal (issue 14): {what} <= 0.5x JAX -> {t / t_jax:.2f}x "
+                  f"({'met' if t <= 0.5 * t_jax else 'NOT met'})")
     missing = [k for k, t in (("torch", t_torch), ("jax", t_jax)) if t is None]
     if missing:
         print(f"({' and '.join(missing)} not installed: skipped)")
+    fc = first_call_cost()
+    if fc:
+        print(f"compiled path, first calls in a fresh process: {fc['cold']:.2f} s with an "
+              f"empty numba cache (compiling), {fc['warm']:.2f} s from the disk cache, "
+              f"{fc['numpy']:.2f} s with the compiled path off")
 
 
 if __name__ == "__main__":

@@ -209,15 +209,15 @@ class CompiledPlan:
                                      bufs.Gbig, bufs.G[0], bufs.scratch(), bufs.GD, sy, J)
         return J
 
-    def control_value_grad(self, bufs, XT, ctl, UT, in_scale, T, Q, out_scale, R, UR, g):
-        """ControlObjective's summed E and dE/du (into g (m, K)) in one call (see
+    def control_value_grad(self, bufs, XT, ctl, U, in_scale, T, Q, out_scale, R, UR, g):
+        """ControlObjective's summed E and dE/du (into g (K, m)) in one call (see
         kernels.control_value_grad); bufs is read as after a forward and backward pass."""
         mx, sx = (_EMPTY, _EMPTY) if in_scale is None else in_scale
         my, sy = (_EMPTY, _EMPTY) if out_scale is None else out_scale
         bufs.gen += 1
         return self.kernels.control_value_grad(
             self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs, self.outs_g,
-            bufs.weights.WD, bufs.weights.WT, XT, ctl, UT, mx, sx, bufs.O[0], bufs.Obig,
+            bufs.weights.WD, bufs.weights.WT, XT, ctl, U, mx, sx, bufs.O[0], bufs.Obig,
             bufs.Zbig, bufs.Gbig, bufs.G[0], bufs.scratch(), T, Q, sy, my, R, UR, g)
 
     # ------------------------------------------------------------ whole horizons

@@ -415,20 +415,20 @@ def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, 
 
 
 @_jit
-def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, ctl, UT, mx,
+def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, ctl, U, mx,
                        sx, I, O, Z, G, GI, Dk, T, Q, sy, my, R, UR, g):
-    """ControlObjective's E and dE/du for K problems in one call (controls UT (m, K) into
+    """ControlObjective's E and dE/du for K problems in one call (controls U (K, m) into
     the rows ctl of XT, whose other rows hold the fixed inputs), raw units::
 
         e = y - t,  E = 1/2 e^T Q e + 1/2 du^T R du,  du = u - u_rest
         dE/du = (dy/du)^T Q e + R du            (R empty: no control cost)
 
-    Q is (n_out, n_out); sy, my (n_out,) the output scaling (empty: none); g (m, K)
+    Q is (n_out, n_out); sy, my (n_out,) the output scaling (empty: none); g (K, m)
     receives the gradient.  Returns E summed over the problems."""
-    K, m, n_out = UT.shape[1], UT.shape[0], outs.shape[0]
+    K, m, n_out = U.shape[0], U.shape[1], outs.shape[0]
     for c in range(m):
         for k in range(K):
-            XT[ctl[c], k] = UT[c, k]
+            XT[ctl[c], k] = U[k, c]
     scale_inputs(XT, mx, sx, I)
     forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z)
     E = 0.0
@@ -451,13 +451,13 @@ def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, c
     for c in range(m):
         for k in range(K):
             v = GI[ctl[c], k]
-            g[c, k] = v / sx[ctl[c]] if mx.shape[0] else v
+            g[k, c] = v / sx[ctl[c]] if mx.shape[0] else v
     if R.shape[0]:
         for k in range(K):
             for c in range(m):
                 acc = 0.0
                 for d in range(m):
-                    acc += R[c, d] * (UT[d, k] - UR[d, k])
-                g[c, k] += acc
-                E += 0.5 * (UT[c, k] - UR[c, k]) * acc
+                    acc += R[c, d] * (U[k, d] - UR[d, k])
+                g[k, c] += acc
+                E += 0.5 * (U[k, c] - UR[c, k]) * acc
     return E

@@ -375,7 +375,11 @@ class ControlObjective:
             The objective (summed over the problems of a batch).
         grad : ndarray, shape of u
         """
-        U = self._as_U(u)
+        if (type(u) is np.ndarray and u.dtype == np.float64 and u.ndim == 1
+                and u.size == self.K * self.m and u.flags.c_contiguous):
+            U = u.reshape(self.K, self.m)             # the common case, checked cheaply
+        else:
+            U = self._as_U(u)
         if not self._n_pen and compiled.ENABLED:
             ws = self._ws(self.K)
             ck = ws.bufs.ck
@@ -383,11 +387,12 @@ class ControlObjective:
                 if not ws.all_rows:
                     ws.XT[self._oth] = self._Xo
                     ws.all_rows = True
-                g = np.empty((self.m, self.K))
-                E = ck.control_value_grad(ws.bufs, ws.XT, self._kctl, np.ascontiguousarray(U.T),
+                g = np.empty((self.K, self.m))
+                E = ck.control_value_grad(ws.bufs, ws.XT, self._kctl,
+                                          U if U.flags.c_contiguous else np.ascontiguousarray(U),
                                           self._insc, self._T, self._kq, self._outsc, self._kr,
                                           self._ur, g)
-                return E, g.T.reshape(np.shape(u))
+                return E, g.reshape(np.shape(u))
         E, g = self._value_grad(U.T)
         return float(E.sum()), g.T.reshape(np.shape(u))
 
