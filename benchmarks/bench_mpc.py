@@ -1,0 +1,96 @@
+"""MPC latency: milliseconds per control step, compiled path against the numpy engine.
+
+Run:  python benchmarks/bench_mpc.py        (add --quick for a short run)
+
+Cases, each run with the default path (compiled where small: numba, ``ctrlprop[fast]``) and
+with ``cp.use_compiled(False)``, interleaved, each twice (the best run's median is kept):
+
+  pendulum   the pendulum scenario's model (``scenarios/pendulum_swingup.py``: the DAG
+             [theta, theta_dot, u] -> sin, cos -> 24 relu -> 2 increments with skips, its
+             physics written into the skip weights, so nothing is trained here), its
+             swing-up cost (custom running and terminal terms), H = 30, L-BFGS-B with at
+             most 30 iterations, 200 steps from hanging on the true plant (``cp.Pendulum``).
+             The time to upright is reported: it must be the same on both paths.
+  pendulum-v1  a 4-64-64-3 tanh model of the shape a Pendulum-v1 model has ([cos, sin,
+             theta_dot, u] -> next state; random weights: only the latency is measured),
+             a quadratic cost, H = 30, L-BFGS-B with at most 30 iterations, 100 steps; the
+             model itself is the simulator.
+
+Columns: median and 95th percentile of the per-step planning time (``MPCResult.
+time_per_step``).  Goal (issue 14): pendulum swing-up at most 1 ms median and 2 ms p95 with
+the same time to upright.
+"""
+
+import os
+import sys
+
+import numpy as np
+from scipy.optimize import Bounds
+
+import ctrlprop as cp
+from _util import machine_note, table
+
+QUICK = "--quick" in sys.argv
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "scenarios"))
+import pendulum_swingup as ps  # noqa: E402
+
+
+def pendulum_case():
+    plant = cp.Pendulum(wrap=False)
+    cfg = dict(ps.FULL, steps=60 if QUICK else 200)
+    model = cp.Dynamics(ps.exact_network(plant, cfg["hidden"]), 2, residual=True)
+    x0 = np.array([np.pi, 0.0])
+
+    def run():
+        res = ps.swing_up(model, plant, x0, cfg)
+        return res.time_per_step, plant.time_to_upright(res.states, ps.TOL)
+    return run
+
+
+def pendulum_v1_case():
+    net = cp.Network.mlp([4, 64, 64, 3], hidden="tanh", seed=3)
+    net.weights = 0.3 * net.weights
+    model = cp.Dynamics(net, 3, residual=True)
+    H, steps = 30, 30 if QUICK else 100
+    cost = cp.TrajectoryCost(goal=[1.0, 0.0, 0.0], Q=[1.0, 1.0, 0.1], R=0.001)
+
+    def run():
+        res = cp.mpc(model, model.step, np.array([-1.0, 0.0, 0.0]), steps, H, cost=cost,
+                     bounds=Bounds([-2.0], [2.0]), method="L-BFGS-B", maxiter=30)
+        return res.time_per_step, float("nan")
+    return run
+
+
+def main():
+    rows, out = [], {}
+    cases = [("pendulum swing-up (scenario model)", pendulum_case()),
+             ("4-64-64-3 (Pendulum-v1 shape)", pendulum_v1_case())]
+    for name, run in cases:
+        run()                                   # warm up: compile, caches
+        best = {}
+        for _ in range(2):
+            for path in ("compiled", "numpy"):
+                with cp.use_compiled(path == "compiled"):
+                    t, up = run()
+                ms = 1e3 * np.asarray(t)
+                med = float(np.median(ms))
+                if path not in best or med < best[path][0]:
+                    best[path] = (med, float(np.percentile(ms, 95)), up)
+        out[name] = best
+        for path in ("compiled", "numpy"):
+            med, p95, up = best[path]
+            rows.append([name, path, f"{med:.2f}", f"{p95:.2f}",
+                         "-" if np.isnan(up) else f"{up:.2f} s"])
+    print(__doc__.split("\n")[0])
+    print(machine_note())
+    table(rows, ["case", "path", "median ms/step", "p95 ms/step", "time to upright"])
+    c, n = out[cases[0][0]]["compiled"], out[cases[0][0]]["numpy"]
+    ok = c[0] <= 1.0 and c[1] <= 2.0 and c[2] == n[2]
+    print(f"\nGoal (issue 14): swing-up <= 1 ms median, <= 2 ms p95, same time to upright -> "
+          f"{c[0]:.2f} ms, {c[1]:.2f} ms, {c[2]:.2f} s vs {n[2]:.2f} s "
+          f"({'met' if ok else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
