@@ -1204,6 +1204,10 @@ ENTRIES = [
                  K("object", object()), K("None", None), K("empty", np.zeros(0))]}),
     Entry("PlanarArm.training_data", lambda: dict(arm=cp.PlanarArm(), n=5, rng=0),
           lambda kw: kw.pop("arm").training_data(**kw), {"n": ints(1), "rng": SEEDS}),
+    Entry("use_compiled", lambda: dict(mode="auto"),
+          lambda kw: cp.use_compiled(**kw).__exit__(None, None, None),   # restore at once
+          {"mode": [K("int 1", 1), K("int 0", 0), K("float", 1.0), K("string", "yes"),
+                    K("None", None), K("numpy bool", np.bool_(True)), K("list", [True])]}),
 ] + plant_entries("Pendulum") + plant_entries("Car") + plant_entries("TruckBackerUpper") \
     + env_entries() + out_of_core_entries()
 

@@ -77,7 +77,8 @@ def test_tanh_kernel_within_two_ulp_of_numpy():
 
 @needs_numba
 @pytest.mark.parametrize("K", [1, 3])
-def test_passes_agree_with_the_numpy_engine(K):
+def test_passes_agree_with_the_numpy_engine(K, monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_WORK", 10 ** 9)     # every pass compiled
     rng = np.random.default_rng(K)
     for net in _nets(10 + K):
         X = rng.standard_normal((K, net.n_inputs))
@@ -107,10 +108,13 @@ def test_single_sample_and_forward_agree():
 
 @needs_numba
 def test_large_batches_stay_on_numpy_and_small_ones_compile():
-    net = cp.Network.mlp([6, 32, 32, 4], seed=0)
+    net = cp.Network.mlp([3, 16, 2], seed=0)
     small = compiled.MAX_WORK // net.n_weights
+    assert net.plan.buffers(1).ck is not None
     assert net.plan.buffers(small).ck is not None
     assert net.plan.buffers(small + 1).ck is None
+    big = cp.Network.mlp([10, 128, 128, 8], seed=0)
+    assert big.n_weights > compiled.MAX_WEIGHTS and big.plan.buffers(1).ck is None
 
 
 def test_user_transfer_runs_on_numpy():
@@ -129,7 +133,8 @@ def test_user_transfer_runs_on_numpy():
 
 @needs_numba
 @pytest.mark.parametrize("B", [1, 3])
-def test_trajectory_objective_agrees(B):
+def test_trajectory_objective_agrees(B, monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_WORK", 10 ** 9)
     rng = np.random.default_rng(30 + B)
     # (model, exogenous inputs, horizon): horizons short enough that the random models'
     # states stay bounded (an unstable rollout amplifies rounding of either path)
@@ -177,7 +182,8 @@ def test_switching_paths_between_forward_and_backward():
 
 
 @needs_numba
-def test_weight_objective_and_control_objective_agree():
+def test_weight_objective_and_control_objective_agree(monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_WORK", 10 ** 9)
     rng = np.random.default_rng(7)
     net = cp.Network.mlp([4, 8, 3], hidden="tanh", seed=4)
     X, Y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))

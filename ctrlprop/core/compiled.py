@@ -2,9 +2,9 @@
 
 At a few samples a numpy pass is not arithmetic but call overhead: about 0.5 us per numpy
 call and 15-20 calls per level and step.  With the extra ``ctrlprop[fast]`` (numba)
-installed, the passes whose work is small -- ``n_weights * K`` at most
-:data:`MAX_WORK` -- run as one compiled call each instead of a loop over precompiled numpy
-steps:
+installed, the passes whose work is small -- one sample through at most
+:data:`MAX_WEIGHTS` weights, or ``n_weights * K`` at most :data:`MAX_WORK` -- run as one
+compiled call each instead of a loop over precompiled numpy steps:
 
 * a forward or backward pass of :class:`~ctrlprop.core.engine.Buffers` (so
   :class:`~ctrlprop.Trace`, ``ControlObjective``, ``WeightObjective`` and every caller of
@@ -33,12 +33,17 @@ import importlib
 import os
 import numpy as np
 
-__all__ = ["use_compiled", "compiled_available", "CompiledPlan", "MAX_WORK", "TRANSFER_CODES"]
+__all__ = ["use_compiled", "compiled_available", "CompiledPlan", "MAX_WEIGHTS", "MAX_WORK",
+           "TRANSFER_CODES"]
 
-# Passes with at most this many weight-sample products (n_weights * K) run compiled.  The
-# numpy engine's BLAS products win above it (measured in benchmarks/bench_gradients.py:
-# 6-32-32-4 at K = 16 is about even).
-MAX_WORK = 24_000
+# Which passes run compiled: one sample with at most MAX_WEIGHTS weights, or a batch of K
+# with at most MAX_WORK weight-sample products (n_weights * K).  Above these the numpy
+# engine's BLAS products win.  Measured on this project's 2-core machine (value + gradient,
+# compiled / numpy): one sample 0.76x at 1,412 weights and 1.25x at 18,952; a weight
+# gradient of 6-32-32-4 at K = 4 1.3x, of 3-16-2 at K = 16 0.92x; BPTT of 6-32-32-4 over
+# T = 50 for B = 1, 4, 16 trajectories 0.35x, 0.92x, 1.16x.
+MAX_WEIGHTS = 8_000
+MAX_WORK = 4_000
 
 # the built-in transfers numba runs (kernels.h / kernels.dh), by name
 TRANSFER_CODES = {"linear": 0, "tanh": 1, "logistic": 2, "relu": 3, "softplus": 4, "sin": 5}
@@ -248,9 +253,8 @@ def compiled_plan(plan):
 
 def for_batch(plan, K):
     """The plan's CompiledPlan when a pass of K samples counts as small, else None."""
-    if plan.n_weights * K > MAX_WORK:
-        return None
-    return compiled_plan(plan)
+    small = plan.n_weights <= MAX_WEIGHTS if K == 1 else plan.n_weights * K <= MAX_WORK
+    return compiled_plan(plan) if small else None
 
 
 _apply(_state["mode"])

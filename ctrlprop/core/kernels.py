@@ -181,21 +181,20 @@ def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
                     for r in range(sL):
                         A[r] += Wb[i, r] * x
                 continue
+            Ab, Sb = A.reshape(sL, K), S.reshape(ns, K)
+            Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):                  # z_j (+)= sum_i w_ji o_i (+ bias)
-                base = base0 + r * cols
-                b = WD[base + ns] if bias else 0.0
-                Ar = A[r * K:(r + 1) * K]
+                b = Wb[r, ns] if bias else 0.0
                 if first:
                     for k in range(K):
-                        Ar[k] = b
+                        Ab[r, k] = b
                 elif bias:
                     for k in range(K):
-                        Ar[k] += b
+                        Ab[r, k] += b
                 for i in range(ns):
-                    w = WD[base + i]
-                    Si = S[i * K:(i + 1) * K]
+                    w = Wb[r, i]
                     for k in range(K):
-                        Ar[k] += w * Si[k]
+                        Ab[r, k] += w * Sb[i, k]
         for g in range(gstart[L], gstart[L + 1]):    # o_j = h_j(z_j), a run at a time
             c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
             n_q, o0 = (hi - lo) * K, (oL + lo) * K
@@ -259,21 +258,20 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
             ns = cols - bias
             s0 = 0 if src == 0 else lv[src, O_OFF] * K
             S = (If if src == 0 else Of)[s0:s0 + ns * K]
+            Db, Sb = Df[:sL * K].reshape(sL, K), S.reshape(ns, K)
             if want_w:                           # dE/dW_Ll = D_L O~_l^T
+                Gb = GD[base0:base0 + sL * cols].reshape(sL, cols)
                 for r in range(sL):
-                    base = base0 + r * cols
-                    Dr = Df[r * K:(r + 1) * K]
                     for i in range(ns):
-                        Si = S[i * K:(i + 1) * K]
                         acc = 0.0
                         for k in range(K):
-                            acc += Dr[k] * Si[k]
-                        GD[base + i] = acc
+                            acc += Db[r, k] * Sb[i, k]
+                        Gb[r, i] = acc
                     if bias:
                         acc = 0.0
                         for k in range(K):
-                            acc += Dr[k]
-                        GD[base + ns] = acc
+                            acc += Db[r, k]
+                        Gb[r, ns] = acc
             if src == 0 and not want_x:
                 continue
             t0 = 0 if src == 0 else lv[src, G_OFF] * K     # G_l += W_Ll^T D_L
@@ -285,14 +283,13 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
                     for i in range(ns):
                         Tl[i] += Wb[r, i] * d
                 continue
+            Tb = Tl.reshape(ns, K)
+            Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):
-                base = base0 + r * cols
-                Dr = Df[r * K:(r + 1) * K]
                 for i in range(ns):
-                    w = WD[base + i]
-                    Ti = Tl[i * K:(i + 1) * K]
+                    w = Wb[r, i]
                     for k in range(K):
-                        Ti[k] += w * Dr[k]
+                        Tb[i, k] += w * Db[r, k]
 
 
 @_jit
