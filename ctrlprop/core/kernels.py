@@ -163,24 +163,29 @@ def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
     for L in range(1, lv.shape[0]):
         oL, sL, zL = lv[L, O_OFF], lv[L, SIZE], lv[L, Z_OFF]
         a0 = (zL if zL >= 0 else oL) * K
-        A = (Zf if zL >= 0 else Of)[a0:a0 + sL * K]     # Z_L (in O when h needs only o)
+        Af = Zf if zL >= 0 else Of               # Z_L (in O when h needs only o)
+        A = Af[a0:a0 + sL * K]
         for kb in range(bstart[L], bstart[L + 1]):
             src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
             ns = cols - bias
             first = kb == bstart[L]
             s0 = 0 if src == 0 else lv[src, O_OFF] * K
-            S = (If if src == 0 else Of)[s0:s0 + ns * K]
+            Sf = If if src == 0 else Of
             if K == 1:                           # z (+)= sum_i W[:, i] o_i + bias column
-                t0 = blk[kb, TOFF]
-                for r in range(sL):
-                    b = WD[base0 + r * cols + ns] if bias else 0.0
-                    A[r] = b if first else A[r] + b
-                Wb = WT[t0:t0 + ns * sL].reshape(ns, sL)
-                for i in range(ns):
-                    x = S[i]
-                    for r in range(sL):
-                        A[r] += Wb[i, r] * x
+                # unsigned offsets into the flat arrays: no negative-index handling, so the
+                # loop over r vectorises without a view per block (views cost ~12 ns each)
+                sLu, a0u, s0u = np.uint64(sL), np.uint64(a0), np.uint64(s0)
+                t0, colsu, nsu = np.uint64(blk[kb, TOFF]), np.uint64(cols), np.uint64(ns)
+                for r in range(sLu):
+                    b = WD[np.uint64(base0) + r * colsu + nsu] if bias else 0.0
+                    Af[a0u + r] = b if first else Af[a0u + r] + b
+                for i in range(nsu):
+                    x = Sf[s0u + i]
+                    ti = t0 + i * sLu
+                    for r in range(sLu):
+                        Af[a0u + r] += WT[ti + r] * x
                 continue
+            S = Sf[s0:s0 + ns * K]
             Ab, Sb = A.reshape(sL, K), S.reshape(ns, K)
             Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):                  # z_j (+)= sum_i w_ji o_i (+ bias)
@@ -197,19 +202,17 @@ def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
                         Ab[r, k] += w * Sb[i, k]
         for g in range(gstart[L], gstart[L + 1]):    # o_j = h_j(z_j), a run at a time
             c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
-            n_q, o0 = (hi - lo) * K, (oL + lo) * K
-            Og = Of[o0:o0 + n_q]
+            n_q, o0 = np.uint64((hi - lo) * K), np.uint64((oL + lo) * K)
             if zL >= 0:
-                z0 = (zL + lo) * K
-                Zg = Zf[z0:z0 + n_q]
+                z0 = np.uint64((zL + lo) * K)
                 for q in range(n_q):
-                    Og[q] = h(c, Zg[q])
+                    Of[o0 + q] = h(c, Zf[z0 + q])
             elif c == TANH:
                 for q in range(n_q):
-                    Og[q] = tanh(Og[q])
+                    Of[o0 + q] = tanh(Of[o0 + q])
             elif c != LINEAR:
                 for q in range(n_q):
-                    Og[q] = h(c, Og[q])
+                    Of[o0 + q] = h(c, Of[o0 + q])
 
 
 @_jit
@@ -237,22 +240,22 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
             continue
         for g in range(gstart[L], gstart[L + 1]):    # D_L = h'(Z_L) G_L
             c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
-            n_q, d0, g0, o0 = (hi - lo) * K, lo * K, (gL + lo) * K, (oL + lo) * K
-            Dg, Gg, Og = Df[d0:d0 + n_q], Gf[g0:g0 + n_q], Of[o0:o0 + n_q]
+            n_q, d0 = np.uint64((hi - lo) * K), np.uint64(lo * K)
+            g0, o0 = np.uint64((gL + lo) * K), np.uint64((oL + lo) * K)
             if c == LINEAR:
                 for q in range(n_q):
-                    Dg[q] = Gg[q]
+                    Df[d0 + q] = Gf[g0 + q]
             elif c == TANH:
                 for q in range(n_q):
-                    Dg[q] = Gg[q] * (1.0 - Og[q] * Og[q])
+                    o = Of[o0 + q]
+                    Df[d0 + q] = Gf[g0 + q] * (1.0 - o * o)
             elif zL >= 0:
-                z0 = (zL + lo) * K
-                Zg = Zf[z0:z0 + n_q]
+                z0 = np.uint64((zL + lo) * K)
                 for q in range(n_q):
-                    Dg[q] = Gg[q] * dh(c, Zg[q], Og[q])
+                    Df[d0 + q] = Gf[g0 + q] * dh(c, Zf[z0 + q], Of[o0 + q])
             else:
                 for q in range(n_q):
-                    Dg[q] = Gg[q] * dh(c, 0.0, Og[q])
+                    Df[d0 + q] = Gf[g0 + q] * dh(c, 0.0, Of[o0 + q])
         for kb in range(bstart[L], bstart[L + 1]):
             src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
             ns = cols - bias
@@ -275,14 +278,17 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
             if src == 0 and not want_x:
                 continue
             t0 = 0 if src == 0 else lv[src, G_OFF] * K     # G_l += W_Ll^T D_L
-            Tl = (GIf if src == 0 else Gf)[t0:t0 + ns * K]
-            if K == 1:
-                Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
-                for r in range(sL):
+            Tf = GIf if src == 0 else Gf
+            if K == 1:                           # unsigned flat offsets (see forward_levels)
+                t0u, colsu, nsu, b0u = np.uint64(t0), np.uint64(cols), np.uint64(ns), \
+                    np.uint64(base0)
+                for r in range(np.uint64(sL)):
                     d = Df[r]
-                    for i in range(ns):
-                        Tl[i] += Wb[r, i] * d
+                    base = b0u + r * colsu
+                    for i in range(nsu):
+                        Tf[t0u + i] += WD[base + i] * d
                 continue
+            Tl = Tf[t0:t0 + ns * K]
             Tb = Tl.reshape(ns, K)
             Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):
