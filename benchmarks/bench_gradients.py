@@ -19,6 +19,11 @@ PyTorch and JAX are timed too when they are installed.
 E. ``ControlObjective(u)`` (value + dE/du, 2 of the 6 inputs are controls, one sample)
 against the same function hand-written in numpy (preallocated) and under JAX jit.
 Goal (issue 14): at most 0.5x hand-written numpy, and faster than JAX.
+
+F. float32 against float64: case A's value + weight gradient through ``WeightObjective``
+(``dtype=np.float32``: what ``cp.fit(..., dtype=np.float32)`` minimises), PyTorch and JAX
+in both precisions.  Goals (issue 14): float64 at most JAX float64's time, float32 at most
+PyTorch float32's.
 """
 
 import sys
@@ -127,18 +132,20 @@ def ctrl_value_grad(net, X, T, wrt="weights"):
     return 0.5 * np.vdot(dY, dY), tr.backward(dY, wrt=wrt)
 
 
-def torch_case(sizes, X, T, wrt):
-    """Time a PyTorch float64 MLP, or None when torch is missing."""
+def torch_case(sizes, X, T, wrt, dtype="float64"):
+    """Time a PyTorch MLP (float64 or float32), or None when torch is missing."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(1)
     mods = []
+    tdt = getattr(torch, dtype)
     for a, b in zip(sizes[:-1], sizes[1:]):
-        mods += [torch.nn.Linear(a, b).double(), torch.nn.Tanh()]
+        mods += [torch.nn.Linear(a, b).to(tdt), torch.nn.Tanh()]
     model = torch.nn.Sequential(*mods[:-1])
-    Xt, Tt = torch.tensor(X, requires_grad=(wrt == "inputs")), torch.tensor(T)
+    Xt = torch.tensor(X, dtype=tdt, requires_grad=(wrt == "inputs"))
+    Tt = torch.tensor(T, dtype=tdt)
     if wrt == "inputs":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -152,8 +159,8 @@ def torch_case(sizes, X, T, wrt):
     return timeit(run, MIN_T)
 
 
-def jax_case(sizes, X, T, wrt):
-    """Time a JAX jit float64 MLP, or None when jax is missing."""
+def jax_case(sizes, X, T, wrt, dtype="float64"):
+    """Time a JAX jit MLP (float64 or float32), or None when jax is missing."""
     try:
         import jax
         import jax.numpy as jnp
@@ -161,8 +168,9 @@ def jax_case(sizes, X, T, wrt):
         return None
     jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(0)
-    params = [(jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a)), jnp.zeros(b))
-              for a, b in zip(sizes[:-1], sizes[1:])]
+    params = [(jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a), dtype),
+               jnp.zeros(b, dtype)) for a, b in zip(sizes[:-1], sizes[1:])]
+    T = jnp.asarray(T, dtype)
 
     def loss(params, x):
         h = x
@@ -171,7 +179,7 @@ def jax_case(sizes, X, T, wrt):
         W, b = params[-1]
         return 0.5 * jnp.sum((h @ W + b - T) ** 2)
     f = jax.jit(jax.value_and_grad(loss, argnums=0 if wrt == "weights" else 1))
-    Xj = jnp.asarray(X)
+    Xj = jnp.asarray(X, dtype)
     return timeit(lambda: jax.block_until_ready(f(params, Xj)), MIN_T)
 
 
@@ -236,6 +244,7 @@ def main():
                  "ratio trace", "ratio obj", "torch", "jax"])
     print("ratios are ctrlprop / hand-pre (hand-written numpy with preallocated buffers)")
     control_objective_case()
+    float32_case()
 
     # D: skip-connection DAG with about the MLP's weight count
     mlp = cp.Network.mlp([10, 128, 128, 8], seed=1)
@@ -342,6 +351,40 @@ def control_objective_case():
         print(f"compiled path, first calls in a fresh process: {fc['cold']:.2f} s with an "
               f"empty numba cache (compiling), {fc['warm']:.2f} s from the disk cache, "
               f"{fc['numpy']:.2f} s with the compiled path off")
+
+
+def float32_case():
+    """Row F: case A in float64 and float32 (WeightObjective, PyTorch, JAX)."""
+    sizes, K = [10, 128, 128, 8], 4096
+    rng = np.random.default_rng(0)
+    net = cp.Network.mlp(sizes, hidden="tanh", output="linear", seed=1)
+    X, T = rng.standard_normal((K, sizes[0])), rng.standard_normal((K, sizes[-1]))
+    o64 = cp.WeightObjective(net, X, T)
+    o32 = cp.WeightObjective(net, X, T, dtype=np.float32)
+    (E64, g64), (E32, g32) = o64(net.weights), o32(net.weights)
+    err = np.abs(g32 - g64).max() / np.abs(g64).max()
+    if not (abs(E32 - E64) < 1e-5 * E64 and err < 1e-4):
+        raise SystemExit(f"F: float32 objective disagrees with float64 (gradient {err:.1e})")
+    t64, t32 = timeit_many([lambda: o64(net.weights), lambda: o32(net.weights)], 4 * MIN_T)
+    ref = {(lib, dt): f(sizes, X, T, "weights", dt) for lib, f in (("torch", torch_case),
+                                                                    ("jax", jax_case))
+           for dt in ("float64", "float32")}
+    fmt = lambda t: fmt_time(t) if t else "n/a"             # noqa: E731
+    rows = [[f"F {'-'.join(map(str, sizes))} K={K} {dt}", fmt_time(t), fmt(ref["torch", dt]),
+             fmt(ref["jax", dt]), f"{t / ref['torch', dt]:.2f}x" if ref["torch", dt] else "n/a",
+             f"{t / ref['jax', dt]:.2f}x" if ref["jax", dt] else "n/a"]
+            for dt, t in (("float64", t64), ("float32", t32))]
+    print()
+    table(rows, ["case (value + dE/dw)", "WeightObjective", "torch", "jax", "vs torch",
+                 "vs jax"])
+    print(f"float32 gradient vs float64: {err:.1e} relative")
+    if ref["jax", "float64"]:
+        print(f"Goal (issue 14): float64 <= JAX float64 -> {t64 / ref['jax', 'float64']:.2f}x "
+              f"({'met' if t64 <= ref['jax', 'float64'] else 'NOT met'})")
+    if ref["torch", "float32"]:
+        print(f"Goal (issue 14): float32 <= torch float32 -> "
+              f"{t32 / ref['torch', 'float32']:.2f}x "
+              f"({'met' if t32 <= ref['torch', 'float32'] else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ ctrlprop alone: a scaled residual model (as fit() leaves one), the rollout alone
 Gauss-Newton Jacobian, a controller-training gradient, and a whole L-BFGS-B solve.
 PyTorch (eager) and JAX (jit + lax.scan) are timed when installed, last, on one thread.
 
+Rows A3 and B2 use a float32 model (``cp.Dynamics(net, n, dtype=np.float32)``: float32
+rollouts, which run on the numpy engine).
 "ctrlprop" is the default path: compiled (numba, ``ctrlprop[fast]``) where a pass is small,
 numpy otherwise; "numpy" the same call with ``cp.use_compiled(False)``.  Row A2 is
 ``cp.bptt(model, x0, U, cost)`` called repeatedly (issue 14: it keeps its objective).
@@ -255,6 +257,13 @@ def main():
             raise SystemExit("cp.bptt disagrees with TrajectoryObjective")
         t_bp, t_bp_np = both(lambda u: cp.bptt(model, x0, u, cost), U, U2)
         rows.append(cp_row("A2. cp.bptt called repeatedly", t_bp, t_bp_np, t_pre))
+        obj32 = cp.TrajectoryObjective(cp.Dynamics(net, N, dtype=np.float32), x0, T, cost)
+        J32, g32 = obj32.value_and_grad(U)
+        if not (abs(J32 - J0) < 1e-5 * abs(J0)
+                and np.abs(g32 - g0).max() < 1e-4 * np.abs(g0).max()):
+            raise SystemExit("float32 rollout disagrees with float64")
+        t_32 = timeit(alternating(obj32, U.ravel(), U2.ravel()), MIN_T)
+        rows.append(cp_row("A3. one trajectory, float32 model", t_32, None, t_pre))
 
         B = 32
         X0 = rng.standard_normal((B, N))
@@ -272,6 +281,9 @@ def main():
         tb_dot = timeit(alternating(lambda u: dotB(X0, u, g), UBt, UBt + 0.01), MIN_T) / B
         rows.append([f"B. batch of {B}, per trajectory", fmt_time(tb_cp), "-", "-",
                      fmt_time(tb_pre), fmt_time(tb_dot), f"{tb_cp / tb_pre:.2f}x", "-"])
+        objB32 = cp.TrajectoryObjective(cp.Dynamics(net, N, dtype=np.float32), X0, T, cost)
+        tb_32 = timeit(alternating(objB32, UB.ravel(), UB.ravel() + 0.01), MIN_T) / B
+        rows.append(cp_row(f"B2. batch of {B}, float32 model", tb_32, None, tb_pre))
 
         net2 = net.copy()                 # a learned model as fit() leaves it: scaled, residual
         net2.set_scaling(rng.standard_normal(N + M), rng.uniform(0.5, 2, N + M),

@@ -432,7 +432,11 @@ def fit_base():
     return dict(net=mlp(), X=X8.copy(), Y=Y8.copy(), maxiter=2)
 
 
+DTYPES = [K("int", np.int64), K("float16", np.float16), K("string", "double precision"),
+          K("None", None), K("bool", True), K("complex", np.complex128), K("object", object())]
+
 FIT_ARGS = {
+    "dtype": DTYPES,
     "net": network_bad(),
     "X": arrays("X", 2) + [F("one row fewer", lambda kw: kw["X"][:-1])],
     "Y": arrays("Y", 2) + [F("one row fewer", lambda kw: kw["Y"][:-1])],
@@ -1145,7 +1149,8 @@ ENTRIES = [
                    F("a Dynamics", lambda kw: model())],
            "n_states": ints(1) + [K("more than the outputs", 3), K("fewer than the outputs", 1)],
            "residual": flags(),
-           "n_exo": ints(0) + [K("leaving no control", 1), K("more than the inputs", 5)]}),
+           "n_exo": ints(0) + [K("leaving no control", 1), K("more than the inputs", 5)],
+           "dtype": DTYPES}),
     Entry("TrajectoryObjective", traj_base, lambda kw: cp.TrajectoryObjective(**kw),
           traj_args(), aliases={"cost": COST_ALIASES}),
     Entry("TrajectoryObjective[exo]", lambda: traj_base(1),

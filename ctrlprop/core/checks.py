@@ -83,6 +83,20 @@ def check_nonneg(v, name):
     return x
 
 
+def check_dtype(dtype, name="dtype"):
+    """``dtype`` as ``np.dtype('float64')`` or ``np.dtype('float32')`` (given as the numpy
+    type, its name or a dtype), else a ValueError/TypeError naming ``name``."""
+    if isinstance(dtype, (bool, np.bool_)) or dtype is None:
+        raise TypeError(f"{name} must be np.float64 or np.float32, got {dtype!r}")
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be np.float64 or np.float32, got {dtype!r:.60}") from None
+    if d not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"{name} must be np.float64 or np.float32, got {d}")
+    return d
+
+
 def check_bool(v, name):
     """``v`` as a bool if it is True or False (a numpy bool too), else a TypeError naming
     ``name`` (no truthiness: 1, "yes", [True] and None are refused)."""

@@ -254,7 +254,8 @@ def compiled_plan(plan):
 def for_batch(plan, K):
     """The plan's CompiledPlan when a pass of K samples counts as small, else None."""
     small = plan.n_weights <= MAX_WEIGHTS if K == 1 else plan.n_weights * K <= MAX_WORK
-    return compiled_plan(plan) if small else None
+    # float32 plans run on numpy (the kernels are compiled for float64 only)
+    return compiled_plan(plan) if small and plan.dtype == np.float64 else None
 
 
 _apply(_state["mode"])

@@ -129,7 +129,7 @@ class Weights:
 
     def __init__(self, plan):
         self.plan = plan
-        self.WD = np.zeros(plan.n_wd)
+        self.WD = np.zeros(plan.n_wd, plan.dtype)
         self.w = self.WD[:plan.n_weights]
         self.gen = 0
         self.W = [None] + [[b.view(self.w) if b.dense else
@@ -137,7 +137,7 @@ class Weights:
                             for b in plan.blocks[L]] for L in range(1, plan.n_levels)]
         self.Wn = [None] + [[V[:, :plan.sizes[b.src]] for b, V in zip(plan.blocks[L], self.W[L])]
                             for L in range(1, plan.n_levels)]
-        self.WT = np.zeros(plan.n_wt)               # every WnT block, packed at its toff
+        self.WT = np.zeros(plan.n_wt, plan.dtype)   # every WnT block, packed at its toff
         self.WnT = [None] + [[self.WT[b.toff:b.toff + V.size].reshape(V.shape[::-1])
                               for b, V in zip(plan.blocks[L], self.Wn[L])]
                              for L in range(1, plan.n_levels)]
@@ -176,8 +176,10 @@ class Buffers:
         oo, go, zo = plan.o_offsets, plan.g_offsets, plan.z_offsets
         # every level's rows in one array per kind (views below), as the kernels read them;
         # ``store`` = (Obig, Zbig, Gbig) given by a caller that stacks many Buffers
+        dt = plan.dtype
         if store is None:
-            store = (np.empty((oo[-1], K)), np.empty((zo[-1], K)), np.empty((go[-1], K)))
+            store = (np.empty((oo[-1], K), dt), np.empty((zo[-1], K), dt),
+                     np.empty((go[-1], K), dt))
         self.Obig, self.Zbig, self.Gbig = store
         self.O = [self.Obig[oo[l]:oo[l + 1]] for l in range(nl)]
         for O in self.O:
@@ -186,11 +188,11 @@ class Buffers:
         self.Z = [None] + [self.Zbig[zo[L]:zo[L] + sizes[L]] if plan.keep_z[L] else self.Ov[L]
                            for L in range(1, nl)]
         self.G = [self.Gbig[go[l]:go[l + 1]] for l in range(nl)]
-        self.D = [None] + [self.G[L] if plan.all_linear[L] else np.empty((sizes[L], K))
+        self.D = [None] + [self.G[L] if plan.all_linear[L] else np.empty((sizes[L], K), dt)
                            for L in range(1, nl)]
-        self.T = [np.empty((s, K)) for s in sizes]           # scratch for sums
-        self.Y = self.Ov[-1] if plan.out_direct else np.empty((plan.n_out, K))
-        self.GD = np.empty(plan.n_wd)                        # gradient in the WD layout
+        self.T = [np.empty((s, K), dt) for s in sizes]       # scratch for sums
+        self.Y = self.Ov[-1] if plan.out_direct else np.empty((plan.n_out, K), dt)
+        self.GD = np.empty(plan.n_wd, dt)                    # gradient in the WD layout
         self.grad = self.GD[:plan.n_weights]
         self.ck = compiled.for_batch(plan, K)                # compiled passes, if small
         self._dk = None
@@ -206,7 +208,7 @@ class Buffers:
     def scratch(self):
         """The compiled kernels' delta array (largest level, K), allocated on first use."""
         if self._dk is None:
-            self._dk = np.empty((max(self.plan.sizes[1:]), self.K))
+            self._dk = np.empty((max(self.plan.sizes[1:]), self.K), self.plan.dtype)
         return self._dk
 
     def _compile_forward(self):
@@ -327,7 +329,7 @@ def _summed_products(D, grad, add=None):
     ``add(L, i, block, out) -> steps`` adds more into the (rows, cols) block ``out``."""
     def wgrad(L, i, b, s):
         g = grad[b.off:b.off + b.size]
-        out = g.reshape(b.rows, b.cols) if b.dense else np.empty((b.rows, b.cols))
+        out = g.reshape(b.rows, b.cols) if b.dense else np.empty((b.rows, b.cols), grad.dtype)
         ops = [(np.dot, (D[L], s.T, out))]
         if add is not None:
             ops += add(L, i, b, out)
@@ -366,7 +368,10 @@ class Plan:
 
     MAX_CACHED_BATCH_SIZES = 8
 
-    def __init__(self, net):
+    def __init__(self, net, dtype=np.float64):
+        # float64 (the default and the reference) or float32: the dtype of every buffer and
+        # weight copy of this plan (see Network.plan_for); inputs are cast on the way in
+        self.dtype = np.dtype(dtype)
         self.n_inputs = net.n_inputs
         self.n_out = net.n_outputs
         self.n_weights = net.n_weights
@@ -798,7 +803,9 @@ class SecondOrder:
         p, K = bufs.plan, bufs.K
         self.plan, self.bufs, self.K = p, bufs, K
         sz, nl, lin = p.sizes, p.n_levels, p.all_linear
-        z = np.zeros
+
+        def z(shape):
+            return np.zeros(shape, p.dtype)
         per = lambda alias: [None] + [alias[L] if lin[L] else z((sz[L], K))  # noqa: E731
                                       for L in range(1, nl)]
         self.G = [z((s, K)) for s in sz]                       # first order (kept)

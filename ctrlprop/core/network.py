@@ -393,7 +393,7 @@ class Network:
         """A new Network with the same structure, weights and scaling."""
         c = copy.copy(self)
         c._weights = self._weights.copy()
-        c._plan = None
+        c._plan = c._plan32 = None
         return c
 
     # ------------------------------------------------------------ pickling
@@ -402,6 +402,7 @@ class Network:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_plan"] = None
+        state.pop("_plan32", None)
         return state
 
     # ------------------------------------------------------------ computation
@@ -411,6 +412,15 @@ class Network:
         if self._plan is None:
             self._plan = Plan(self)
         return self._plan
+
+    def plan_for(self, dtype):
+        """The plan whose buffers and weight copies are of ``dtype`` (np.float64: :attr:`plan`;
+        np.float32: a second plan, built on first use), for float32 training and rollouts."""
+        if np.dtype(dtype) == np.float64:
+            return self.plan
+        if getattr(self, "_plan32", None) is None:
+            self._plan32 = Plan(self, dtype=np.float32)
+        return self._plan32
 
     def forward(self, X, weights=None):
         """Network outputs.

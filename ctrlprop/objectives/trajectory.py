@@ -25,7 +25,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..core.checks import as_float, check_finite, check_int
+from ..core.checks import as_float, check_dtype, check_finite, check_int
 from ..core.network import Network
 from .cost import as_cost
 from .unroll import Unroll
@@ -60,6 +60,12 @@ class Dynamics:
         The network predicts the increment: ``x_{t+1} = x_t + f(x_t, u_t)``.
     n_exo : int
         Number of exogenous inputs e (default 0); ``m = net.n_inputs - n_states - n_exo``.
+    dtype : np.float64 or np.float32
+        The precision of the rollouts and BPTT sweeps (their buffers and weight copy) of
+        every trajectory objective, optimizer and MPC built on this model.  float32 runs the
+        network's products in single precision; states, costs and gradients handed back are
+        float64 (rounded from float32 rollouts).  Second-order terms (iLQR/DDP Jacobians,
+        Hessian products) stay float64.
 
     Notes
     -----
@@ -71,7 +77,7 @@ class Dynamics:
 
     CACHE = 4          # rollout buffers kept per (horizon, batch)
 
-    def __init__(self, net, n_states, residual=False, n_exo=0):
+    def __init__(self, net, n_states, residual=False, n_exo=0, *, dtype=np.float64):
         if not isinstance(net, Network):
             raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
         n, e = check_int(n_states, "n_states", 1), check_int(n_exo, "n_exo", 0)
@@ -85,6 +91,7 @@ class Dynamics:
                              "needs at least one")
         self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
         self.residual = check_flag(residual, "residual")
+        self.dtype = check_dtype(dtype)
         self._cache = OrderedDict()
         self._objectives = OrderedDict()        # bptt's objectives per (T, B, batched)
 
@@ -106,11 +113,13 @@ class Dynamics:
 
     def __setstate__(self, state):
         state.setdefault("_objectives", OrderedDict())
+        state.setdefault("dtype", np.dtype(np.float64))
         self.__dict__.update(state)
 
     def __repr__(self):
+        dt = "" if self.dtype == np.float64 else f", dtype={self.dtype}"
         return (f"Dynamics(n_states={self.n_states}, n_controls={self.n_controls}, "
-                f"n_exo={self.n_exo}, residual={self.residual}, net={self.net!r})")
+                f"n_exo={self.n_exo}, residual={self.residual}{dt}, net={self.net!r})")
 
     # ------------------------------------------------------------ validation
     def check_x0(self, x0, name="x0"):
@@ -465,7 +474,7 @@ class TrajectoryObjective(ModelDimensions):
         out = (vals, gU) if self.batched else (float(vals[0]), gU[0])
         if not wrt_x0:
             return out
-        gx = self._ur.grad_x0(CX).T
+        gx = np.asarray(self._ur.grad_x0(CX).T, dtype=np.float64)
         return out + (gx if self.batched else gx[0],)
 
     def states(self, u):

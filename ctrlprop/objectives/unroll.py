@@ -140,26 +140,28 @@ class Unroll:
     """
 
     def __init__(self, model, T, B):
-        net, plan = model.net, model.net.plan
+        # the plan of the model's dtype: float64, or float32 rollouts (Dynamics(dtype=))
+        net, plan = model.net, model.net.plan_for(getattr(model, "dtype", np.float64))
+        dt = plan.dtype
         n, m, ni = model.n_states, model.n_controls, model.net.n_inputs
         self.model, self.plan, self.T, self.B, self.n, self.m = model, plan, T, B, n, m
         self.wts = plan.new_weights()
         self.wts.load(net.weights)
         # the steps' work arrays stacked over time, so one compiled call can run them all
-        self.OB = np.empty((T, plan.o_offsets[-1], B))
-        self.ZB = np.empty((T, plan.z_offsets[-1], B))
-        self.GBB = np.empty((T, plan.g_offsets[-1], B))
+        self.OB = np.empty((T, plan.o_offsets[-1], B), dt)
+        self.ZB = np.empty((T, plan.z_offsets[-1], B), dt)
+        self.GBB = np.empty((T, plan.g_offsets[-1], B), dt)
         self.bufs = [plan.new_buffers(B, self.wts, (self.OB[t], self.ZB[t], self.GBB[t]))
                      for t in range(T)]
         self.ck = compiled.for_batch(plan, B)   # the compiled rollout and sweep, if small
         self._ran_compiled = False
-        self.XB = np.zeros((T + 1, ni + 1, B))
+        self.XB = np.zeros((T + 1, ni + 1, B), dt)
         self.XB[:, ni] = 1.0                                 # the bias unit
-        self.GB = np.zeros((T, ni, B))
+        self.GB = np.zeros((T, ni, B), dt)
         self.x_in = [self.XB[t, :n] for t in range(T + 1)]
         self.IN = self.XB[:T, n:ni]                          # controls, then exo (internal)
-        self.Cs = np.zeros((T + 1, n, B))                    # sy * dJ/dx_t from the cost
-        self.SIG = np.empty((T, n, B))                       # output cotangents of the steps
+        self.Cs = np.zeros((T + 1, n, B), dt)                # sy * dJ/dx_t from the cost
+        self.SIG = np.empty((T, n, B), dt)                   # output cotangents of the steps
         self.sig = [b.G[-1] if plan.out_direct else self.SIG[t] for t, b in enumerate(self.bufs)]
         self._x0, self._exo = np.zeros((B, n)), None         # raw, re-applied if scaling changes
         self._compile()
@@ -295,11 +297,12 @@ class Unroll:
             f(*a)
 
     def states(self):
-        """Raw states (T+1, n, B) of the last rollout (a view of the buffers unless scaled)."""
+        """Raw states (T+1, n, B) of the last rollout, float64 (a view of the buffers unless
+        scaled or float32)."""
         S = self.XB[:, :self.n]
         sc = self.sc
         if sc.key[0] is None:
-            return S
+            return S if S.dtype == np.float64 else S.astype(np.float64)
         return S * sc.sx[:self.n] + sc.mx[:self.n]
 
     def controls(self):

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 from ..core.arrays import STATS_ROWS, read_rows
-from ..core.checks import check_data, check_int, check_nonneg, check_sample_weight
+from ..core.checks import check_data, check_dtype, check_int, check_nonneg, check_sample_weight
 from ..core.engine import SecondOrder
 from ..core.network import Network
 
@@ -71,6 +71,12 @@ def as_mask(net, trainable):
     return net.units_weights(units)
 
 
+def _free_part(g, all_free, free):
+    """The free entries of a full-length engine array g (n_weights,) as a new float64 array
+    (the engine's arrays are float32 for a float32 objective)."""
+    return g.astype(np.float64) if all_free else g[free].astype(np.float64, copy=False)
+
+
 def _bias_mask(net):
     """True for the bias entries of ``net.weights``."""
     return np.array([s == "bias" for s, _ in net.weight_labels], bool)
@@ -85,13 +91,13 @@ class _Work:
     """
 
     def __init__(self, plan, weights, C, K, gather=False):
-        n_in, n_out = plan.n_inputs, plan.n_out
+        n_in, n_out, dt = plan.n_inputs, plan.n_out, plan.dtype
         self.bufs = plan.new_buffers(K, weights)
-        self.R = np.empty((n_out, K))
-        self.CR = self.R if C is None else np.empty((n_out, K))
+        self.R = np.empty((n_out, K), dt)
+        self.CR = self.R if C is None else np.empty((n_out, K), dt)
         if gather:
-            self.XT, self.TT = np.empty((n_in, K)), np.empty((n_out, K))
-            self.C = np.empty((n_out, K)) if C is not None and C.shape[1] > 1 else None
+            self.XT, self.TT = np.empty((n_in, K), dt), np.empty((n_out, K), dt)
+            self.C = np.empty((n_out, K), dt) if C is not None and C.shape[1] > 1 else None
 
     def data_loss(self, XT, TT, C):
         """Forward pass of XT; R = Y_int - TT, CR = C R; returns 1/2 sum C R^2."""
@@ -108,15 +114,16 @@ class _Weights:
     penalty, and one minibatch's gathered loss and gradient (subclasses set ``_XT``, ``_TT``
     and ``_C``, the data in internal units, unit-major)."""
 
-    def _init_weights(self, net, l2, mask, w, in_scale, out_scale):
-        """The weight bookkeeping, the engine's weights and the penalty."""
+    def _init_weights(self, net, l2, mask, w, in_scale, out_scale, dtype):
+        """The weight bookkeeping, the engine's weights (of ``dtype``) and the penalty."""
         self.net, self.l2, self.mask = net, l2, mask
+        self.dtype = dtype
         self._free = np.flatnonzero(self.mask)
         self._all = bool(self.mask.all())
         self.n = self._free.size
         self._w = w
         self.in_scale, self.out_scale = in_scale, out_scale
-        self._plan = net.plan
+        self._plan = net.plan_for(dtype)
         self._wts = self._plan.new_weights()
         self._batches = {}
         # penalty: l2 on the free non-bias entries
@@ -192,8 +199,7 @@ class _Weights:
             C = w.C
         E = w.data_loss(w.XT, w.TT, C)
         self._plan.run_backward(w.bufs, w.CR, None, want_w=True, want_x=False)
-        g = w.bufs.grad
-        g = g.copy() if self._all else g[self._free]
+        g = _free_part(w.bufs.grad, self._all, self._free)
         if self._reg is not None:
             g += (B / self.K) * self._reg * x
         return E, g
@@ -245,7 +251,8 @@ class WeightObjective(_Weights):
     >>> net.weights = obj.full(res.x)                   # doctest: +SKIP
     """
 
-    def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None):
+    def __init__(self, net, X, Y, l2=0.0, sample_weight=None, trainable=None, *,
+                 dtype=np.float64):
         if not isinstance(net, Network):
             raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
         X, Y = check_data(net, X, Y)
@@ -253,7 +260,7 @@ class WeightObjective(_Weights):
         sw = check_sample_weight(sample_weight, X.shape[0])
         mask = as_mask(net, trainable)
         self._setup(net, X, Y, l2, sw, mask, net.weights.copy(), net.input_scaling,
-                    net.output_scaling)
+                    net.output_scaling, check_dtype(dtype))
         self.x0 = self._w[self._free].copy()
 
     # ------------------------------------------------------------ pickling
@@ -263,7 +270,7 @@ class WeightObjective(_Weights):
     def __getstate__(self):
         return dict(net=self.net, X=self.X, Y=self.Y, l2=self.l2, sw=self.sample_weight,
                     mask=self.mask, w=self._w, in_scale=self.in_scale,
-                    out_scale=self.out_scale, x0=self.x0)
+                    out_scale=self.out_scale, dtype=self.dtype, x0=self.x0)
 
     def __setstate__(self, state):
         state = dict(state)
@@ -271,11 +278,12 @@ class WeightObjective(_Weights):
         self._setup(**state)
         self.x0 = x0
 
-    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale):
+    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale, dtype=np.float64):
         """Everything but x0, from checked problem data and the captured weights w and
-        scaling: the internal-unit arrays, the work buffers, the penalty."""
+        scaling: the internal-unit arrays (of ``dtype``), the work buffers, the penalty."""
         K = X.shape[0]
-        self._init_weights(net, l2, mask, w, in_scale, out_scale)
+        dtype = np.dtype(dtype)
+        self._init_weights(net, l2, mask, w, in_scale, out_scale, dtype)
         self.K = K
         self.sample_weight = sw
         self.X, self.Y = X, Y
@@ -285,14 +293,15 @@ class WeightObjective(_Weights):
         # so that with R = Y_int - T_int:  E_data = 1/2 sum C R^2  and
         # dE/dY_int = C R (the cotangent the engine takes in internal units).
         self._XT = np.ascontiguousarray(X.T if self.in_scale is None else
-                                        ((X - self.in_scale[0]) / self.in_scale[1]).T)
+                                        ((X - self.in_scale[0]) / self.in_scale[1]).T, dtype)
         self._TT = np.ascontiguousarray(Y.T if self.out_scale is None else
-                                        ((Y - self.out_scale[0]) / self.out_scale[1]).T)
+                                        ((Y - self.out_scale[0]) / self.out_scale[1]).T, dtype)
         sy2 = self._sy2()
         if sw is None:
-            self._C = None if self.out_scale is None else np.ascontiguousarray(sy2[:, None])
+            self._C = None if self.out_scale is None else np.ascontiguousarray(sy2[:, None],
+                                                                               dtype)
         else:
-            self._C = sy2[:, None] * sw[None, :]
+            self._C = np.ascontiguousarray(sy2[:, None] * sw[None, :], dtype)
         self._main = _Work(self._plan, self._wts, self._C, K)
         self._bufs = self._main.bufs
         self._R, self._CR = self._main.R, self._main.CR
@@ -322,8 +331,7 @@ class WeightObjective(_Weights):
         x = self._check_x(x)
         E = self._forward_residual(x)
         self._plan.run_backward(self._bufs, self._CR, None, want_w=True, want_x=False)
-        g = self._bufs.grad
-        g = g.copy() if self._all else g[self._free]
+        g = _free_part(self._bufs.grad, self._all, self._free)
         if self._reg is not None:
             g += self._reg * x
         return E, g
@@ -447,7 +455,7 @@ class WeightObjective(_Weights):
         x = self._check_x(x)
         v = self._direction(p)
         Hv, _ = self._curv(x).hvp(self._curvature_rdy, v_w=v, want_x=False)
-        Hv = Hv.copy() if self._all else Hv[self._free]
+        Hv = _free_part(Hv, self._all, self._free)
         if self._reg is not None:
             Hv += self._reg * v[self._free]
         return Hv
@@ -467,7 +475,8 @@ class WeightObjective(_Weights):
         x = self._check_x(x)
         self._forward_residual(x)
         # raw residual = s_y R_int, unit-major -> (sample, output) rows
-        r = self._R.T * (1.0 if self.out_scale is None else self.out_scale[1])
+        r = self._R.T.astype(np.float64) * (1.0 if self.out_scale is None
+                                            else self.out_scale[1])
         if self.sample_weight is not None:
             r = r * np.sqrt(self.sample_weight)[:, None]
         r = r.ravel()
@@ -532,8 +541,7 @@ class WeightObjective(_Weights):
             bufs = self._curv(x).bufs
             self._plan.run_backward(bufs, np.ascontiguousarray(cT), None, want_w=True,
                                     want_x=False)
-            g = bufs.grad
-            g = g.copy() if self._all else g[self._free]
+            g = _free_part(bufs.grad, self._all, self._free)
             if nb is not None:
                 g[nb] += sq * u[K * n_out:]
             return g
@@ -583,7 +591,7 @@ class StreamedObjective(_Weights):
     """
 
     def __init__(self, net, X, Y, *, l2=0.0, sample_weight=None, trainable=None,
-                 block_size=65536):
+                 block_size=65536, dtype=np.float64):
         if not isinstance(net, Network):
             raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
         X, Y = check_data(net, X, Y, stream=True)
@@ -592,13 +600,14 @@ class StreamedObjective(_Weights):
         mask = as_mask(net, trainable)
         L = check_int(block_size, "block_size", 1)
         self._setup(net, X, Y, l2, sw, mask, net.weights.copy(), net.input_scaling,
-                    net.output_scaling, L)
+                    net.output_scaling, L, check_dtype(dtype))
         self.x0 = self._w[self._free].copy()
 
     def __getstate__(self):
         return dict(net=self.net, X=self.X, Y=self.Y, l2=self.l2, sw=self.sample_weight,
                     mask=self.mask, w=self._w, in_scale=self.in_scale,
-                    out_scale=self.out_scale, block_size=self.block_size, x0=self.x0)
+                    out_scale=self.out_scale, block_size=self.block_size, dtype=self.dtype,
+                    x0=self.x0)
 
     def __setstate__(self, state):
         state = dict(state)
@@ -606,21 +615,23 @@ class StreamedObjective(_Weights):
         self._setup(**state)
         self.x0 = x0
 
-    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale, block_size):
+    def _setup(self, net, X, Y, l2, sw, mask, w, in_scale, out_scale, block_size,
+               dtype=np.float64):
         """Everything but x0: the block buffers (raw and internal units), the penalty."""
-        self._init_weights(net, l2, mask, w, in_scale, out_scale)
+        dtype = np.dtype(dtype)
+        self._init_weights(net, l2, mask, w, in_scale, out_scale, dtype)
         K = int(X.shape[0])
         L = min(block_size, K)
         self.K, self.block_size, self.n_blocks = K, L, -(-K // L)
         self.X, self.Y, self.sample_weight = X, Y, sw
         n_in, n_out = net.n_inputs, net.n_outputs
         self._raw = [np.empty((L, n_in)), np.empty((L, n_out)), np.empty((L, 1))]
-        self._XT, self._TT = np.empty((n_in, L)), np.empty((n_out, L))
+        self._XT, self._TT = np.empty((n_in, L), dtype), np.empty((n_out, L), dtype)
         self._sy2c = self._sy2()[:, None]
         if sw is not None:
-            self._C = np.empty((n_out, L))
+            self._C = np.empty((n_out, L), dtype)
         else:
-            self._C = None if out_scale is None else np.ascontiguousarray(self._sy2c)
+            self._C = None if out_scale is None else np.ascontiguousarray(self._sy2c, dtype)
         self._local = np.empty(L, dtype=np.intp)
         self._evals = {}
         self._block = (-1, 0, 0)                   # (j, first row, rows) of the loaded block

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from ..core.arrays import RowView, column_moments, is_out_of_core
-from ..core.checks import check_data, check_int, check_sample_weight
+from ..core.checks import check_data, check_dtype, check_int, check_sample_weight
 from ..core.network import Network
 from ..core.scaling import data_scaling
 from ..core.threads import blas_threads, resolve_threads
@@ -235,7 +235,7 @@ def _out_of_core_argument(X, Y, sample_weight, validation):
 
 def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
         validation=None, patience=20, maxiter=None, options=None, scale=True, threads=None,
-        callback=None, progress=False, seed=0):
+        callback=None, progress=False, seed=0, dtype=np.float64):
     """Train ``net`` on data ``(X, Y)`` by least squares; ``net.weights`` hold the result.
 
     Minimises ``E(w) = 1/2 sum_k s_k |y(x_k; w) - y_k|^2 + 1/2 l2 |w_nb|^2``
@@ -322,6 +322,13 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
         needs tqdm (``pip install 'ctrlprop[progress]'``).
     seed : int
         Seeds the validation split and Adam's shuffling.
+    dtype : np.float64 or np.float32
+        The precision of the forward and backward passes: the engine's buffers, its copy of
+        the weights during the fit and the (standardised) data.  float32 halves the memory
+        and runs the products in single precision (about twice as fast at large batches);
+        the solver's own state, the returned weights, losses and gradients stay float64.
+        Suited to Adam; a full-batch method's line search sees the loss only to float32
+        rounding (about 1e-7 relative) and may stop there.
 
     Returns
     -------
@@ -351,6 +358,7 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     if not isinstance(net, Network):
         raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
     method = resolve(method, FIT_METHODS, "L-BFGS-B", "fit")
+    dtype = check_dtype(dtype)
     options, maxiter = solver_options(options, maxiter, _DEFAULT_MAXITER[method.family])
     stochastic = method.family == "stochastic"
     ooc = _out_of_core_argument(X, Y, sample_weight, validation)
@@ -398,14 +406,15 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
             _apply_scaling(net, *scaling, mask)
         if L is not None:
             obj = StreamedObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask,
-                                    block_size=L)
+                                    block_size=L, dtype=dtype)
             val_obj = None if val is None else StreamedObjective(
-                net, Xv, Yv, sample_weight=swv, trainable=mask, block_size=L)
+                net, Xv, Yv, sample_weight=swv, trainable=mask, block_size=L, dtype=dtype)
         else:
-            obj = WeightObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask)
+            obj = WeightObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask,
+                                  dtype=dtype)
             val_obj = None if val is None else WeightObjective(net, Xv, Yv,
                                                                sample_weight=swv,
-                                                               trainable=mask)
+                                                               trainable=mask, dtype=dtype)
         with Progress(progress, "fit", maxiter, unit="epoch" if stochastic else "it") as bar, \
                 blas_threads(n_threads), np.errstate(over="ignore", invalid="ignore",
                                                      divide="ignore"):

@@ -1,0 +1,130 @@
+"""float32 training and rollouts against the float64 reference.
+
+The float32 plan runs the same steps in single precision, so results agree with float64 to
+float32 rounding (1e-5 relative here, a few hundred float32 ulps over the passes and steps),
+while everything handed back to solvers and users is float64.  The derivatives themselves
+are checked against finite differences in float64 (tests/test_gradients.py); here the
+float32 gradients are compared with those.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import ctrlprop as cp
+from conftest import random_dag
+
+TOL = 1e-5
+
+
+def rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+
+
+def test_float32_plan_matches_float64_on_random_dags():
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        net = random_dag(rng, transfers=["tanh", "logistic", "softplus", "sin", "linear",
+                                         "relu"])
+        net.set_scaling(rng.standard_normal(net.n_inputs), rng.uniform(0.5, 2, net.n_inputs),
+                        rng.standard_normal(net.n_outputs), rng.uniform(0.5, 2, net.n_outputs))
+        X = rng.standard_normal((6, net.n_inputs))
+        dY = rng.standard_normal((6, net.n_outputs))
+        p32 = net.plan_for(np.float32)
+        assert p32 is net.plan_for("float32") and p32 is not net.plan
+        args = (net.weights, X, net.input_scaling, net.output_scaling)
+        t32, t64 = p32.forward(*args, keep=True), net.plan.forward(*args, keep=True)
+        assert t32._bufs.Obig.dtype == np.float32 and t32._bufs.weights.WD.dtype == np.float32
+        assert rel(t32.outputs(), t64.outputs()) < TOL
+        for a, b in zip(t32.backward(dY), t64.backward(dY)):
+            assert rel(a, b) < TOL
+        assert rel(t32.jacobian_inputs(), t64.jacobian_inputs()) < TOL
+
+
+def test_weight_objective_float32():
+    rng = np.random.default_rng(1)
+    net = cp.Network.mlp([5, 12, 3], seed=2)
+    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 3))
+    sw = rng.uniform(0.5, 2, 40)
+    net.set_scaling(X.mean(0), X.std(0), Y.mean(0), Y.std(0))
+    o32 = cp.WeightObjective(net, X, Y, l2=0.01, sample_weight=sw, dtype=np.float32)
+    o64 = cp.WeightObjective(net, X, Y, l2=0.01, sample_weight=sw)
+    w = net.weights
+    (E32, g32), (E64, g64) = o32(w), o64(w)
+    assert isinstance(E32, float) and g32.dtype == np.float64
+    assert abs(E32 - E64) < TOL * E64 and rel(g32, g64) < TOL
+    idx = np.arange(3, 17)
+    for a, b in zip(o32.minibatch(w, idx), o64.minibatch(w, idx)):
+        assert rel(a, b) < TOL
+    assert rel(o32.residuals(w), o64.residuals(w)) < TOL
+    assert rel(o32.jacobian(w), o64.jacobian(w)) < TOL
+    p = rng.standard_normal(w.size)
+    assert rel(o32.hessp(w, p), o64.hessp(w, p)) < 1e-4
+    back = pickle.loads(pickle.dumps(o32))
+    assert back.dtype == np.float32 and back(w)[0] == E32
+
+
+def test_fit_float32_trains_like_float64():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, (600, 3))
+    Y = np.stack([np.sin(2 * X[:, 0]) * X[:, 1], X[:, 2] ** 2], axis=1)
+    results = {}
+    for dt in (np.float64, np.float32):
+        net = cp.Network.mlp([3, 16, 2], seed=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = cp.fit(net, X, Y, method="adam", maxiter=40, seed=0, dtype=dt,
+                         options={"learning_rate": 0.01})
+        assert net.weights.dtype == np.float64 and res.x.dtype == np.float64
+        results[dt] = res.fun
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = cp.fit(cp.Network.mlp([3, 16, 2], seed=3), X, Y, method="adam", maxiter=1,
+                       options={"learning_rate": 0.01}).fun
+    assert results[np.float32] < 0.2 * first                 # it learns ...
+    assert abs(results[np.float32] - results[np.float64]) < 1e-3 * results[np.float64]
+
+
+def test_float32_rollouts_bptt_optimizers_and_mpc():
+    rng = np.random.default_rng(4)
+    net = cp.Network.mlp([6, 16, 16, 4], hidden="tanh", seed=5)
+    net.set_scaling(rng.standard_normal(6), rng.uniform(0.5, 2, 6), np.zeros(4),
+                    np.full(4, 0.1))
+    m64, m32 = cp.Dynamics(net, 4, residual=True), cp.Dynamics(net, 4, residual=True,
+                                                                 dtype=np.float32)
+    assert m32.dtype == np.float32 and "float32" in repr(m32)
+    x0, U = rng.standard_normal(4), 0.3 * rng.standard_normal((30, 2))
+    cost = dict(goal=[0.5] * 4, Q=1.0, Qf=10.0, R=0.1)
+    for a, b in zip(cp.bptt(m32, x0, U, cost, wrt_x0=True), cp.bptt(m64, x0, U, cost,
+                                                                     wrt_x0=True)):
+        assert np.asarray(a).dtype == np.float64 and rel(a, b) < TOL
+    assert rel(m32.rollout(x0, U), m64.rollout(x0, U)) < TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("L-BFGS-B", "batch-lbfgs"):
+            r32 = cp.optimize_trajectory(m32, x0, 30, cost, method=method, bounds=(-2, 2))
+            r64 = cp.optimize_trajectory(m64, x0, 30, cost, method=method, bounds=(-2, 2))
+            assert abs(r32.fun - r64.fun) < 1e-4 * r64.fun, method
+            assert r32.controls.min() >= -2 and r32.controls.max() <= 2
+        res = cp.mpc(m32, m64.step, x0, 4, 10, cost=cost, bounds=(-2, 2))
+    assert res.states.dtype == np.float64 and np.isfinite(res.states).all()
+    ctrl = cp.Network.mlp([4, 6, 2], seed=6)
+    X0 = rng.standard_normal((3, 4))
+    g32 = cp.ControllerObjective(m32, ctrl, X0, 20, cost)(ctrl.weights)
+    g64 = cp.ControllerObjective(m64, ctrl, X0, 20, cost)(ctrl.weights)
+    assert abs(g32[0] - g64[0]) < TOL * g64[0] and rel(g32[1], g64[1]) < TOL
+    back = pickle.loads(pickle.dumps(m32))
+    assert back.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [np.int32, np.float16, "half", None, True])
+def test_bad_dtype_is_named(bad):
+    net = cp.Network.mlp([3, 4, 2], seed=0)
+    for call in (lambda: cp.Dynamics(net, 2, dtype=bad),
+                 lambda: cp.WeightObjective(net, np.zeros((4, 3)), np.zeros((4, 2)), dtype=bad),
+                 lambda: cp.fit(net, np.zeros((4, 3)), np.zeros((4, 2)), dtype=bad)):
+        with pytest.raises((ValueError, TypeError), match="dtype"):
+            call()
