@@ -33,6 +33,10 @@ __all__ = ["blas_threads", "auto_threads", "resolve_threads", "SMALL_WORK"]
 SMALL_WORK = 1e9          # flops per objective evaluation below which one thread is used
 
 _controller = None
+# the limits of the blas_threads blocks now open (innermost last): a block asking for the
+# limit already in force costs nothing (threadpoolctl's limit takes ~50 us, which MPC would
+# pay at every step)
+_active = []
 
 
 def _get_controller():
@@ -60,11 +64,15 @@ def blas_threads(n):
     ...     res = scipy.optimize.minimize(obj, x0, jac=True)    # doctest: +SKIP
     """
     n = check_int(n, "n", 1, allow_none=True)
-    if n is None:
-        yield
+    if n is None or (_active and _active[-1] == n):
+        yield                     # nothing to do, or already limited to n by an outer block
         return
     with _get_controller().limit(limits=n, user_api="blas"):
-        yield
+        _active.append(n)
+        try:
+            yield
+        finally:
+            _active.pop()
 
 
 def auto_threads(n_weights, n_samples):
