@@ -241,3 +241,31 @@ def test_without_numba_the_numpy_engine_runs():
         "    raise SystemExit('no error')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+@needs_numba
+def test_one_problem_at_a_time_sees_each_problem():
+    """ControlObjective.single().select(k) (scipy methods, one problem after another) keeps
+    the compiled call's arguments per problem: each problem's value and gradient is its own."""
+    rng = np.random.default_rng(8)
+    net = cp.Network.mlp([4, 8, 3], hidden="tanh", seed=4)
+    obj = cp.ControlObjective(net, rng.standard_normal((5, 3)),
+                              inputs=rng.standard_normal((5, 2)), control=[0, 2], R=0.2,
+                              u_rest=rng.standard_normal((5, 2)))
+    one = obj.single()
+    U = rng.standard_normal((5, 2))
+    with cp.use_compiled(True):
+        got = [one.select(k)(U[k]) for k in (0, 3, 1, 3)]
+    with cp.use_compiled(False):
+        E, g = obj(U.ravel())
+        want = [cp.ControlObjective(net, obj._T[:, k], inputs=obj._Xo[:, k], control=[0, 2],
+                                    R=0.2, u_rest=obj._ur[:, k])(U[k]) for k in (0, 3, 1, 3)]
+    for (a, ga), (b, gb) in zip(got, want):
+        close(b, a)
+        close(gb, ga)
+    res = [cp.optimize_controls(net, obj._T.T, obj._Xo.T, [0, 2], R=0.2, u_rest=obj._ur.T,
+                                method="L-BFGS-B") for _ in (0, 1)]
+    with cp.use_compiled(False):
+        ref = cp.optimize_controls(net, obj._T.T, obj._Xo.T, [0, 2], R=0.2, u_rest=obj._ur.T,
+                                   method="L-BFGS-B")
+    np.testing.assert_allclose(res[0].controls, ref.controls, rtol=1e-6, atol=1e-8)

@@ -214,16 +214,18 @@ class CompiledPlan:
                                      bufs.Gbig, bufs.G[0], bufs.scratch(), bufs.GD, sy, J)
         return J
 
-    def control_value_grad(self, bufs, XT, ctl, U, in_scale, T, Q, out_scale, R, UR, g):
-        """ControlObjective's summed E and dE/du (into g (K, m)) in one call (see
-        kernels.control_value_grad); bufs is read as after a forward and backward pass."""
+    def control_call(self, bufs, XT, ctl, in_scale, T, Q, out_scale, R, UR):
+        """``(kernel, args)``: ControlObjective's value and gradient in one call as
+        ``kernel(*args, U, g)`` -> E summed, g (K, m) written, for controls U (K, m) (see
+        kernels.control_value_grad).  Every argument but U and g is fixed for a workspace,
+        so the caller builds this once; it must count the pass (``bufs.gen += 1``), after
+        which bufs hold the forward and backward pass as the numpy engine leaves them."""
         mx, sx = (_EMPTY, _EMPTY) if in_scale is None else in_scale
         my, sy = (_EMPTY, _EMPTY) if out_scale is None else out_scale
-        bufs.gen += 1
-        return self.kernels.control_value_grad(
+        return self.kernels.control_value_grad, (
             self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs, self.outs_g,
-            bufs.weights.WD, bufs.weights.WT, XT, ctl, U, mx, sx, bufs.O[0], bufs.Obig,
-            bufs.Zbig, bufs.Gbig, bufs.G[0], bufs.scratch(), T, Q, sy, my, R, UR, g)
+            bufs.weights.WD, bufs.weights.WT, XT, ctl, mx, sx, bufs.O[0], bufs.Obig,
+            bufs.Zbig, bufs.Gbig, bufs.G[0], bufs.scratch(), T, Q, sy, my, R, UR)
 
     # ------------------------------------------------------------ whole horizons
     def rollout(self, weights, XB, OB, ZB, n, a, b, residual):

@@ -418,8 +418,8 @@ def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, 
 
 
 @_jit
-def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, ctl, U, mx,
-                       sx, I, O, Z, G, GI, Dk, T, Q, sy, my, R, UR, g):
+def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, ctl, mx, sx,
+                       I, O, Z, G, GI, Dk, T, Q, sy, my, R, UR, U, g):
     """ControlObjective's E and dE/du for K problems in one call (controls U (K, m) into
     the rows ctl of XT, whose other rows hold the fixed inputs), raw units::
 

@@ -60,6 +60,7 @@ class _Work:
         self.dY = np.zeros((plan.n_out, n))
         self.seed = np.zeros((plan.n_out, n))
         self.all_rows = False        # XT holds the other inputs of all K problems in order
+        self.kernel = None           # ControlObjective's compiled call on these buffers
 
 
 # ---------------------------------------------------------------- the objective
@@ -382,16 +383,18 @@ class ControlObjective:
             U = self._as_U(u)
         if not self._n_pen and compiled.ENABLED:
             ws = self._ws(self.K)
-            ck = ws.bufs.ck
-            if ck is not None:                # one compiled call (small batches)
+            if ws.bufs.ck is not None:                    # one compiled call (small batches)
                 if not ws.all_rows:
                     ws.XT[self._oth] = self._Xo
                     ws.all_rows = True
+                if ws.kernel is None:
+                    ws.kernel = ws.bufs.ck.control_call(
+                        ws.bufs, ws.XT, self._kctl, self._insc, self._T, self._kq,
+                        self._outsc, self._kr, self._ur)
                 g = np.empty((self.K, self.m))
-                E = ck.control_value_grad(ws.bufs, ws.XT, self._kctl,
-                                          U if U.flags.c_contiguous else np.ascontiguousarray(U),
-                                          self._insc, self._T, self._kq, self._outsc, self._kr,
-                                          self._ur, g)
+                ws.bufs.gen += 1
+                kernel, args = ws.kernel
+                E = kernel(*args, U if U.flags.c_contiguous else np.ascontiguousarray(U), g)
                 return E, g.reshape(np.shape(u))
         E, g = self._value_grad(U.T)
         return float(E.sum()), g.T.reshape(np.shape(u))
@@ -619,4 +622,5 @@ class _Single(ControlObjective):
         self._T, self._Xo, self._ur = b._T[:, k:k + 1], b._Xo[:, k:k + 1], b._ur[:, k:k + 1]
         for w in self._work.values():
             w.all_rows = False
+            w.kernel = None          # its arguments hold the previous problem's arrays
         return self
