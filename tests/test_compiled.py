@@ -52,7 +52,8 @@ def _nets(seed, count=12, transfers=ALL):
 
 
 @needs_numba
-def test_tanh_kernel_within_two_ulp_of_numpy():
+def test_tanh_kernel_within_two_eps_of_numpy():
+    """Relative error at most 2 eps (about 3 ulp at worst) over a wide range."""
     from ctrlprop.core import kernels
     import numba
 
@@ -269,3 +270,29 @@ def test_one_problem_at_a_time_sees_each_problem():
         ref = cp.optimize_controls(net, obj._T.T, obj._Xo.T, [0, 2], R=0.2, u_rest=obj._ur.T,
                                    method="L-BFGS-B")
     np.testing.assert_allclose(res[0].controls, ref.controls, rtol=1e-6, atol=1e-8)
+
+
+@needs_numba
+def test_nan_propagates_like_numpy():
+    """A NaN control gives NaN on both paths (relu keeps NaN, as np.maximum does)."""
+    for hidden in ("relu", "tanh", "softplus"):
+        net = cp.Network.mlp([2, 4, 1], hidden=hidden, seed=0)
+        u = np.array([np.nan, 0.2])
+        ref, got = both(lambda: cp.ControlObjective(net, [0.5], control=[0, 1])(u))
+        assert np.isnan(ref[0]) and np.isnan(got[0]) and np.isnan(got[1]).all(), hidden
+
+
+def test_env_var_switches_off_without_importing_numba():
+    code = (
+        "import sys, numpy as np, ctrlprop as cp\n"
+        "net = cp.Network.mlp([3, 5, 2], seed=0)\n"
+        "net.trace(np.ones((1, 3))).backward(np.ones((1, 2)))\n"
+        "assert 'numba' not in sys.modules and not cp.compiled_available()\n"
+        "try:\n"
+        "    cp.use_compiled(True)\n"
+        "except ValueError as e:\n"
+        "    assert 'CTRLPROP_COMPILED' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), CTRLPROP_COMPILED="0")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

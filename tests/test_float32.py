@@ -128,3 +128,18 @@ def test_bad_dtype_is_named(bad):
                  lambda: cp.fit(net, np.zeros((4, 3)), np.zeros((4, 2)), dtype=bad)):
         with pytest.raises((ValueError, TypeError), match="dtype"):
             call()
+
+
+def test_plan_for_checks_dtype_and_float32_boundaries_are_float64():
+    net = cp.Network.mlp([3, 4, 2], seed=0)
+    for bad in (np.float16, "int64", None):
+        with pytest.raises((ValueError, TypeError), match="dtype"):
+            net.plan_for(bad)
+    X = np.ones((2, 3))
+    tr = net.plan_for(np.float32).forward(net.weights, X)
+    gw, gx = tr.backward(np.ones((2, 2)))
+    assert gw.dtype == gx.dtype == np.float64 and tr.jvp(v_x=X).dtype == np.float64
+    m32 = cp.Dynamics(cp.Network.mlp([4, 5, 3], seed=1), 3, dtype=np.float32)
+    ctl = cp.ControllerObjective(m32, cp.Network.mlp([3, 4, 1], seed=2), np.ones((2, 3)), 5)
+    S, Uc = ctl.rollout()
+    assert S.dtype == Uc.dtype == np.float64

@@ -416,3 +416,34 @@ def test_bptt_reuses_its_objective_and_sees_new_data_and_weights():
                 np.testing.assert_array_equal(a, b)
         net.weights = net.weights + 0.1
     assert len(model._objectives) == 2          # (7, 1, False) and (7, 2, True)
+
+
+def test_bptt_sees_a_cost_changed_in_place_and_is_safe_across_threads():
+    import threading
+    rng = np.random.default_rng(12)
+    model = cp.Dynamics(cp.Network.mlp([4, 8, 2], hidden="tanh", seed=3), 2)
+    x0, U = rng.standard_normal(2), rng.standard_normal((9, 2))
+    c = cp.TrajectoryCost(goal=[0.5, 0.5], Q=1.0)
+    cp.bptt(model, x0, U, c)
+    c.Q = 10.0
+    got = cp.bptt(model, x0, U, c)
+    want = cp.TrajectoryObjective(cp.Dynamics(model.net.copy(), 2), x0, 9, c).value_and_grad(U)
+    assert got[0] == want[0] and np.array_equal(got[1], want[1])
+    with pytest.raises(AttributeError):
+        model.residual = True                  # fixed at construction (caches rely on it)
+    # threads sharing one model each get their own answers
+    inputs = [(rng.standard_normal(2), rng.standard_normal((9, 2))) for _ in range(2)]
+    ref = [cp.bptt(model, a, b) for a, b in inputs]
+    bad = []
+
+    def work(i):
+        for _ in range(200):
+            J, g = cp.bptt(model, *inputs[i])
+            if J != ref[i][0] or not np.array_equal(g, ref[i][1]):
+                bad.append(i)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad

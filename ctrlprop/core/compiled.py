@@ -21,9 +21,10 @@ offset, columns, bias) and one transfer code per unit -- and the kernels
 exactly the state a numpy pass leaves and the two paths can be mixed freely.  The numpy
 engine stays the reference: the tests run both and compare them (1e-12 relative).
 
-Which path runs: :func:`use_compiled` (``True``, ``False`` or ``"auto"``, the default, or
-the environment variable ``CTRLPROP_COMPILED=0`` to switch it off) and
-:func:`compiled_available`.  A network with a user-registered transfer function, whose
+Which path runs: :func:`use_compiled` (``True``, ``False`` or ``"auto"``, the default) and
+:func:`compiled_available`.  ``use_compiled(False)`` runs every pass on numpy (numba, once
+imported, stays loaded); the environment variable ``CTRLPROP_COMPILED=0`` switches the path
+off for the process without importing numba at all.  A network with a user-registered transfer function, whose
 function numba cannot compile, always runs on numpy.  Kernels are compiled on first use and
 cached on disk by numba (``NUMBA_CACHE_DIR`` chooses where); ``benchmarks/bench_gradients.py``
 reports the first-call cost.
@@ -48,8 +49,8 @@ MAX_WORK = 4_000
 # the built-in transfers numba runs (kernels.h / kernels.dh), by name
 TRANSFER_CODES = {"linear": 0, "tanh": 1, "logistic": 2, "relu": 3, "softplus": 4, "sin": 5}
 
-_state = {"mode": "auto" if os.environ.get("CTRLPROP_COMPILED", "1") != "0" else False,
-          "kernels": None}
+_ENV_OFF = os.environ.get("CTRLPROP_COMPILED", "1") == "0"     # numba is then never imported
+_state = {"mode": False if _ENV_OFF else "auto", "kernels": False if _ENV_OFF else None}
 # Read by the engine on every pass: True when compiled passes may run.  Set by use_compiled.
 ENABLED = False
 
@@ -67,7 +68,8 @@ def _load_kernels():
 
 
 def compiled_available():
-    """True when the compiled path can run here (numba is installed)."""
+    """True when the compiled path can run here (numba is installed and the environment
+    variable CTRLPROP_COMPILED is not 0)."""
     return bool(_load_kernels())
 
 
@@ -76,7 +78,9 @@ def _apply(mode):
     # runs on numpy whatever ENABLED says
     global ENABLED
     if mode is True and not compiled_available():
-        raise ValueError("use_compiled(True) needs numba: pip install 'ctrlprop[fast]'")
+        raise ValueError("use_compiled(True): the compiled path is switched off for this "
+                         "process by CTRLPROP_COMPILED=0" if _ENV_OFF else
+                         "use_compiled(True) needs numba: pip install 'ctrlprop[fast]'")
     _state["mode"] = mode
     ENABLED = bool(mode)
 

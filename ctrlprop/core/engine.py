@@ -606,12 +606,12 @@ class Trace:
         gw = gx = None
         if want_w:
             if grad_out is None:
-                gw = b.grad.copy()
+                gw = b.grad.astype(np.float64)        # a copy (float64 for any plan)
             else:
                 gw = grad_out
                 np.copyto(gw, b.grad)
         if want_x:
-            gx = b.G[0].T.copy()
+            gx = np.array(b.G[0].T, dtype=np.float64, order="C")
             if self.in_scale is not None:
                 gx /= self.in_scale[1]
             if self.single:
@@ -705,7 +705,8 @@ class Trace:
         self._check()
         v_w, v_x = self._directions(v_w, v_x)
         RY = self._bufs.second_order().tangent(v_w, v_x, self._x_scale())
-        RY = RY.T * self.out_scale[1] if self.out_scale is not None else RY.T.copy()
+        RY = (RY.T * self.out_scale[1] if self.out_scale is not None
+              else np.array(RY.T, dtype=np.float64, order="C"))
         return RY[0] if self.single else RY
 
     def hvp(self, dY, RdY, v_w=None, v_x=None, wrt="both"):
@@ -756,9 +757,10 @@ class Trace:
             curvature, v_w, v_x, self._x_scale(), dY=dYT if sy is None else dYT * sy,
             want_w=wrt != "inputs", want_x=wrt != "weights")
         if Hw is not None:
-            Hw = Hw.copy()
+            Hw = Hw.astype(np.float64)
         if Hx is not None:
-            Hx = Hx.T / self.in_scale[1] if self.in_scale is not None else Hx.T.copy()
+            Hx = (Hx.T / self.in_scale[1] if self.in_scale is not None
+                  else np.array(Hx.T, dtype=np.float64, order="C"))
             Hx = Hx[0] if self.single else Hx
         if wrt == "both":
             return Hw, Hx

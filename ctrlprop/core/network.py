@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .checks import as_float, as_list, check_bool, check_int, check_seed
+from .checks import as_float, as_list, check_bool, check_dtype, check_int, check_seed
 from .engine import Plan
 from .io import read_arrays, write_arrays
 from .transfer import get_transfer, transfer_names
@@ -416,7 +416,7 @@ class Network:
     def plan_for(self, dtype):
         """The plan whose buffers and weight copies are of ``dtype`` (np.float64: :attr:`plan`;
         np.float32: a second plan, built on first use), for float32 training and rollouts."""
-        if np.dtype(dtype) == np.float64:
+        if check_dtype(dtype) == np.float64:
             return self.plan
         if getattr(self, "_plan32", None) is None:
             self._plan32 = Plan(self, dtype=np.float32)

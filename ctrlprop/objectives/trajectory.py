@@ -64,8 +64,9 @@ class Dynamics:
         The precision of the rollouts and BPTT sweeps (their buffers and weight copy) of
         every trajectory objective, optimizer and MPC built on this model.  float32 runs the
         network's products in single precision; states, costs and gradients handed back are
-        float64 (rounded from float32 rollouts).  Second-order terms (iLQR/DDP Jacobians,
-        Hessian products) stay float64.
+        float64 (rounded from float32 rollouts), and so are the step Jacobians of
+        ``TrajectoryObjective.jacobian`` (lm, trf, dogbox) and ``state_jacobian``.  iLQR/DDP's
+        linearisations and the Hessian products run in float64.
 
     Notes
     -----
@@ -90,10 +91,22 @@ class Dynamics:
                              f"after n_states={n} states and n_exo={e} exogenous inputs; it "
                              "needs at least one")
         self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
-        self.residual = check_flag(residual, "residual")
-        self.dtype = check_dtype(dtype)
+        self._residual = check_flag(residual, "residual")
+        self._dtype = check_dtype(dtype)
         self._cache = OrderedDict()
         self._objectives = OrderedDict()        # bptt's objectives per (T, B, batched)
+
+    # residual and dtype are fixed at construction: the compiled rollouts and objectives kept
+    # for this model (its caches, cp.bptt's) are built for them
+    @property
+    def residual(self):
+        """True when the network predicts the increment ``x_{t+1} - x_t`` (read-only)."""
+        return self._residual
+
+    @property
+    def dtype(self):
+        """The precision of the rollouts, np.float64 or np.float32 (read-only)."""
+        return self._dtype
 
     @property
     def n_inputs(self):
@@ -113,7 +126,8 @@ class Dynamics:
 
     def __setstate__(self, state):
         state.setdefault("_objectives", OrderedDict())
-        state.setdefault("dtype", np.dtype(np.float64))
+        state.setdefault("_residual", state.pop("residual", False))     # 0.2.0 pickles
+        state.setdefault("_dtype", np.dtype(state.pop("dtype", np.float64)))
         self.__dict__.update(state)
 
     def __repr__(self):
@@ -583,18 +597,21 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     # (horizon, batch size, batched) and given this call's data: repeated calls cost what
     # TrajectoryObjective costs.  New weights or scaling of model.net are picked up by its
     # rollout on every call.
+    # An objective is taken out of the cache while in use (a concurrent call on the same
+    # model then builds its own) and the cost is bound afresh on every call (it may have
+    # been changed in place).
     key = (T, B, batched)
     obj = model._objectives.pop(key, None)
     x0_arg = X0 if batched else X0[0]
     if obj is None:
         obj = TrajectoryObjective(model, x0_arg, T, cost, exo)
-        while len(model._objectives) >= model.CACHE:
-            model._objectives.popitem(last=False)
     else:
         obj.set_x0(x0_arg)
-        if cost is not obj.cost:
-            obj.set_cost(cost)
+        obj.set_cost(cost)
         obj.set_exo(exo)
-    model._objectives[key] = obj
     U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
-    return obj.value_and_grad(U3 if batched else U3[0], wrt_x0=wrt_x0)
+    out = obj.value_and_grad(U3 if batched else U3[0], wrt_x0=wrt_x0)
+    model._objectives[key] = obj
+    while len(model._objectives) > model.CACHE:
+        model._objectives.popitem(last=False)
+    return out

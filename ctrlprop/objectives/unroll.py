@@ -309,7 +309,7 @@ class Unroll:
         """Raw controls (T, m, B) as the network saw them."""
         sc, n, m = self.sc, self.n, self.m
         U = self.IN[:, :m]
-        return U.copy() if sc.key[0] is None else U * sc.sx[n:n + m] + sc.mx[n:n + m]
+        return U.astype(np.float64) if sc.key[0] is None else U * sc.sx[n:n + m] + sc.mx[n:n + m]
 
     def backward(self, CX):
         """BPTT sweep from the cost gradient CX = dJ/dx_t, raw (T+1, n, B)."""
