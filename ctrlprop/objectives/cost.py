@@ -107,6 +107,15 @@ class TrajectoryCost:
         return "TrajectoryCost(" + ", ".join(parts) + ")"
 
 
+_FIELDS = ("goal", "Q", "Qf", "R", "S", "running", "terminal", "trajectory")
+
+
+def _fields(cost):
+    """The fields of a TrajectoryCost, arrays copied (a snapshot to compare against)."""
+    return tuple(v.copy() if isinstance(v, np.ndarray) else v
+                 for v in (getattr(cost, k) for k in _FIELDS))
+
+
 def as_cost(cost):
     """A TrajectoryCost from None (defaults), a dict of its arguments, or itself."""
     if cost is None:
@@ -178,6 +187,18 @@ class BoundCost:
         self.qf_differs = cost.Qf is not None and not self.Qf.same_as(self.Q)
         self.G = _goal_array(cost.goal, n, T, B)
         self.custom = cost.custom
+        self._snapshot = _fields(cost)
+
+    def is_for(self, cost):
+        """True when ``cost`` is the TrajectoryCost this was bound from, unchanged since
+        (every weight, the goal and the custom terms compared; a few microseconds, where
+        binding again validates every weight matrix)."""
+        if cost is not self.cost:
+            return False
+        now = _fields(cost)
+        return all(a is b or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                              and a.shape == b.shape and np.array_equal(a, b))
+                   for a, b in zip(now, self._snapshot))
 
     def evaluate(self, S, U):
         """Per-trajectory costs (B,) and the gradients dJ/dS (T+1, n, B), dJ/dU (T, m, B)."""

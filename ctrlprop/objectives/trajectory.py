@@ -27,7 +27,7 @@ import numpy as np
 
 from ..core.checks import as_float, check_dtype, check_finite, check_int
 from ..core.network import Network
-from .cost import as_cost
+from .cost import TrajectoryCost, as_cost
 from .unroll import Unroll
 
 __all__ = ["Dynamics", "ModelDimensions", "TrajectoryObjective", "bptt"]
@@ -598,8 +598,8 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     # TrajectoryObjective costs.  New weights or scaling of model.net are picked up by its
     # rollout on every call.
     # An objective is taken out of the cache while in use (a concurrent call on the same
-    # model then builds its own) and the cost is bound afresh on every call (it may have
-    # been changed in place).
+    # model then builds its own); the cost is bound again unless it is the same object with
+    # the same fields (it may have been changed in place).
     key = (T, B, batched)
     obj = model._objectives.pop(key, None)
     x0_arg = X0 if batched else X0[0]
@@ -607,7 +607,8 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
         obj = TrajectoryObjective(model, x0_arg, T, cost, exo)
     else:
         obj.set_x0(x0_arg)
-        obj.set_cost(cost)
+        if not (isinstance(cost, TrajectoryCost) and obj._cost.is_for(cost)):
+            obj.set_cost(cost)
         obj.set_exo(exo)
     U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
     out = obj.value_and_grad(U3 if batched else U3[0], wrt_x0=wrt_x0)
