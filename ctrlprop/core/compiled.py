@@ -224,12 +224,17 @@ class CompiledPlan:
         kernels.control_value_grad).  Every argument but U and g is fixed for a workspace,
         so the caller builds this once; it must count the pass (``bufs.gen += 1``), after
         which bufs hold the forward and backward pass as the numpy engine leaves them."""
-        mx, sx = (_EMPTY, _EMPTY) if in_scale is None else in_scale
-        my, sy = (_EMPTY, _EMPTY) if out_scale is None else out_scale
-        return self.kernels.control_value_grad, (
-            self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs, self.outs_g,
-            bufs.weights.WD, bufs.weights.WT, XT, ctl, mx, sx, bufs.O[0], bufs.Obig,
-            bufs.Zbig, bufs.Gbig, bufs.G[0], bufs.scratch(), T, Q, sy, my, R, UR)
+        head = [len(self.lv), len(self.blk), len(self.grp), len(self.outs), len(ctl),
+                bufs.plan.n_inputs, in_scale is not None, out_scale is not None]
+        meta = np.concatenate([np.array(head, np.int64)] + [
+            np.asarray(t, np.int64).ravel() for t in (self.lv, self.blk, self.bstart, self.grp,
+                                                      self.gstart, self.outs, self.outs_g, ctl)])
+        fsc = np.concatenate([np.zeros(0)]
+                             + ([] if in_scale is None else [in_scale[0], in_scale[1]])
+                             + ([] if out_scale is None else [out_scale[1], out_scale[0]]))
+        return self.kernels.control_packed, (meta, np.ascontiguousarray(fsc, np.float64),
+                                             bufs.weights.WD, bufs.weights.WT, XT, bufs.Obig,
+                                             bufs.Zbig, bufs.Gbig, bufs.scratch(), T, Q, R, UR)
 
     # ------------------------------------------------------------ whole horizons
     def rollout(self, weights, XB, OB, ZB, n, a, b, residual):
