@@ -104,13 +104,9 @@ class _Block:
         self.toff = toff        # offset of its transpose without bias in Weights.WT
 
     def view(self, w):
-        """The block of flat vector w as (rows, cols): a reshape view if dense, else a new array."""
-        seg = w[self.off:self.off + self.size]
-        if self.dense:
-            return seg.reshape(self.rows, self.cols)
-        out = np.zeros((self.rows, self.cols))
-        out.ravel()[self.flat] = seg
-        return out
+        """The block of flat vector w as (rows, cols), a reshape view (dense blocks only: a
+        sparse block's dense copy lives in Weights.WD at ``woff``)."""
+        return w[self.off:self.off + self.size].reshape(self.rows, self.cols)
 
 
 class Weights:
@@ -630,10 +626,11 @@ class Trace:
         idx = np.arange(p.n_inputs) if inputs is None else check_indices(inputs, p.n_inputs,
                                                                            "inputs")
         if b.ck is not None and compiled.ENABLED:           # one compiled call
-            J = b.ck.jacobian_inputs(b, self.out_scale)[:, idx].transpose(2, 0, 1)
+            J = np.ascontiguousarray(b.ck.jacobian_inputs(b, self.out_scale)[:, idx]
+                                     .transpose(2, 0, 1))
             if self.in_scale is not None:
-                J = J / self.in_scale[1][idx]
-            return J[0].copy() if self.single else J.copy()
+                J /= self.in_scale[1][idx]
+            return J[0] if self.single else J
         J = np.empty((self.K, p.n_out, len(idx)))
         e = np.zeros((p.n_out, self.K))
         for j in range(p.n_out):
