@@ -18,7 +18,7 @@ Layers (imports run downward only)::
 
 __version__ = "0.2.0"
 
-from .core import (Transfer, register_transfer, get_transfer, transfer_names, Network,
+from .core import (Transfer, register_transfer, get_transfer, transfer_names, Network, Ensemble,
                    StaleTraceError, save, load, check_gradients, check_objective,
                    numerical_gradient, learn_scaling, data_scaling, standardize,
                    blas_threads, auto_threads, use_compiled, compiled_available)

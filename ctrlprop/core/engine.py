@@ -267,7 +267,7 @@ class Buffers:
 #     wgrad(D_L, O~_l)                           e.g. dE/dW_Ll = D_L O~_l^T
 #     G_l  (+)= W_Ll^T D_L  (+ extra)            the first block into l writes, later ones add
 def backward_steps(plan, G, D, T, src, WnT, delta, wgrad=None, zero=None, extra=None,
-                   want_x=True):
+                   want_x=True, dot=np.dot):
     """Precompiled steps of one delta recursion over the given arrays (see the comment above).
 
     Parameters
@@ -289,6 +289,10 @@ def backward_steps(plan, G, D, T, src, WnT, delta, wgrad=None, zero=None, extra=
         ``extra(L, i, block) -> steps`` adding more into ``G[block.src]`` after the product.
     want_x : bool
         Propagate down to the input units (``G[0]``).
+    dot : callable
+        ``dot(A, B, out)``, the product of a transposed block and the deltas: ``np.dot``
+        on a network's 2-D arrays, ``np.matmul`` on an ensemble's stacks (a leading member
+        axis on every array, see :mod:`ctrlprop.core.ensemble`).
 
     Returns
     -------
@@ -311,9 +315,9 @@ def backward_steps(plan, G, D, T, src, WnT, delta, wgrad=None, zero=None, extra=
             if l == 0 and not want_x:
                 continue
             if live[l]:                               # G_l += W_Ll^T D_L
-                ops += [(np.dot, (WnT[L][i], D[L], T[l])), (np.add, (G[l], T[l], G[l]))]
+                ops += [(dot, (WnT[L][i], D[L], T[l])), (np.add, (G[l], T[l], G[l]))]
             else:
-                ops.append((np.dot, (WnT[L][i], D[L], G[l])))
+                ops.append((dot, (WnT[L][i], D[L], G[l])))
                 live[l] = True
             if extra is not None:
                 ops += extra(L, i, b)

@@ -39,7 +39,7 @@ from .engine import Plan
 from .io import read_arrays, write_arrays
 from .transfer import get_transfer, transfer_names
 
-__all__ = ["Network"]
+__all__ = ["Network", "structure_arrays", "network_from_arrays"]
 
 BIAS = "bias"
 
@@ -515,16 +515,23 @@ def save(net, path):
     """
     if not isinstance(net, Network):
         raise TypeError(f"save writes a ctrlprop Network, got {type(net).__name__}")
+    data = structure_arrays(net)
+    data["weights"] = net.weights
+    write_arrays(path, _KIND, FORMAT_VERSION, data)
+
+
+def structure_arrays(net):
+    """The file arrays of a network's structure and scaling (every key of the format above
+    but ``weights``), for the files of objects built on a network (an Ensemble's)."""
     data = dict(n_inputs=np.array(net.n_inputs),
                 edges=np.array(net.edges, dtype=np.int64).reshape(-1, 2),
                 transfers=np.array([t.name for t in net.transfers]),
-                outputs=np.array(net.outputs, dtype=np.int64), bias=np.array(net.bias),
-                weights=net.weights)
+                outputs=np.array(net.outputs, dtype=np.int64), bias=np.array(net.bias))
     if net.input_scaling is not None:
         data["x_mean"], data["x_scale"] = net.input_scaling
     if net.output_scaling is not None:
         data["y_mean"], data["y_scale"] = net.output_scaling
-    write_arrays(path, _KIND, FORMAT_VERSION, data)
+    return data
 
 
 def load(path):
@@ -541,6 +548,12 @@ def load(path):
         If ``path`` is not a file name or an open binary file.
     """
     d = read_arrays(path, _KIND, FORMAT_VERSION, _REQUIRED)
+    return network_from_arrays(d, path)
+
+
+def network_from_arrays(d, path, weights=True):
+    """The Network stored in the file arrays ``d`` (read from ``path``, named in errors);
+    ``weights=False`` leaves its initial weights (the caller reads its own)."""
     for key, kind in (("n_inputs", np.integer), ("bias", np.bool_)):
         a = d[key]
         if a.ndim != 0 or not np.issubdtype(a.dtype, kind):
@@ -558,7 +571,8 @@ def load(path):
     try:
         net = Network.from_edges(int(d["n_inputs"]), [tuple(e) for e in d["edges"].tolist()],
                                  names, d["outputs"].tolist(), bias=bool(d["bias"][()]))
-        net.weights = d["weights"]
+        if weights:
+            net.weights = d["weights"]
         if "x_mean" in d or "y_mean" in d:
             net.set_scaling(d.get("x_mean"), d.get("x_scale"), d.get("y_mean"), d.get("y_scale"))
     except (ValueError, TypeError) as e:

@@ -18,9 +18,11 @@ import numpy as np
 
 from ..core.arrays import RowView, column_moments, is_out_of_core
 from ..core.checks import check_data, check_dtype, check_int, check_sample_weight
+from ..core.ensemble import Ensemble
 from ..core.network import Network
 from ..core.scaling import data_scaling
 from ..core.threads import blas_threads, resolve_threads
+from ..objectives.ensemble import EnsembleObjective, bootstrap_counts
 from ..objectives.weights import StreamedObjective, WeightObjective, as_mask
 from ..solvers.adam import ADAM_OPTIONS, adam
 from ..solvers.methods import resolve
@@ -30,10 +32,13 @@ from ..solvers.result import (CALLBACK, CONVERGED, EARLY_STOP, NONFINITE, STATUS
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
 from ..solvers.starts import check_seed
 
-__all__ = ["fit", "FIT_METHODS"]
+__all__ = ["fit", "FIT_METHODS", "ENSEMBLE_FIT_METHODS"]
 
 FIT_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
                "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "adam")
+# an ensemble trains with the gradient methods (its objective has no Hessian product or
+# residual Jacobian) and in memory
+ENSEMBLE_FIT_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "adam")
 _DEFAULT_MAXITER = {"minimize": 1000, "least_squares": 100, "stochastic": 200}
 _DENSE_JACOBIAN_MAX = 2.5e7      # entries (200 MB); above it trf/dogbox go matrix-free
 DEFAULT_BLOCK_ROWS = 65536       # out-of-core Adam without block_size: about this many rows
@@ -108,7 +113,8 @@ def _solve(method, obj, mon, options, maxiter, rng):
     if method.family == "minimize":
         if method.name == "L-BFGS-B":
             options.setdefault("maxcor", 50)
-        return run_minimize(method, obj, obj.x0, hessp=obj.hessp, maxiter=maxiter,
+        return run_minimize(method, obj, obj.x0, hessp=getattr(obj, "hessp", None),
+                            maxiter=maxiter,
                             options=options, notify=mon.solver_notify)
     if method.family == "least_squares":
         kind = options.pop("jacobian", "auto")
@@ -235,7 +241,7 @@ def _out_of_core_argument(X, Y, sample_weight, validation):
 
 def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
         validation=None, patience=20, maxiter=None, options=None, scale=True, threads=None,
-        callback=None, progress=False, seed=0, dtype=np.float64):
+        callback=None, progress=False, seed=0, dtype=np.float64, bootstrap=None):
     """Train ``net`` on data ``(X, Y)`` by least squares; ``net.weights`` hold the result.
 
     Minimises ``E(w) = 1/2 sum_k s_k |y(x_k; w) - y_k|^2 + 1/2 l2 |w_nb|^2``
@@ -244,7 +250,13 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
 
     Parameters
     ----------
-    net : Network
+    net : Network or Ensemble
+        An :class:`~ctrlprop.Ensemble` trains every member at once, each on its own
+        bootstrap resample of the training rows (see ``bootstrap`` and
+        :class:`~ctrlprop.objectives.ensemble.EnsembleObjective`), with the methods
+        ``ENSEMBLE_FIT_METHODS`` (the gradient methods and Adam, data in memory, float64,
+        every weight trained); ``x`` and ``net.weights`` are then (E, n_weights) and the
+        losses are means over the members.
     X : array_like, shape (K, n_inputs)
     Y : array_like, shape (K, n_outputs)
         Raw units (1-D is accepted for a single input or output).  With ``method="adam"``
@@ -322,6 +334,12 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
         needs tqdm (``pip install 'ctrlprop[progress]'``).
     seed : int
         Seeds the validation split and Adam's shuffling.
+    bootstrap : bool or None
+        Ensembles only: member e's loss weights training row k by how often k is drawn
+        into a resample of the training rows with replacement (``rng.multinomial``, seeded
+        by ``seed`` after the validation split).  None (the default) is True for an
+        ensemble; False trains every member on all rows (members then differ by their
+        initial weights only).
     dtype : np.float64 or np.float32
         The precision of the forward and backward passes: the engine's buffers, its copy of
         the weights during the fit and the (standardised) data.  float32 halves the memory
@@ -355,14 +373,33 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     ValueError or TypeError before anything changes (out-of-core data: after the one
     pass that reads them).
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
-    method = resolve(method, FIT_METHODS, "L-BFGS-B", "fit")
+    ensemble = isinstance(net, Ensemble)
+    if not (ensemble or isinstance(net, Network)):
+        raise TypeError(f"net must be a ctrlprop Network or Ensemble, got {type(net).__name__}")
+    if bootstrap is not None and not isinstance(bootstrap, (bool, np.bool_)):
+        raise TypeError(f"bootstrap must be True, False or None, got {bootstrap!r:.60}")
+    if bootstrap and not ensemble:
+        raise ValueError("bootstrap=True resamples the data per member of an Ensemble; net is "
+                         "a single Network")
+    method = resolve(method, ENSEMBLE_FIT_METHODS if ensemble else FIT_METHODS, "L-BFGS-B",
+                     "fit of an Ensemble" if ensemble else "fit")
     dtype = check_dtype(dtype)
+    if ensemble:
+        if dtype != np.float64:
+            raise ValueError(f"an Ensemble trains in float64; got dtype={dtype}")
+        if trainable is not None:
+            raise ValueError("trainable= is not offered for an Ensemble (every weight of "
+                             "every member is trained); got a value")
+        if options is not None and isinstance(options, dict) and "block_size" in options:
+            raise ValueError("options['block_size'] (streamed Adam) is not offered for an "
+                             "Ensemble, whose data are trained in memory")
     options, maxiter = solver_options(options, maxiter, _DEFAULT_MAXITER[method.family])
     stochastic = method.family == "stochastic"
     ooc = _out_of_core_argument(X, Y, sample_weight, validation)
-    if ooc is not None and not stochastic:
+    if ooc is not None and (ensemble or not stochastic):
+        if ensemble:
+            raise ValueError(f"{ooc} is an out-of-core array; an Ensemble trains in memory: "
+                             f"pass np.asarray({ooc}) to load it")
         raise ValueError(f"{ooc} is an out-of-core array; method {method.name!r} is full-batch "
                          f"and needs every row in memory: use method='adam', which reads "
                          f"blocks of rows, or pass np.asarray({ooc}) to load it")
@@ -373,7 +410,7 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
             B = check_int(options.get("batch_size", ADAM_OPTIONS["batch_size"]),
                           "options['batch_size']", 1)
             L = options["block_size"] = B * max(1, DEFAULT_BLOCK_ROWS // B)
-    mask = as_mask(net, trainable)
+    mask = np.ones(net.n_weights, bool) if ensemble else as_mask(net, trainable)
     if patience is not None and (isinstance(patience, bool) or not isinstance(
             patience, (int, np.integer)) or patience < 1):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
@@ -396,7 +433,7 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
                                                      rng, L, scale)
         if val is not None:
             Xv, Yv, swv = val
-    n_threads = resolve_threads(threads, int(mask.sum()),
+    n_threads = resolve_threads(threads, int(mask.sum()) * (net.size if ensemble else 1),
                                 min(int(options.get("batch_size", ADAM_OPTIONS["batch_size"])),
                                     Xt.shape[0]) if stochastic else Xt.shape[0])
 
@@ -404,7 +441,13 @@ def fit(net, X, Y, method=None, *, l2=0.0, sample_weight=None, trainable=None,
     try:                              # on any error, leave the network as it was
         if scale:
             _apply_scaling(net, *scaling, mask)
-        if L is not None:
+        if ensemble:
+            counts = (bootstrap_counts(net.size, Xt.shape[0], rng)
+                      if bootstrap is None or bootstrap else None)
+            obj = EnsembleObjective(net, Xt, Yt, l2=l2, sample_weight=swt, counts=counts)
+            val_obj = None if val is None else EnsembleObjective(net, Xv, Yv,
+                                                                 sample_weight=swv)
+        elif L is not None:
             obj = StreamedObjective(net, Xt, Yt, l2=l2, sample_weight=swt, trainable=mask,
                                     block_size=L, dtype=dtype)
             val_obj = None if val is None else StreamedObjective(
