@@ -30,10 +30,11 @@ from .io import read_arrays, write_arrays
 from .network import Network, network_from_arrays, structure_arrays
 from . import network as _network_module
 
-__all__ = ["Ensemble", "EnsembleTrace", "save", "load"]
+__all__ = ["Ensemble", "EnsembleTrace", "EnsemblePlan", "EnsembleBuffers", "EnsembleWeights",
+           "save", "load"]
 
 
-class _Stack:
+class EnsembleWeights:
     """The E members' weights laid out as stacked blocks (the engine's Weights, with a
     member axis): ``W[L][i]`` (E, rows, cols) views of one array ``WD`` (E, n_wd) (a sparse
     block's dense copy at its ``woff``), ``Wn`` without the bias column, and ``WnT`` (E, n_l,
@@ -82,14 +83,14 @@ def _fill0(a):
     a.fill(0.0)
 
 
-class _StackBuffers:
+class EnsembleBuffers:
     """Work arrays of E members for batch size K and the precompiled steps that use them
     (the engine's Buffers with a leading member axis on every array)."""
 
-    def __init__(self, eplan, K):
+    def __init__(self, eplan, K, weights=None):
         plan, E = eplan.plan, eplan.E
         self.eplan, self.K, self.gen = eplan, K, 0
-        self.weights = eplan.weights
+        self.weights = eplan.weights if weights is None else weights
         sizes, nl = plan.sizes, plan.n_levels
         self.O = [np.empty((E, s + 1, K)) for s in sizes]
         for O in self.O:
@@ -163,6 +164,20 @@ class _StackBuffers:
     def _zero(self, b):
         return [(_fill0, (self.grad[:, b.off:b.off + b.size],))]
 
+    def run_forward(self):
+        """The forward pass after the internal inputs are written into ``Ov[0]`` (E, n_in, K);
+        then ``Y`` (E, n_out, K) holds the internal outputs."""
+        self.gen += 1
+        for f, a in self.fwd_ops:
+            f(*a)
+
+    def run_backward(self, dYT, want_w=False, want_x=True):
+        """The delta recursion from the internal output cotangent dYT (E, n_out, K): then
+        ``grad`` (E, n_weights) and ``G[0]`` (E, n_in, K) (internal units)."""
+        self.seed(dYT)
+        for f, a in self.bwd_ops(want_w, want_x):
+            f(*a)
+
     def seed(self, dYT):
         """Write the cotangent dYT (E, n_out, K), internal units, at the output units."""
         p = self.eplan.plan
@@ -178,7 +193,7 @@ def _gather_members(src, rows, dst, ys):
     dst[:, ys] = src[:, rows]
 
 
-class _EnsemblePlan:
+class EnsemblePlan:
     """A network's level plan run for E members: the stacked weight copy and the work
     buffers per batch size (the last few kept)."""
 
@@ -186,19 +201,29 @@ class _EnsemblePlan:
 
     def __init__(self, plan, E):
         self.plan, self.E = plan, E
-        self.weights = _Stack(plan, E)
+        self.weights = EnsembleWeights(plan, E)
         self._bufs = {}
 
     def __reduce__(self):
         raise TypeError("an ensemble plan is compiled engine state and is not pickled; "
                         "pickle the Ensemble (its plan is rebuilt on first use)")
 
+    def new_weights(self):
+        """A private stacked weight copy (load it with ``.load(W)``)."""
+        return EnsembleWeights(self.plan, self.E)
+
+    def new_buffers(self, K, weights=None):
+        """Fresh work buffers for batch size K reading ``weights`` (default: the shared
+        copy)."""
+        return EnsembleBuffers(self, K, weights)
+
     def buffers(self, K):
+        """The shared work buffers for batch size K."""
         b = self._bufs.get(K)
         if b is None:
             if len(self._bufs) >= self.MAX_CACHED_BATCH_SIZES:
                 self._bufs.pop(next(iter(self._bufs)))
-            b = self._bufs[K] = _StackBuffers(self, K)
+            b = self._bufs[K] = EnsembleBuffers(self, K)
         return b
 
 
@@ -268,9 +293,7 @@ class EnsembleTrace:
             dYT = dYT * sc[1][:, None]
         b = self._bufs
         want_w, want_x = wrt != "inputs", wrt != "weights"
-        b.seed(dYT)
-        for f, a in b.bwd_ops(want_w, want_x):
-            f(*a)
+        b.run_backward(dYT, want_w, want_x)
         gw = b.grad.copy() if want_w else None
         gx = None
         if want_x:
@@ -511,7 +534,7 @@ class Ensemble:
     def plan(self):
         """The stacked plan (rebuilt on first use)."""
         if self._plan is None:
-            self._plan = _EnsemblePlan(self.net.plan, self.size)
+            self._plan = EnsemblePlan(self.net.plan, self.size)
         return self._plan
 
     def _inputs(self, X):
@@ -523,9 +546,6 @@ class Ensemble:
             X3 = X.reshape(1, -1, n)
         elif X.ndim == 3 and X.shape[0] == E and X.shape[2] == n and X.shape[1]:
             single, shared, X3 = False, False, X
-        elif X.ndim == 2 and X.shape == (E, n):
-            raise ValueError(f"X of shape {X.shape} is ambiguous: pass (K, {n}) inputs shared "
-                             f"by the members or ({E}, K, {n}) per member")
         else:
             raise ValueError(f"X must have shape (K, {n}) or ({n},) (shared by the members) or "
                              f"({E}, K, {n}) (one batch per member), got {X.shape}")
@@ -546,7 +566,6 @@ class Ensemble:
         ep = self.plan
         b = ep.buffers(X3.shape[1])
         ep.weights.load(W)
-        b.gen += 1
         XT = X3.transpose(0, 2, 1)
         sx = self.input_scaling
         if sx is None:
@@ -554,8 +573,7 @@ class Ensemble:
         else:
             np.subtract(XT, sx[0][:, None], out=b.Ov[0])
             b.Ov[0] /= sx[1][:, None]
-        for f, a in b.fwd_ops:
-            f(*a)
+        b.run_forward()
         return EnsembleTrace(self, b, single, shared)
 
     def forward(self, X, weights=None):

@@ -109,6 +109,10 @@ class ControllerObjective(ModelDimensions):
         self._cost = cost.bind(n, m, T, B)
         self.l2 = check_nonneg(l2, "l2")
         self._decay = np.array([s != "bias" for s, _ in controller.weight_labels], float)
+        if model.is_ensemble:
+            raise ValueError("train_controller needs a model built on a single Network; got an "
+                             "ensemble model (train through one member: "
+                             "Dynamics(model.net.member(0), ...))")
         self._ur = Unroll(model, T, B)
         self._ur.set_x0(X0)
         self._exo = model.check_exo(exo, T, B)

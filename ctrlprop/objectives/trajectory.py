@@ -26,8 +26,10 @@ from collections import OrderedDict
 import numpy as np
 
 from ..core.checks import as_float, check_dtype, check_finite, check_int
+from ..core.ensemble import Ensemble
 from ..core.network import Network
 from .cost import TrajectoryCost, as_cost
+from .ensemble_unroll import PROPAGATIONS, EnsembleUnroll, check_disagreement
 from .unroll import Unroll
 
 __all__ = ["Dynamics", "ModelDimensions", "TrajectoryObjective", "bptt"]
@@ -50,10 +52,12 @@ class Dynamics:
 
     Parameters
     ----------
-    net : Network
+    net : Network or Ensemble
         Inputs ``[state (n_states), control (m), exogenous (n_exo)]`` in that order,
         outputs the next state (n_states outputs), in raw units (the network's own
-        input/output scaling is applied inside).
+        input/output scaling is applied inside).  An :class:`~ctrlprop.Ensemble` makes an
+        ensemble model: every objective built on it minimises the expected cost over the
+        members (see ``propagation`` and :mod:`ctrlprop.objectives.ensemble_unroll`).
     n_states : int
         Number of state variables n.
     residual : bool
@@ -66,7 +70,16 @@ class Dynamics:
         network's products in single precision; states, costs and gradients handed back are
         float64 (rounded from float32 rollouts), and so are the step Jacobians of
         ``TrajectoryObjective.jacobian`` (lm, trf, dogbox) and ``state_jacobian``.  iLQR/DDP's
-        linearisations and the Hessian products run in float64.
+        linearisations and the Hessian products run in float64.  Ensembles run in float64.
+    propagation : {"members", "mean"}
+        Ensembles only.  "members" (the default): each candidate control sequence is rolled
+        out under every member, each member following its own trajectory (PETS's TS-inf,
+        one particle per member), and the cost is the mean over the members.  "mean": the
+        members' mean prediction is the next state (one trajectory per candidate).
+    disagreement : float or array_like (n_states,)
+        Ensembles only: weight ``w`` (or one per state) of the penalty
+        ``w sum_t sum_i Var_e(y_{t,i}^e)`` on the members' disagreement added to every
+        trajectory cost built on this model (default 0).
 
     Notes
     -----
@@ -78,9 +91,11 @@ class Dynamics:
 
     CACHE = 4          # rollout buffers kept per (horizon, batch)
 
-    def __init__(self, net, n_states, residual=False, n_exo=0, *, dtype=np.float64):
-        if not isinstance(net, Network):
-            raise TypeError(f"net must be a ctrlprop Network, got {type(net).__name__}")
+    def __init__(self, net, n_states, residual=False, n_exo=0, *, dtype=np.float64,
+                 propagation=None, disagreement=None):
+        if not isinstance(net, (Network, Ensemble)):
+            raise TypeError(f"net must be a ctrlprop Network or Ensemble, got "
+                            f"{type(net).__name__}")
         n, e = check_int(n_states, "n_states", 1), check_int(n_exo, "n_exo", 0)
         if net.n_outputs != n:
             raise ValueError(f"the network has {net.n_outputs} outputs but n_states={n}: a "
@@ -93,6 +108,18 @@ class Dynamics:
         self.net, self.n_states, self.n_controls, self.n_exo = net, n, m, e
         self._residual = check_flag(residual, "residual")
         self._dtype = check_dtype(dtype)
+        ens = isinstance(net, Ensemble)
+        if not ens and (propagation is not None or disagreement is not None):
+            raise ValueError("propagation= and disagreement= are for a model built on an "
+                             "Ensemble; net is a single Network")
+        if ens and self._dtype != np.float64:
+            raise ValueError(f"an ensemble model runs in float64; got dtype={self._dtype}")
+        if propagation is None:
+            propagation = "members"
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+        self._propagation = propagation
+        self._disagreement = check_disagreement(0.0 if disagreement is None else disagreement, n)
         self._cache = OrderedDict()
         self._objectives = OrderedDict()        # bptt's objectives per (T, B, batched)
 
@@ -107,6 +134,26 @@ class Dynamics:
     def dtype(self):
         """The precision of the rollouts, np.float64 or np.float32 (read-only)."""
         return self._dtype
+
+    @property
+    def is_ensemble(self):
+        """True for a model built on an :class:`~ctrlprop.Ensemble`."""
+        return isinstance(self.net, Ensemble)
+
+    @property
+    def n_members(self):
+        """Members of the ensemble (1 for a single network)."""
+        return self.net.size if self.is_ensemble else 1
+
+    @property
+    def propagation(self):
+        """How an ensemble propagates, "members" or "mean" (read-only)."""
+        return self._propagation
+
+    @property
+    def disagreement(self):
+        """The disagreement weights (n_states,) (zeros: none; read-only)."""
+        return self._disagreement
 
     @property
     def n_inputs(self):
@@ -128,10 +175,18 @@ class Dynamics:
         state.setdefault("_objectives", OrderedDict())
         state.setdefault("_residual", state.pop("residual", False))     # 0.2.0 pickles
         state.setdefault("_dtype", np.dtype(state.pop("dtype", np.float64)))
+        state.setdefault("_propagation", "members")
+        if "_disagreement" not in state:
+            state["_disagreement"] = np.zeros(state["n_states"])
         self.__dict__.update(state)
 
     def __repr__(self):
         dt = "" if self.dtype == np.float64 else f", dtype={self.dtype}"
+        if self.is_ensemble:
+            dt += f", propagation={self.propagation!r}"
+            if self.disagreement.any():
+                d = self.disagreement
+                dt += f", disagreement={d[0] if np.all(d == d[0]) else d!r}"
         return (f"Dynamics(n_states={self.n_states}, n_controls={self.n_controls}, "
                 f"n_exo={self.n_exo}, residual={self.residual}{dt}, net={self.net!r})")
 
@@ -180,18 +235,24 @@ class Dynamics:
                          f"horizon {T} and batch {B}, got {E.shape}")
 
     # ------------------------------------------------------------ simulation
+    def new_unroll(self, T, B):
+        """Fresh rollout buffers for horizon T and batch B: an
+        :class:`~ctrlprop.objectives.unroll.Unroll`, or an
+        :class:`~ctrlprop.objectives.ensemble_unroll.EnsembleUnroll` for an ensemble."""
+        return EnsembleUnroll(self, T, B) if self.is_ensemble else Unroll(self, T, B)
+
     def _unroll(self, T, B):
         """Cached rollout buffers for horizon T and batch B."""
         key = (T, B)
         u = self._cache.pop(key, None)
         if u is None:
-            u = Unroll(self, T, B)
+            u = self.new_unroll(T, B)
             while len(self._cache) >= self.CACHE:
                 self._cache.popitem(last=False)
         self._cache[key] = u
         return u
 
-    def rollout(self, x0, U, exo=None):
+    def rollout(self, x0, U, exo=None, *, members=False):
         """States of the model driven by the controls U from x0.
 
         Parameters
@@ -201,11 +262,19 @@ class Dynamics:
             A single x0 or a single U is shared by the whole batch.
         exo : array_like, optional
             Exogenous inputs (see the class notes).
+        members : bool
+            Ensembles: return every member's trajectory (a leading axis of E;
+            ``propagation="members"`` only).  False: the ensemble's prediction, the mean
+            over the members' trajectories ("members") or the mean-propagated one ("mean").
 
         Returns
         -------
-        states : ndarray, shape (T+1, n), or (B, T+1, n) when x0 or U is a batch
+        states : ndarray, shape (T+1, n), or (B, T+1, n) when x0 or U is a batch; with
+            ``members=True`` (E, T+1, n) or (E, B, T+1, n)
         """
+        members = check_flag(members, "members")
+        if members and not (self.is_ensemble and self.propagation == "members"):
+            raise ValueError("members=True needs an ensemble model with propagation='members'")
         X0, bx = self.check_x0(x0)
         U3, bu = self.check_controls(U)
         B = _batch_size(X0.shape[0], U3.shape[0], ("x0", "U"))
@@ -216,11 +285,15 @@ class Dynamics:
         ur.set_exo(self.check_exo(exo, T, B))
         ur.set_controls(np.broadcast_to(U3.transpose(1, 2, 0), (T, self.n_controls, B)))
         ur.forward()
-        S = ur.states().transpose(2, 0, 1).copy()
+        if members:
+            S = ur.member_states()                        # (E, B, T+1, n)
+            return S if (bx or bu) else S[:, 0]
+        S = (ur.mean_states() if self.is_ensemble else ur.states()).transpose(2, 0, 1).copy()
         return S if (bx or bu) else S[0]
 
     def step(self, x, u, exo=None):
-        """One step: the next state(s), shape of x ((n,) or (B, n))."""
+        """One step: the next state(s), shape of x ((n,) or (B, n)); for an ensemble the
+        members' mean prediction."""
         X, bx = self.check_x0(x, "x")
         U = check_finite(as_float(u, "u"), "u")
         m = self.n_controls
@@ -234,12 +307,15 @@ class Dynamics:
             parts.append(np.broadcast_to(E[0].T, (B, self.n_exo)))
         Xin = np.concatenate(parts, axis=1)
         Y = self.net.forward(Xin)
+        if self.is_ensemble:
+            Y = Y.mean(axis=0)                            # the members' mean prediction
         if self.residual:
             Y = Y + Xin[:, :self.n_states]
         return Y if (bx or np.ndim(u) == 2) else Y[0]
 
     def linearize(self, x, u, exo=None):
-        """Jacobians of one step at (x, u): A = dF/dx (n, n) and B = dF/du (n, m).
+        """Jacobians of one step at (x, u): A = dF/dx (n, n) and B = dF/du (n, m) (for an
+        ensemble, of the members' mean prediction).
 
         With a batch x (B, n) and/or u (B, m), A is (B, n, n) and B is (B, n, m).
         """
@@ -254,6 +330,8 @@ class Dynamics:
             E = self.check_exo(exo, 1, B)
             parts.append(np.broadcast_to(E[0].T, (B, self.n_exo)))
         J = self.net.jacobian_inputs(np.concatenate(parts, axis=1))
+        if self.is_ensemble:
+            J = J.mean(axis=0)                            # of the mean prediction
         A, Bm = J[:, :, :n].copy(), J[:, :, n:n + m].copy()
         if self.residual:
             A += np.eye(n)
@@ -324,7 +402,8 @@ class TrajectoryObjective(ModelDimensions):
         self.shape = (B, T, m) if self.batched else (T, m)
         self.n_vars = B * T * m
         self.max_jacobian_size = 2e7
-        self._ur = Unroll(model, T, B)
+        self._ur = model.new_unroll(T, B)
+        self._ens = model.is_ensemble
         self._key = np.full(self.n_vars, np.nan)
         self.set_cost(cost)
         self.set_x0(X0)
@@ -357,8 +436,13 @@ class TrajectoryObjective(ModelDimensions):
     def set_cost(self, cost):
         """Change the cost (a TrajectoryCost or dict)."""
         self.last_costs = None
-        self.cost = as_cost(cost)
-        self._cost = self.cost.bind(self.model.n_states, self.model.n_controls, self.T, self.B)
+        self.cost = c = as_cost(cost)
+        paths = self.B
+        if self._ens:                 # an ensemble's cost is evaluated on its paths
+            paths = self._ur.n_paths
+            if c.goal is not None and c.goal.ndim == 3 and paths != self.B:
+                c = c.with_goal(np.tile(c.goal, (paths // self.B, 1, 1)))
+        self._cost = c.bind(self.model.n_states, self.model.n_controls, self.T, paths)
 
     def set_exo(self, exo):
         """Change the exogenous inputs."""
@@ -390,12 +474,24 @@ class TrajectoryObjective(ModelDimensions):
         ur.set_controls(self._Ubuf)
         ur.forward()
         self._S, self._U = ur.states(), self._Ubuf
+        if self._ens:
+            self._U = ur.path_controls(self._Ubuf)
         np.copyto(self._key, u)
+
+    def _evaluate(self):
+        """Per-trajectory costs (B,) at the last rollout, the cost's dJ/dU (T, m, B) and
+        dJ/dS of the rollout's paths (an ensemble's expected cost over its
+        members plus the disagreement penalty, see
+        :mod:`~ctrlprop.objectives.ensemble_unroll`)."""
+        vals, CX, CU = self._cost.evaluate(self._S, self._U)
+        if self._ens:
+            vals, CU = self._ur.combine(vals, CX, CU)
+        return vals, CU, CX
 
     def _value_grad(self, u):
         """Costs (B,), dJ/dU (T, m, B) raw, and the state gradient CX."""
         self._forward(u)
-        vals, CX, CU = self._cost.evaluate(self._S, self._U)
+        vals, CU, CX = self._evaluate()
         self._ur.backward(CX)
         CU += self._ur.grad_controls()
         self.nfev += 1
@@ -439,6 +535,7 @@ class TrajectoryObjective(ModelDimensions):
         """
         from .second_order import trajectory_hessp
 
+        self._no_ensemble("hessp (Newton-CG, trust-ncg, trust-krylov, trust-constr)")
         u = self._check_u(u)
         if not (type(p) is np.ndarray and p.dtype == np.float64):
             p = as_float(p, "p")
@@ -461,7 +558,7 @@ class TrajectoryObjective(ModelDimensions):
         """Total cost at u (a forward rollout only)."""
         u = self._check_u(u)
         self._forward(u)
-        vals, _, _ = self._cost.evaluate(self._S, self._U)
+        vals = self._evaluate()[0]
         self.last_costs = vals
         return float(vals.sum())
 
@@ -491,16 +588,33 @@ class TrajectoryObjective(ModelDimensions):
         gx = np.asarray(self._ur.grad_x0(CX).T, dtype=np.float64)
         return out + (gx if self.batched else gx[0],)
 
-    def states(self, u):
-        """States of the rollout at u: (T+1, n) or (B, T+1, n)."""
+    def states(self, u, *, members=False):
+        """States of the rollout at u: (T+1, n) or (B, T+1, n).  For an ensemble the mean over
+        the members' trajectories (see :meth:`Dynamics.rollout`), or with ``members=True``
+        every member's: (E, T+1, n) or (E, B, T+1, n)."""
+        members = check_flag(members, "members")
         self._forward(self._check_u(u))
-        S = self._S.transpose(2, 0, 1).copy()
+        if self._ens:
+            if members:
+                S = self._ur.member_states()
+                return S if self.batched else S[:, 0]
+            S = self._ur.mean_states().transpose(2, 0, 1)
+        elif members:
+            raise ValueError("members=True needs an ensemble model")
+        else:
+            S = self._S.transpose(2, 0, 1).copy()
         return S if self.batched else S[0]
+
+    def _no_ensemble(self, what):
+        if self._ens:
+            raise ValueError(f"{what} is not offered for an ensemble model (its expected cost "
+                             "has no residual form or Hessian product here); use a gradient "
+                             "method such as 'L-BFGS-B', or a sampling planner")
 
     def costs(self, u):
         """Per-trajectory costs (B,) at u."""
         self._forward(self._check_u(u))
-        self.last_costs = self._cost.evaluate(self._S, self._U)[0]
+        self.last_costs = self._evaluate()[0]
         return self.last_costs
 
     # ------------------------------------------------------------ least squares
@@ -513,6 +627,7 @@ class TrajectoryObjective(ModelDimensions):
 
     def residuals(self, u):
         """Residuals r(u) with ``1/2 |r|^2 = J`` (quadratic costs), shape (B * n_residuals,)."""
+        self._no_ensemble("the residual form (lm, trf, dogbox, batch-lm)")
         self._cost.check_residual_form()
         self._forward(self._check_u(u))
         return self._cost.residuals(self._S, self._U).reshape(-1)
@@ -525,6 +640,7 @@ class TrajectoryObjective(ModelDimensions):
         ``dx_{t+1}/du_s = B_t`` for s = t, ``A_t dx_t/du_s`` for s < t, 0 for s > t, with
         ``A_t, B_t`` the step Jacobians along the rollout at u.
         """
+        self._no_ensemble("state_jacobian")
         self._forward(self._check_u(u))
         T, m, B, n = self.T, self.model.n_controls, self.B, self.model.n_states
         A, Bm = self._ur.step_jacobians()
@@ -542,6 +658,7 @@ class TrajectoryObjective(ModelDimensions):
         entries, then a scipy.sparse CSR matrix (least_squares then solves its trust-region
         steps iteratively, with lsmr); ``sparse=True/False`` forces the format.
         """
+        self._no_ensemble("the residual Jacobian (lm, trf, dogbox, batch-lm)")
         c = self._cost
         c.check_residual_form()
         T, m, B = self.T, self.model.n_controls, self.B

@@ -18,6 +18,7 @@ from ..core.arrays import RowView
 from ..core.checks import as_list, check_bool, check_int, check_nonneg
 from ..core.environment import Environment
 from ..core.parallel import check_executor
+from ..core.ensemble import Ensemble
 from ..core.network import Network
 from ..core.transitions import Transitions
 from ..objectives.trajectory import Dynamics
@@ -135,7 +136,8 @@ def prediction_errors(model, data, rows=None, horizon=10):
 
 def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="tanh",
                  method=None, maxiter=None, options=None, l2=0.0, validation=0.2,
-                 patience=100, horizon=10, seed=0, callback=None, progress=False):
+                 patience=100, horizon=10, seed=0, callback=None, progress=False,
+                 ensemble=None, propagation=None, disagreement=None):
     """Train a dynamics model ``obs_{t+1} = F(obs_t, action_t)`` on recorded transitions.
 
     Parameters
@@ -177,6 +179,13 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
     seed : int
         Seeds the new model's weights and the choice of held-out episodes (keep it fixed
         over warm-started refits, as :func:`learn_and_plan` does).
+    ensemble : int, optional
+        A new model is an :class:`~ctrlprop.Ensemble` of this many members, each trained
+        on its own bootstrap resample of the training rows (:func:`ctrlprop.fit`); the
+        errors below are then those of the members' mean prediction.  A ``model`` that is
+        an ensemble is refit the same way.
+    propagation, disagreement
+        Of a new ensemble model (see :class:`~ctrlprop.Dynamics`).
 
     Returns
     -------
@@ -204,12 +213,25 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         sizes = [n + m] + [check_int(h, f"hidden[{i}]", 1) for i, h in
                            enumerate(as_list(hidden, "hidden", "a sequence of layer sizes"))]
         net = Network.mlp(sizes + [n], hidden=transfer, seed=seed)
-        dyn = Dynamics(net, n, residual=residual)
+        if ensemble is not None:
+            net = Ensemble(net, check_int(ensemble, "ensemble (number of members)", 1),
+                           seed=seed)
+        dyn = Dynamics(net, n, residual=residual, propagation=propagation,
+                       disagreement=disagreement)
         scale = True
     else:
         if not isinstance(model, Dynamics):
             raise TypeError(f"model must be a Dynamics (a warm start), got "
                             f"{type(model).__name__}")
+        same = ((ensemble is None or (model.is_ensemble and ensemble == model.n_members))
+                and (propagation is None or propagation == model.propagation)
+                and (disagreement is None
+                     or np.array_equal(np.broadcast_to(disagreement, (n,)),
+                                       model.disagreement)))
+        if not same:
+            raise ValueError(f"ensemble=, propagation= and disagreement= shape a new model; "
+                             f"model= keeps its own ({model.n_members} member(s), "
+                             f"propagation {model.propagation!r}), which they contradict")
         if (model.n_states, model.n_controls, model.n_exo) != (n, m, 0):
             raise ValueError(f"the model has {model.n_states} states, {model.n_controls} "
                              f"controls and {model.n_exo} exogenous inputs; the data "

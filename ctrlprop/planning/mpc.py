@@ -24,14 +24,17 @@ from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_mo
 from ..solvers.ddp import ddp, ddp_options
 from ..solvers.methods import resolve
 from ..solvers.progress import Progress
-from ..solvers.result import CALLBACK, CONVERGED, Notifier, Result
+from ..solvers.result import CALLBACK, CONVERGED, NONFINITE, Notifier, Result
 from ..solvers.scipy_solve import solver_options
-from .trajectory import check_controls_start, solve_once, trajectory_bounds
+from ..solvers.starts import check_seed
+from .sampling import Sampler
+from .trajectory import check_controls_start, check_method, solve_once, trajectory_bounds
 
 __all__ = ["mpc", "Planner", "MPCResult", "MPCError", "MPC_METHODS"]
 
 MPC_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
-               "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "ilqr", "ddp")
+               "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "ilqr", "ddp", "cem",
+               "mppi", "cem-gd")
 
 
 class MPCResult(Result):
@@ -132,6 +135,14 @@ class Planner:
         "ddp" apply their local feedback policy ``u = controls_j + gains_j (x - states_j)``
         (j steps after the plan, clipped to the bounds), the other methods the plan's
         controls open loop.  At most the horizon.
+    seed : int
+        Seeds the sampling planners ("cem", "mppi", "cem-gd"): episode i (counted by
+        :meth:`reset`) draws from ``np.random.default_rng([seed, i])``, so a run is
+        reproducible.  The sampling planners warm-start every plan from the previous
+        one's *mean* (cem, mppi; cem-gd: from its refined answer) shifted by a step, the
+        sampling spread starting afresh (``options["init_std"]``); ``maxiter`` is their
+        iterations per plan.  A plan's ``nfev`` counts the trajectories rolled out, and
+        :attr:`transitions` the model transitions of all plans so far.
 
     Notes
     -----
@@ -143,13 +154,15 @@ class Planner:
     """
 
     def __init__(self, model, horizon, cost=None, *, bounds=None, method=None, maxiter=20,
-                 options=None, exo=None, u0=None, replan_every=1):
+                 options=None, exo=None, u0=None, replan_every=1, seed=0):
         check_model(model)
         self.model = model
         self.horizon = H = check_horizon(horizon)
         self.method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
         self.options, self.maxiter = solver_options(options, maxiter, 20, least=1)
+        self.seed = check_seed(seed)
         self.ddp = self.method.family == "ddp"
+        self.sampling = self.method.family == "sampling"
         if self.ddp:
             self.settings = ddp_options(self.options, self.method.name)
         self.replan_every = check_int(replan_every, "replan_every", 1)
@@ -189,6 +202,14 @@ class Planner:
         self.obj = TrajectoryObjective(model, np.zeros(n), H,
                                        cost.with_goal(goal[:H]) if self.goal_seq else cost,
                                        exo0)
+        if self.sampling or model.is_ensemble:
+            check_method(self.obj, self.method, lo, hi, self.options)
+        self.sampler = None
+        if self.sampling:
+            self.sampler = Sampler(model, np.zeros((1, n)), H, self.obj.cost, exo0,
+                                   self.method.name, self.options)
+        self.transitions = 0
+        self._episode = 0
         self.reset()
 
     def covers(self, steps):
@@ -204,6 +225,8 @@ class Planner:
         self.k = 0
         self.U = self.u0.copy()
         self.last = None          # the last plan: (time, plan Result, Z, gains, u applied)
+        self.rng = np.random.default_rng([self.seed, self._episode])
+        self._episode += 1
 
     def plan(self, x):
         """Optimize the plan from state ``x`` (n,) at the current time and advance it.
@@ -249,12 +272,20 @@ class Planner:
                 U = out["controls"][0]
                 Z, K = out["states"][0], out["gains"][0]
                 nit, nfev, status = int(out["nit"][0]), int(out["nfev"]), int(out["status"][0])
+            elif self.sampling:
+                self.sampler.set_problem(x[None], obj.cost, self.exo_now)
+                out = self.sampler.solve(U[None], self.lo, self.hi, self.maxiter, self.rng)
+                self.transitions += out["transitions"]
+                nit, nfev = int(out["nit"]), int(out["nfev"])
+                status = CONVERGED if np.isfinite(out["fun"][0]) else NONFINITE
+                warm = out["x" if self.method.name == "cem-gd" else "mean"][0]
+                U = out["x"][0]
             else:
                 res = solve_once(obj, U.reshape(-1), self.method, (self.lo, self.hi),
                                  self.maxiter, self.options, Notifier(None), None)
                 U = res.x.reshape(H, self.model.n_controls)
                 nit, nfev, status = int(res.nit), int(res.nfev), int(res.status)
-            self.U = U
+            self.U = warm if self.sampling else U
             pred = obj.states(U.reshape(-1))[1]
             fun = obj.value(U.reshape(-1))
         step = Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun), nit=nit,
@@ -341,7 +372,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
         The model's exogenous inputs: (e,) constant, or (N, e) over absolute times
         0..N-1 with N >= steps + horizon - 1.
     seed : int, optional
-        The environment's reset seed (refused for a plant callable).
+        The environment's reset seed (refused for a plant callable); it also seeds the
+        sampling planners (0 when None, see :class:`Planner`).
     replan_every : int
         Optimize every this many steps (default 1); in between, "ilqr"/"ddp" apply the
         plan's feedback gains, other methods its controls (see :class:`Planner`).
@@ -376,7 +408,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
                         f"with the gymnasium interface, got {type(plant).__name__}")
     K = check_int(steps, "steps", 1)
     planner = Planner(model, horizon, cost, bounds=bounds, method=method, maxiter=maxiter,
-                      options=options, exo=exo, u0=u0, replan_every=replan_every)
+                      options=options, exo=exo, u0=u0, replan_every=replan_every,
+                      seed=0 if seed is None else seed)
     planner.covers(K)
     notify = Notifier(callback)
     n = model.n_states

@@ -38,18 +38,21 @@ from ..objectives.ddp_terms import DDPTerms
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
 from ..solvers.batch_lbfgs import batch_lbfgs
 from ..solvers.ddp import ddp, ddp_options
+from ..solvers.sampling import sampling_options
+from ..solvers.starts import check_seed
 from ..solvers.methods import METHODS, resolve
 from ..solvers.progress import Progress
-from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, STATUS, ConvergenceWarning,
-                              Notifier, Result, warn_unless_success)
+from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, NONFINITE, STATUS,
+                              ConvergenceWarning, Notifier, Result, warn_unless_success)
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
 from ..solvers.starts import default_start, random_starts
+from .sampling import DEFAULT_SAMPLING_MAXITER, Sampler
 
 __all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "solve_once"]
 
 TRAJECTORY_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
                       "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs",
-                      "ilqr", "ddp")
+                      "ilqr", "ddp", "cem", "mppi", "cem-gd")
 BATCH_LBFGS_OPTIONS = ("maxcor", "gtol", "ftol", "maxls")
 _BATCH_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
 
@@ -223,8 +226,15 @@ def check_method(obj, method, lo, hi, options):
     """What ``method`` cannot do with obj's trajectories (bounds it does not handle, too few
     residuals for 'lm', unknown batch-lbfgs or ilqr/ddp options): a ValueError, raised in
     the caller before any solve or task starts."""
+    if obj.model.is_ensemble and (method.family in ("ddp", "least_squares") or method.hessp):
+        raise ValueError(f"method {method.name!r} needs the model's step Jacobians, residuals or "
+                         f"Hessian products, which an ensemble model does not offer; use a "
+                         f"gradient method (L-BFGS-B, batch-lbfgs, ...) or a sampling planner "
+                         f"(cem, mppi, cem-gd)")
     if method.family == "ddp":
         ddp_options(options, method.name)
+    elif method.family == "sampling":
+        sampling_options(options, method.name)
     elif method.name == "batch-lbfgs":
         bad = set(options) - set(BATCH_LBFGS_OPTIONS)
         if bad:
@@ -243,11 +253,41 @@ def check_method(obj, method, lo, hi, options):
                                  f"'trf'")
 
 
+def _solve_sampling(model, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
+                    reshape, seed):
+    """Every trajectory by a sampling planner (:class:`~ctrlprop.planning.sampling.Sampler`,
+    seeded by ``seed``); (Result, flat u, per-trajectory status and success)."""
+    N = starts.shape[0]
+    sampler = Sampler(model, X0, starts.shape[1], cost, exo, method.name, options)
+    rng = np.random.default_rng([check_seed(seed), 0x5A])
+    maxiter = DEFAULT_SAMPLING_MAXITER[method.name] if maxiter is None else maxiter
+    note = None
+    if notify:
+        def note(x, fun, nit):
+            return notify(x=reshape(x), fun=fun, nit=nit)
+    out = sampler.solve(starts, lohi[0], lohi[1], maxiter, rng, note)
+    finite = np.isfinite(out["fun"])
+    status = np.where(finite, CALLBACK if out["stopped"] else CONVERGED, NONFINITE)
+    what = (f"{method.name}: {out['nit']} iterations of {sampler.P} candidates per "
+            f"trajectory, {out['transitions']} model transitions")
+    if method.name == "cem-gd" and "refined" in out:
+        what += (f"; gradient refinement of the best {sampler.k} improved "
+                 f"{int(out['refined'].sum())} of {N}")
+    res = Result(success=bool(finite.all() and not out["stopped"]), status=int(status.max()),
+                 message=what, nit=int(out["nit"]), nfev=int(out["nfev"]),
+                 history=out["history"], transitions=out["transitions"],
+                 gradient_sweeps=out["gradient_sweeps"])
+    return res, out["x"].reshape(-1), status, finite & ~out["stopped"]
+
+
 def _solve_all(model, obj, X0, starts, cost, exo, method, lohi, maxiter, options, notify,
-               reshape, independent, scipy_cons=None, offset=0, name=False, R=1):
+               reshape, independent, scipy_cons=None, offset=0, name=False, R=1, seed=0):
     """Every trajectory of obj by ``method``; (Result, flat u, per-trajectory status and
     success, gains or None, feedforward or None)."""
     N = starts.shape[0]
+    if method.family == "sampling":
+        return _solve_sampling(model, X0, starts, cost, exo, method, lohi, maxiter, options,
+                               notify, reshape, seed) + (None, None)
     if method.family == "ddp":
         return _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options,
                           notify, reshape)
@@ -425,6 +465,12 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     method = resolve(method, TRAJECTORY_METHODS, "L-BFGS-B", "optimize_trajectory")
     if constraint_options is not None and constraints is None:
         raise ValueError("constraint_options were given without constraints")
+    if method.family == "sampling" and (constraints is not None or executor is not None
+                                        or chunk_size is not None):
+        raise ValueError(f"method {method.name!r} samples every trajectory's candidates in one "
+                         f"rollout here: it does not take constraints, executor= or "
+                         f"chunk_size= (bounds it does take); use a gradient method for "
+                         f"constraints")
     if constraints is not None and method.name not in ("SLSQP", "trust-constr"):
         return _augmented_lagrangian(
             model, x0, T, cost, constraints, constraint_options, method,
@@ -478,7 +524,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         if len(parts) == 1 and executor is None:
             res, u, status, success, gains, ff = _solve_all(
                 model, obj, X0, starts, cost, exo, method, lohi, maxiter, options,
-                notify.with_bar(bar), reshape, independent, scipy_cons)
+                notify.with_bar(bar), reshape, independent, scipy_cons, seed=seed)
         elif executor is None:                      # serial chunks: the callback sees each
             out, note = [], notify.with_bar(bar)
             for p in parts:
@@ -540,6 +586,8 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         message=str(res.message), nit=int(res.nit), nfev=int(res.nfev),
         njev=int(res.get("njev", 0) or 0), nhev=int(res.get("nhev", 0) or 0),
         history=res.history, method=method.name)
+    if method.family == "sampling":
+        out.transitions, out.gradient_sweeps = res.transitions, res.gradient_sweeps
     if gains is not None:
         nz = gains.shape[-1]
         K = gains.reshape(B, R, T, m, nz)[k, best]

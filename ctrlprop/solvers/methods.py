@@ -25,6 +25,10 @@ batch-lbfgs        batch           ctrlprop's batched projected L-BFGS
 ilqr               ddp             ctrlprop's batched iLQR (step Jacobians, cost Hessians,
                                    feedback gains); bounds by the box QP
 ddp                ddp             iLQR plus the second-order dynamics terms (exact DDP)
+cem                sampling        candidates' costs only (one batched rollout per
+                                   iteration); bounds by clipping the samples
+mppi               sampling        the same; a cost-weighted mean of the samples
+cem-gd             sampling        CEM, then its best elites refined by batch-lbfgs
 adam               stochastic      minibatch gradients (training only)
 =================  ==============  ===============================================
 """
@@ -39,7 +43,8 @@ class Method:
     """One solver method: its name, family and what it needs or supports."""
 
     name: str
-    family: str                 # "minimize", "least_squares", "batch", "ddp", "stochastic"
+    family: str                 # "minimize", "least_squares", "batch", "ddp", "sampling",
+    #                             "stochastic"
     bounds: bool = False        # handles box bounds
     hessp: bool = False         # uses exact Hessian-vector products
     hess: bool = False          # uses the full Hessian
@@ -65,6 +70,9 @@ METHODS = {m.name.lower(): m for m in (
     Method("batch-lbfgs", "batch", bounds=True),
     Method("ilqr", "ddp", bounds=True),
     Method("ddp", "ddp", bounds=True),
+    Method("cem", "sampling", bounds=True),
+    Method("mppi", "sampling", bounds=True),
+    Method("cem-gd", "sampling", bounds=True),
     Method("adam", "stochastic"),
 )}
 

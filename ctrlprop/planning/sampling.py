@@ -1,0 +1,161 @@
+"""The sampling planners on a learned model: ``method="cem"``, ``"mppi"`` and ``"cem-gd"``.
+
+:class:`Sampler` holds the trajectory objectives a sampling planner evaluates through, so
+that :func:`~ctrlprop.optimize_trajectory` and a :class:`~ctrlprop.Planner` (MPC, which
+replans from a new state every step) share one implementation:
+
+* the population objective: N problems x P candidates in one batched
+  :class:`~ctrlprop.TrajectoryObjective` (row ``i * P + p``), so every candidate of an
+  iteration goes through one vectorized rollout (for an ensemble model, under every
+  member: N P E paths);
+* a one-per-problem objective for the warm start's and MPPI's final cost;
+* for ``cem-gd`` the refinement: the best ``refine`` elites of CEM's last iteration,
+  N * refine trajectories refined at once by the batched projected L-BFGS
+  (:mod:`ctrlprop.solvers.batch_lbfgs`, each with its own memory and line search) through
+  the same model by BPTT; the answer is the lowest-cost trajectory among the refined ones
+  and CEM's best (CEM-GD, Huang et al. 2021, arXiv 2112.07746; Bharadhwaj et al. 2020).
+
+Model transitions are counted as the planners' budget: ``transitions`` = trajectories
+rolled out x T x members (a gradient evaluation's rollout counts; its backward sweep,
+about as costly, is reported apart as ``gradient_sweeps`` trajectories).
+"""
+
+import numpy as np
+
+from ..objectives.trajectory import TrajectoryObjective
+from ..solvers.batch_lbfgs import batch_lbfgs
+from ..solvers.sampling import cem, mppi, sampling_options
+
+__all__ = ["Sampler", "SAMPLING_METHODS", "DEFAULT_SAMPLING_MAXITER"]
+
+SAMPLING_METHODS = ("cem", "mppi", "cem-gd")
+DEFAULT_SAMPLING_MAXITER = {"cem": 10, "mppi": 10, "cem-gd": 3}
+
+
+def _repeat_rows(a, k):
+    """Per-trajectory data (a batch axis first, 3-D) repeated k times per row; None as is."""
+    return None if a is None else np.repeat(np.asarray(a, float), k, axis=0)
+
+
+def _tile_cost(cost, k):
+    """The cost for trajectories repeated k times each (a per-trajectory goal repeated)."""
+    if cost.goal is not None and cost.goal.ndim == 3:
+        return cost.with_goal(np.repeat(cost.goal, k, axis=0))
+    return cost
+
+
+def _tile_exo(exo, k):
+    return _repeat_rows(exo, k) if exo is not None and np.ndim(exo) == 3 else exo
+
+
+class Sampler:
+    """A sampling planner for N problems of horizon T through ``model``.
+
+    Parameters
+    ----------
+    model : Dynamics
+    X0 : ndarray (N, n)
+    T : int
+    cost : TrajectoryCost
+    exo : array_like or None
+        As for :class:`~ctrlprop.TrajectoryObjective` (per-trajectory data with N rows).
+    method : {"cem", "mppi", "cem-gd"}
+    options : dict or None
+        The method's options (:data:`~ctrlprop.solvers.sampling.SAMPLING_OPTIONS`).
+    """
+
+    def __init__(self, model, X0, T, cost, exo, method, options):
+        self.model, self.T, self.method = model, T, method
+        self.opts = sampling_options(options, method)
+        self.N = X0.shape[0]
+        self.P = self.opts["population"]
+        self.k = self.opts.get("refine", 0)
+        self.E = model.n_members if model.propagation == "members" else 1
+        self._objs = {}
+        self.set_problem(X0, cost, exo)
+
+    def set_problem(self, X0=None, cost=None, exo=None):
+        """Change the initial states, the cost and/or the exogenous inputs (same N)."""
+        if X0 is not None:
+            self.X0 = np.array(X0, dtype=np.float64)
+        if cost is not None:
+            self.cost = cost
+        if exo is not None or not hasattr(self, "exo"):
+            self.exo = exo
+        for k, obj in self._objs.items():
+            obj.set_x0(np.repeat(self.X0, k, axis=0))
+            obj.set_cost(_tile_cost(self.cost, k))
+            obj.set_exo(_tile_exo(self.exo, k))
+
+    def _objective(self, k):
+        """The batched objective of N * k trajectories (row i * k + j), built once."""
+        obj = self._objs.get(k)
+        if obj is None:
+            obj = self._objs[k] = TrajectoryObjective(
+                self.model, np.repeat(self.X0, k, axis=0), self.T,
+                _tile_cost(self.cost, k), _tile_exo(self.exo, k))
+        return obj
+
+    def evaluate(self, S):
+        """Costs (N, Q) of the candidates S (N, Q, T, m): one rollout of N Q trajectories."""
+        N, Q = S.shape[:2]
+        return self._objective(Q).costs(S.reshape(-1)).reshape(N, Q).copy()
+
+    def solve(self, U0, lo, hi, maxiter, rng, notify=None):
+        """Plan from the means U0 (N, T, m) within [lo, hi] (T, m).
+
+        Returns
+        -------
+        dict
+            ``x`` (N, T, m), ``fun`` (N,), ``nit``, ``nfev`` (trajectories rolled out),
+            ``transitions``, ``gradient_sweeps``, ``history`` {"fun"}, ``stopped``; for
+            cem-gd also ``refined`` (N,) bool (the answer came from the refinement),
+            ``sampled_fun`` (N,) (CEM's best cost) and ``gd_nit``.
+        """
+        o, T, E = self.opts, self.T, self.E
+        if self.method == "mppi":
+            out = mppi(self.evaluate, U0, lo, hi, rng, maxiter=maxiter, population=self.P,
+                       temperature=o["temperature"], init_std=o["init_std"],
+                       noise_beta=o["noise_beta"], notify=notify)
+            out["gradient_sweeps"] = 0
+        else:
+            out = cem(self.evaluate, U0, lo, hi, rng, maxiter=maxiter, population=self.P,
+                      elites=o["elites"], alpha=o["alpha"], init_std=o["init_std"],
+                      min_std=o["min_std"], noise_beta=o["noise_beta"],
+                      keep_elites=o["keep_elites"], notify=notify)
+            out["gradient_sweeps"] = 0
+            if self.method == "cem-gd" and not out["stopped"]:
+                self._refine(out, lo, hi)
+        out["transitions"] = int(out["nfev"]) * T * E
+        return out
+
+    def _refine(self, out, lo, hi):
+        """cem-gd: the best ``refine`` elites of each problem by batched L-BFGS; keep the best."""
+        N, k, T = self.N, self.k, self.T
+        m = out["x"].shape[-1]
+        starts = out["elites"][:, :k].reshape(N * k, T * m)
+        obj = self._objective(k)
+        gd = dict(self.opts["gd_options"] or {})
+        if "maxcor" in gd:
+            gd["m"] = gd.pop("maxcor")
+
+        def fun(X):
+            _, g = obj(X.reshape(-1))
+            return obj.last_costs.copy(), g.reshape(N * k, T * m)
+        r = batch_lbfgs(fun, starts, np.broadcast_to(lo.ravel(), (N * k, T * m)),
+                        np.broadcast_to(hi.ravel(), (N * k, T * m)),
+                        maxiter=self.opts["gd_maxiter"], **gd)
+        fr = np.where(np.isfinite(r.fun), r.fun, np.inf).reshape(N, k)
+        j = np.argmin(fr, axis=1)
+        rows = np.arange(N)
+        best_r = fr[rows, j]
+        use = best_r < out["fun"]
+        X = r.x.reshape(N, k, T, m)
+        out["sampled_fun"] = out["fun"].copy()
+        out["x"][use] = X[rows[use], j[use]]
+        out["fun"][use] = best_r[use]
+        out["refined"] = use
+        out["gd_nit"] = int(r.nit.max())
+        out["nfev"] += int(r.nfev) * N * k
+        out["gradient_sweeps"] = int(r.nfev) * N * k
+        out["history"]["fun"] = np.concatenate([out["history"]["fun"], [float(out["fun"].sum())]])
