@@ -1,0 +1,191 @@
+"""The sampling planners (cem, mppi, cem-gd): the known optimum of a convex problem (finite-
+horizon LQR), the global basin of a two-basin problem, bounds, seeding, MPC warm starts."""
+
+import numpy as np
+import pytest
+
+import ctrlprop as cp
+from ctrlprop.solvers.sampling import colored_noise, sampling_options
+from test_trajectory_opt import linear_model, riccati, spd
+
+
+def _lqr(seed=0, T=8):
+    rng = np.random.default_rng(seed)
+    n, m = 2, 1
+    A = np.array([[1.0, 0.1], [0.0, 1.0]]) + 0.05 * rng.standard_normal((2, 2))
+    B = np.array([[0.0], [0.1]])
+    Q, Qf, R = spd(rng, n), 3 * spd(rng, n), 0.5 * spd(rng, m)
+    x0 = np.array([1.0, -0.5])
+    return linear_model(A, B), cp.TrajectoryCost(Q=Q, Qf=Qf, R=R), riccati(A, B, Q, Qf, R, T, x0), x0, T
+
+
+def test_cem_gd_reaches_the_lqr_optimum():
+    model, cost, (u_opt, _, J_opt), x0, T = _lqr()
+    r = cp.optimize_trajectory(model, x0, T, cost, method="cem-gd", bounds=(-20, 20),
+                               maxiter=3, options=dict(gd_maxiter=100))
+    np.testing.assert_allclose(r.fun, J_opt, rtol=1e-9)
+    np.testing.assert_allclose(r.x, u_opt, rtol=1e-4, atol=1e-5)
+    assert r.success and r.transitions > 0 and r.gradient_sweeps > 0
+
+
+def test_cem_approaches_the_lqr_optimum():
+    model, cost, (u_opt, _, J_opt), x0, T = _lqr()
+    r = cp.optimize_trajectory(model, x0, T, cost, method="cem", bounds=(-20, 20), maxiter=60,
+                               options=dict(population=300, elites=30, min_std=1e-6))
+    # sampling converges to the optimum as the spread shrinks: here to 1e-6 of J
+    assert r.fun >= J_opt * (1 - 1e-12)
+    assert r.fun <= J_opt * (1 + 1e-6)
+    np.testing.assert_allclose(r.x, u_opt, atol=2e-3)
+
+
+def test_mppi_approaches_the_lqr_optimum():
+    model, cost, (u_opt, _, J_opt), x0, T = _lqr()
+    # MPPI's fixed point is the optimum of the cost smoothed by its noise: with a small spread
+    # and temperature it is within that spread of u*
+    r = cp.optimize_trajectory(model, x0, T, cost, method="mppi", bounds=(-20, 20),
+                               maxiter=40, options=dict(population=500, init_std=0.05,
+                                                        temperature=1e-3))
+    assert J_opt * (1 - 1e-12) <= r.fun <= J_opt * (1 + 1e-3)
+    np.testing.assert_allclose(r.x, u_opt, atol=0.05)
+
+
+def _two_basins():
+    """x1 = x0 + u, terminal cost f(x) = (x^2 - 1)^2 + 0.3 x: global minimum near x = -1.04,
+    a worse local one near x = 0.96.  From x0 = 0.5 and the default start u = 0 the
+    gradient (f'(0.5) = -1.2) leads into the worse basin."""
+    model = linear_model(np.eye(1), np.eye(1))
+
+    def terminal(x):
+        v = x[:, 0]
+        return (v * v - 1) ** 2 + 0.3 * v, (4 * v * (v * v - 1) + 0.3)[:, None]
+    cost = cp.TrajectoryCost(Q=0.0, Qf=0.0, terminal=terminal)
+    return model, cost
+
+
+def test_cem_gd_finds_the_global_basin_where_a_gradient_method_does_not():
+    model, cost = _two_basins()
+    x0 = np.array([0.5])
+    grad = cp.optimize_trajectory(model, x0, 1, cost, bounds=(-3, 3))
+    assert grad.states[-1, 0] > 0.9                            # stopped in the worse basin
+    r = cp.optimize_trajectory(model, x0, 1, cost, method="cem-gd", bounds=(-3, 3),
+                               options=dict(population=50, elites=5, refine=3))
+    xs = np.roots([4, 0, -4, 0.3])                            # f'(x) = 0
+    best = min(xs.real, key=lambda v: (v * v - 1) ** 2 + 0.3 * v)
+    np.testing.assert_allclose(r.states[-1, 0], best, atol=1e-6)
+    assert r.fun < grad.fun - 0.5
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi", "cem-gd"])
+def test_bounds_are_never_violated(method):
+    model, _, _, x0, T = _lqr()
+    seen = []
+
+    def running(X, U):
+        seen.append((U.min(axis=(0, 1)), U.max(axis=(0, 1))))
+        return np.zeros(X.shape[:2]), None, None
+    cost = cp.TrajectoryCost(goal=[5.0, 5.0], Q=1.0, running=running)   # pushes to the bound
+    lo, hi = -0.3, 0.4
+    r = cp.optimize_trajectory(model, x0, T, cost, method=method, bounds=(lo, hi), maxiter=4,
+                               options=dict(population=64, init_std=2.0,
+                                            **({"elites": 8} if method != "mppi" else {})))
+    assert np.all(r.x >= lo) and np.all(r.x <= hi)
+    lows, highs = np.array([s[0] for s in seen]), np.array([s[1] for s in seen])
+    assert lows.min() >= lo and highs.max() <= hi
+    assert np.isclose(highs.max(), hi)                         # the bound was reached
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi", "cem-gd"])
+def test_seeded_and_reproducible(method):
+    model, _, _, x0, T = _lqr()
+    cost = cp.TrajectoryCost(goal=[5.0, 5.0])          # far: every plan beats the start
+    kw = dict(method=method, bounds=(-2, 2), maxiter=3, options=dict(population=32,
+              **({"elites": 6} if method != "mppi" else {})))
+    a = cp.optimize_trajectory(model, x0, T, cost, seed=1, **kw)
+    b = cp.optimize_trajectory(model, x0, T, cost, seed=1, **kw)
+    c = cp.optimize_trajectory(model, x0, T, cost, seed=2, **kw)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.history["fun"], b.history["fun"])
+    assert not np.array_equal(a.history["fun"], c.history["fun"])
+
+
+def test_batch_of_initial_states_and_restarts():
+    model, cost, _, _, T = _lqr()
+    X0 = np.array([[1.0, -0.5], [0.2, 0.3], [-1.0, 0.0]])
+    r = cp.optimize_trajectory(model, X0, T, cost, method="cem-gd", bounds=(-20, 20),
+                               restarts=1, options=dict(gd_maxiter=60))
+    assert r.x.shape == (3, T, 1) and r.all_controls.shape == (3, 2, T, 1)
+    A, B, Q, Qf, R = _lqr_matrices()
+    for b in range(3):                     # every row reaches its own LQR optimum
+        np.testing.assert_allclose(r.fun[b], riccati(A, B, Q, Qf, R, T, X0[b])[2], rtol=1e-8)
+
+
+def _lqr_matrices(seed=0):
+    rng = np.random.default_rng(seed)
+    A = np.array([[1.0, 0.1], [0.0, 1.0]]) + 0.05 * rng.standard_normal((2, 2))
+    B = np.array([[0.0], [0.1]])
+    Q, Qf, R = spd(rng, 2), 3 * spd(rng, 2), 0.5 * spd(rng, 1)
+    return A, B, Q, Qf, R
+
+
+def test_mpc_with_sampling_planners_warm_starts_and_counts():
+    model, cost, _, x0, T = _lqr()
+    A, B, *_ = _lqr_matrices()
+
+    def plant(x, u):
+        return A @ x + B @ u
+    for method in ("cem", "mppi", "cem-gd"):
+        r = cp.mpc(model, plant, x0, 6, T, cost, method=method, bounds=(-3, 3), maxiter=3,
+                   options=dict(population=64, **({"elites": 8} if method != "mppi" else {})))
+        assert np.all(np.abs(r.controls) <= 3)
+        assert np.all(r.history["nfev"] >= 64 * 3)
+        assert np.linalg.norm(r.states[-1]) < np.linalg.norm(x0)
+    planner = cp.Planner(model, T, cost, method="cem", bounds=(-3, 3), maxiter=2,
+                         options=dict(population=16, elites=4), seed=3)
+    s = planner.plan(x0)
+    # the next plan starts from the last mean shifted by one step (its last row repeated)
+    warm = planner.U
+    assert warm.shape == (T, 1) and planner.transitions == s.nfev * T
+    again = cp.Planner(model, T, cost, method="cem", bounds=(-3, 3), maxiter=2,
+                       options=dict(population=16, elites=4), seed=3)
+    np.testing.assert_array_equal(again.plan(x0).x, s.x)
+
+
+def test_sampling_under_an_ensemble_evaluates_every_member():
+    net = cp.Network.mlp([3, 5, 2], seed=0)
+    model = cp.Dynamics(cp.Ensemble(net, 4, seed=1), 2, residual=True, disagreement=0.5)
+    cost = cp.TrajectoryCost(goal=[0.3, 0.0], R=0.1)
+    r = cp.optimize_trajectory(model, np.zeros(2), 5, cost, method="cem", bounds=(-1, 1),
+                               maxiter=3, options=dict(population=20, elites=4))
+    assert r.transitions == (1 + 3 * 20) * 5 * 4
+    obj = cp.TrajectoryObjective(model, np.zeros(2), 5, cost)
+    np.testing.assert_allclose(r.fun, obj.value(r.x), rtol=1e-12)
+
+
+def test_colored_noise_has_unit_variance_and_its_slope():
+    rng = np.random.default_rng(0)
+    for beta in (0.0, 1.0, 2.0):
+        x = colored_noise(rng, (20000, 16, 2), beta)
+        assert x.shape == (20000, 16, 2)
+        np.testing.assert_allclose(x.var(axis=0).mean(), 1.0, rtol=0.02)
+        P = (np.abs(np.fft.rfft(x, axis=1)) ** 2).mean(axis=(0, 2))
+        ratio = P[1] / P[8]
+        assert (ratio > 2.0 ** beta * 4) if beta else (0.9 < ratio < 1.1)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown option"):
+        sampling_options({"popsize": 3}, "cem")
+    with pytest.raises(ValueError, match="elites"):
+        sampling_options({"population": 4, "elites": 5}, "cem")
+    with pytest.raises(ValueError, match="refine"):
+        sampling_options({"elites": 3, "refine": 4}, "cem-gd")
+    with pytest.raises(ValueError, match="temperature"):
+        sampling_options({"temperature": 0.0}, "mppi")
+    with pytest.raises(TypeError, match="alpha"):
+        sampling_options({"alpha": "0.1"}, "cem")
+    model, cost, _, x0, T = _lqr()
+    with pytest.raises(ValueError, match="constraints"):
+        cp.optimize_trajectory(model, x0, T, cost, method="cem",
+                               constraints=cp.StateBounds([-5, -5], [5, 5]))
+    with pytest.raises(ValueError, match="unknown option"):
+        cp.Planner(model, T, cost, method="mppi", options={"elites": 3})
