@@ -11,7 +11,8 @@ pytest.importorskip("gymnasium")
 import ctrlprop as cp
 
 from conftest import check_outputs
-import gym_inverted_pendulum  # on sys.path via conftest
+import gym_half_cheetah  # on sys.path via conftest
+import gym_inverted_pendulum
 import gym_pendulum
 import gym_reacher
 
@@ -59,3 +60,24 @@ def test_gym_reacher_quick(tmp_path):
     with open(tmp_path / "metrics.json") as f:
         saved = json.load(f)
     assert len(saved["mpc_ms_per_step"]) == 2 and saved["env"] == "Reacher-v5"
+
+
+def test_gym_half_cheetah_quick(tmp_path):
+    m, data = run(gym_half_cheetah, tmp_path)
+    assert data.n_obs == 17 and data.n_act == 6
+    assert np.all(np.abs(data.actions) <= 1.0)              # the planner kept the box
+    assert not m["goal_met"]                                # quick runs are not the goal
+    assert len(m["mpc_ms_per_step"]) == 2 and np.all(np.asarray(m["mpc_ms_per_step"]) > 0)
+
+
+def test_gym_half_cheetah_budget_flag(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(name, doc, spec, argv):
+        seen.update(spec=spec, argv=argv)
+        return {}
+    monkeypatch.setattr(gym_half_cheetah, "run", fake_run)
+    gym_half_cheetah.main(["--steps", "7500", "--quick"])
+    assert seen["argv"] == ["--quick"]
+    assert seen["spec"]["full"]["iterations"] == 5          # (7500 - 2000) // 1000
+    assert gym_half_cheetah.SPEC["full"]["iterations"] == 48

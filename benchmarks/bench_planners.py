@@ -1,0 +1,118 @@
+"""Planners through the same learned ensemble: return, model transitions, milliseconds.
+
+For Pendulum-v1 and HalfCheetah-v5 (fixed seeds), an ensemble of 5 residual tanh networks
+is fitted on random-action transitions (``fit_dynamics(ensemble=5)``, bootstrap per member),
+then MPC through it drives the real environment with each planner:
+
+* ``L-BFGS-B``: the gradient method alone (BPTT through the expected cost), warm-started;
+* ``cem`` and ``mppi`` at a large budget (PETS-like populations) and at the budget of cem-gd;
+* ``cem-gd``: a short CEM phase whose best elites are refined by batched L-BFGS.
+
+Columns: the episode return on the true environment (mean over the episodes, each seeded),
+model transitions per environment step (trajectories rolled out x horizon x members:
+every rollout of a sampling iteration or of a gradient evaluation; a gradient evaluation's
+backward sweep costs about one more), and planning milliseconds per step.  Goal (issue 11):
+cem-gd reaches cem's return with at most a tenth of its model transitions.
+
+Run: ``python benchmarks/bench_planners.py`` (about 10 minutes; a quiet machine).
+``--quick``: tiny sizes, a smoke run.
+"""
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+import ctrlprop as cp
+import ctrlprop.envs
+from _util import machine_note, table
+
+CASES = {
+    "Pendulum-v1": dict(data=2000, hidden=(32, 32), horizon=25, episodes=2, steps=200,
+                        fit_maxiter=400),
+    "HalfCheetah-v5": dict(data=5000, hidden=(64, 64), horizon=15, episodes=2, steps=150,
+                           fit_maxiter=300),
+}
+QUICK = {
+    "Pendulum-v1": dict(data=300, hidden=(8,), horizon=5, episodes=1, steps=5, fit_maxiter=20),
+    "HalfCheetah-v5": dict(data=300, hidden=(8,), horizon=4, episodes=1, steps=5,
+                           fit_maxiter=20),
+}
+
+
+def planners(quick):
+    s = 0.1 if quick else 1.0
+    P = lambda n: max(8, int(n * s))          # noqa: E731
+    return [
+        ("L-BFGS-B (gradient only)", dict(method="L-BFGS-B", maxiter=20)),
+        ("cem, large budget", dict(method="cem", maxiter=5,
+                                   options=dict(population=P(400), elites=P(40)))),
+        ("cem, cem-gd's budget", dict(method="cem", maxiter=2,
+                                      options=dict(population=P(50), elites=P(10)))),
+        ("mppi, large budget", dict(method="mppi", maxiter=5,
+                                    options=dict(population=P(400), temperature=0.5))),
+        ("mppi, cem-gd's budget", dict(method="mppi", maxiter=2,
+                                       options=dict(population=P(50), temperature=0.5))),
+        ("cem-gd", dict(method="cem-gd", maxiter=2,
+                        options=dict(population=P(40), elites=P(10), refine=2 if quick else 5,
+                                     gd_maxiter=10))),
+    ]
+
+
+def run_case(env_id, cfg, quick, seed=0):
+    env = cp.envs.make(env_id)
+    task = cp.envs.task(env_id)
+    cost = task.cost()
+    data = cp.collect(env, cfg["data"], seed=seed)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cp.ConvergenceWarning)
+        model = cp.fit_dynamics(data, hidden=cfg["hidden"], ensemble=5,
+                                maxiter=cfg["fit_maxiter"], validation=0.0, seed=seed)
+    fit_s = time.perf_counter() - t0
+    bounds = list(zip(task.bounds.lb, task.bounds.ub))
+    H, E = cfg["horizon"], model.n_members
+    rows = []
+    for label, kw in planners(quick):
+        R, nfev, steps, ms = [], 0, 0, []
+        for ep in range(cfg["episodes"]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", cp.ConvergenceWarning)
+                r = cp.mpc(model, env, None, cfg["steps"], H, cost, bounds=bounds,
+                           seed=1000 + ep, **kw)
+            R.append(r.episode_return)
+            nfev += r.nfev
+            steps += r.steps_done
+            ms.append(r.time_per_step * 1e3)
+        ms = np.concatenate(ms)
+        rows.append([env_id, label, f"{np.mean(R):9.1f}", f"{nfev * H * E / steps:10.0f}",
+                     f"{np.median(ms):8.1f}"])
+    return rows, fit_s, model
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    cases = QUICK if quick else CASES
+    rows = []
+    with cp.blas_threads(1):
+        for env_id, cfg in cases.items():
+            r, fit_s, model = run_case(env_id, cfg, quick)
+            print(f"{env_id}: ensemble of {model.n_members} x {cfg['hidden']} fitted on "
+                  f"{cfg['data']} random steps in {fit_s:.1f} s; MPC horizon {cfg['horizon']}, "
+                  f"{cfg['episodes']} episodes of {cfg['steps']} steps per planner",
+                  flush=True)
+            rows += r
+    print(machine_note())
+    table(rows, ["environment", "planner", "return", "transitions/step", "ms/step"])
+    for env_id in cases:
+        sub = {r[1]: r for r in rows if r[0] == env_id}
+        big, gd = sub["cem, large budget"], sub["cem-gd"]
+        ratio = float(gd[3]) / float(big[3])
+        print(f"{env_id}: cem-gd return {gd[2].strip()} vs cem (large) {big[2].strip()} with "
+              f"{ratio:.3f} of its transitions (goal: reach it with <= 0.1)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
