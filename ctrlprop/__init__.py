@@ -26,7 +26,7 @@ from .core.environment import Box, is_environment
 from .core.transitions import Transitions
 from .core.parallel import ParallelError
 from .objectives import (WeightObjective, StreamedObjective, ControlObjective,
-                         TrajectoryCost, Dynamics, TrajectoryObjective, bptt,
+                         TrajectoryCost, Dynamics, TrajectoryObjective, bptt, EnsembleObjective,
                          ControllerObjective, StateBounds, PathConstraint)
 from .solvers import Result, ConvergenceWarning, STATUS, METHODS
 from .planning import (fit, optimize_controls, ControlResult, optimize_trajectory,

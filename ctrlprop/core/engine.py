@@ -56,7 +56,7 @@ from . import compiled
 from .checks import as_float, check_finite, check_indices
 
 __all__ = ["Plan", "Trace", "Weights", "Buffers", "SecondOrder", "StaleTraceError",
-           "backward_steps"]
+           "backward_steps", "forward_steps", "level_delta_steps"]
 
 
 class StaleTraceError(RuntimeError):
@@ -209,31 +209,12 @@ class Buffers:
 
     def _compile_forward(self):
         """Steps of the forward pass after the inputs are in O[0]."""
-        p, W, ops = self.plan, self.weights.W, []
-        for L in range(1, p.n_levels):
-            Z, T = self.Z[L], self.T[L]
-            for i, src in enumerate(self.src[L]):
-                if i == 0:
-                    ops.append((np.dot, (W[L][0], src, Z)))           # Z_L = W_Ll O~_l
-                else:
-                    ops += [(np.dot, (W[L][i], src, T)), (np.add, (Z, T, Z))]
-            for t, a, c in p.groups[L]:                               # O_L = h(Z_L)
-                o = self.Ov[L][a:c]
-                ops += t.fwd_ops(o if Z is self.Ov[L] else Z[a:c], o)
-        if not p.out_direct:
-            for L, (cols, ys) in p.out_by_level.items():
-                ops.append((_gather_rows, (self.Ov[L], cols, self.Y, ys)))
-        return ops
+        return forward_steps(self.plan, self.weights.W, self.Z, self.T, self.src, self.Ov,
+                             self.Y)
 
     def delta_steps(self, L):
         """Steps computing the deltas ``D_L = h'(Z_L) * G_L`` of level L (none if D is G)."""
-        D, G = self.D[L], self.G[L]
-        if D is G:
-            return []
-        ops = []
-        for t, a, c in self.plan.groups[L]:
-            ops += t.delta_ops(self.Z[L][a:c], self.Ov[L][a:c], G[a:c], D[a:c])
-        return ops
+        return level_delta_steps(self.plan, L, self.Z, self.Ov, self.G, self.D)
 
     def bwd_ops(self, want_w, want_x):
         """Steps of the delta recursion after G is seeded at the outputs (cached per mode)."""
@@ -254,6 +235,43 @@ class Buffers:
         if self._second is None:
             self._second = SecondOrder(self)
         return self._second
+
+
+# ---------------------------------------------------------------- the forward pass
+# Written once for a network's 2-D arrays (n, K) and an ensemble's stacks (E, n, K): unit rows
+# are selected with ``[..., a:c, :]`` and the block products by ``dot``.
+def forward_steps(plan, W, Z, T, src, Ov, Y, dot=np.dot):
+    """Precompiled steps of the forward pass after the inputs are in ``Ov[0]``.
+
+    ``W[L][i]`` the block i into level L, ``Z``, ``T``, ``Ov`` per level (activations,
+    scratch, outputs without the bias row), ``src[L][i]`` the block's source activations,
+    ``Y`` the output array (written unless the outputs are the top level itself).
+    """
+    ops = []
+    for L in range(1, plan.n_levels):
+        for i, s in enumerate(src[L]):
+            if i == 0:
+                ops.append((dot, (W[L][0], s, Z[L])))                # Z_L = W_Ll O~_l
+            else:
+                ops += [(dot, (W[L][i], s, T[L])), (np.add, (Z[L], T[L], Z[L]))]
+        for t, a, c in plan.groups[L]:                               # O_L = h(Z_L)
+            o = Ov[L][..., a:c, :]
+            ops += t.fwd_ops(o if Z[L] is Ov[L] else Z[L][..., a:c, :], o)
+    if not plan.out_direct:
+        for L, (cols, ys) in plan.out_by_level.items():
+            ops.append((_gather_rows, (Ov[L], cols, Y, ys)))
+    return ops
+
+
+def level_delta_steps(plan, L, Z, Ov, G, D):
+    """Steps computing the deltas ``D_L = h'(Z_L) * G_L`` of level L (none if D is G)."""
+    if D[L] is G[L]:
+        return []
+    ops = []
+    for t, a, c in plan.groups[L]:
+        r = (Ellipsis, slice(a, c), slice(None))
+        ops += t.delta_ops(Z[L][r], Ov[L][r], G[L][r], D[L][r])
+    return ops
 
 
 # ---------------------------------------------------------------- the delta recursion
@@ -351,7 +369,7 @@ def _outer_take(D, s, flat, seg):
 
 
 def _gather_rows(src, rows, dst, ys):
-    dst[ys] = src[rows]
+    dst[..., ys, :] = src[..., rows, :]
 
 
 def _fill0(a):

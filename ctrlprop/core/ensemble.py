@@ -25,7 +25,7 @@ import copy
 import numpy as np
 
 from .checks import as_float, check_finite, check_indices, check_int, check_seed
-from .engine import StaleTraceError, backward_steps
+from .engine import StaleTraceError, backward_steps, forward_steps, level_delta_steps
 from .io import read_arrays, write_arrays
 from .network import Network, network_from_arrays, structure_arrays
 from . import network as _network_module
@@ -114,30 +114,11 @@ class EnsembleBuffers:
                         "pickle the Ensemble")
 
     def _compile_forward(self):
-        p, W, ops = self.eplan.plan, self.weights.W, []
-        for L in range(1, p.n_levels):
-            Z, T = self.Z[L], self.T[L]
-            for i, src in enumerate(self.src[L]):
-                if i == 0:
-                    ops.append((np.matmul, (W[L][0], src, Z)))        # Z_L = W_Ll O~_l
-                else:
-                    ops += [(np.matmul, (W[L][i], src, T)), (np.add, (Z, T, Z))]
-            for t, a, c in p.groups[L]:                                # O_L = h(Z_L)
-                o = self.Ov[L][:, a:c]
-                ops += t.fwd_ops(o if Z is self.Ov[L] else Z[:, a:c], o)
-        if not p.out_direct:
-            for L, (cols, ys) in p.out_by_level.items():
-                ops.append((_gather_members, (self.Ov[L], cols, self.Y, ys)))
-        return ops
+        return forward_steps(self.eplan.plan, self.weights.W, self.Z, self.T, self.src,
+                             self.Ov, self.Y, dot=np.matmul)
 
     def delta_steps(self, L):
-        D, G = self.D[L], self.G[L]
-        if D is G:
-            return []
-        ops = []
-        for t, a, c in self.eplan.plan.groups[L]:
-            ops += t.delta_ops(self.Z[L][:, a:c], self.Ov[L][:, a:c], G[:, a:c], D[:, a:c])
-        return ops
+        return level_delta_steps(self.eplan.plan, L, self.Z, self.Ov, self.G, self.D)
 
     def bwd_ops(self, want_w, want_x):
         key = (want_w, want_x)
@@ -187,10 +168,6 @@ class EnsembleBuffers:
         for L, (rows, ys) in p.out_by_level.items():
             self.G[L].fill(0.0)
             self.G[L][:, rows] = dYT[:, ys]
-
-
-def _gather_members(src, rows, dst, ys):
-    dst[:, ys] = src[:, rows]
 
 
 class EnsemblePlan:

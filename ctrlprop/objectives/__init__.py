@@ -7,7 +7,9 @@ from .control import ControlObjective
 from .cost import TrajectoryCost
 from .trajectory import Dynamics, TrajectoryObjective, bptt
 from .controller import ControllerObjective
+from .ensemble import EnsembleObjective
 from .constraints import StateBounds, PathConstraint
 
 __all__ = ["WeightObjective", "StreamedObjective", "ControlObjective", "TrajectoryCost", "Dynamics",
-           "TrajectoryObjective", "bptt", "ControllerObjective", "StateBounds", "PathConstraint"]
+           "TrajectoryObjective", "bptt", "ControllerObjective", "StateBounds", "PathConstraint",
+           "EnsembleObjective"]

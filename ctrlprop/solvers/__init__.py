@@ -8,6 +8,7 @@ from .methods import METHODS, Method, resolve
 from .batch_lbfgs import batch_lbfgs
 from .batch_lm import solve_lm
 from .adam import adam
+from .sampling import cem, mppi
 
 __all__ = ["Result", "ConvergenceWarning", "STATUS", "METHODS", "Method", "resolve",
-           "batch_lbfgs", "solve_lm", "adam"]
+           "batch_lbfgs", "solve_lm", "adam", "cem", "mppi"]
