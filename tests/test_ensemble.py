@@ -188,7 +188,9 @@ def test_fit_trains_members_on_their_resamples():
     P = ens.forward(Xt)
     for e in range(4):
         assert np.mean((P[e] - Yt) ** 2) < 0.05
-    assert np.all(ens.predict(Xt)[1].mean() > 0)
+    mean, var = ens.predict(Xt)
+    np.testing.assert_allclose(var, P.var(axis=0), rtol=1e-12)
+    assert np.all(var.mean(axis=0) > 1e-8)              # the resamples made the members differ
     same = cp.Ensemble(cp.Network.mlp([2, 12, 2], seed=0), 2, seed=3)
     with pytest.raises(ValueError, match="not offered"):
         cp.fit(same, X, Y, method="lm")
@@ -211,11 +213,13 @@ def test_fit_without_bootstrap_is_the_network_fit():
 
 
 # ---------------------------------------------------------------- planning
-def _model(E=3, prop="members", res=False, dis=None, seed=2):
-    net = cp.Network.mlp([3, 6, 2], seed=1)
-    net.set_scaling(np.ones(3) * 0.1, np.ones(3) * 1.5, np.ones(2) * 0.2, np.ones(2) * 0.5)
+def _model(E=3, prop="members", res=False, dis=None, seed=2, n_exo=0):
+    ni = 3 + n_exo
+    net = cp.Network.mlp([ni, 6, 2], seed=1)
+    net.set_scaling(np.linspace(-0.2, 0.3, ni), np.linspace(0.5, 2.0, ni), np.array([0.2, -0.1]),
+                    np.array([0.5, 1.7]))
     return cp.Dynamics(cp.Ensemble(net, E, seed=seed), 2, residual=res, propagation=prop,
-                       disagreement=dis)
+                       disagreement=dis, n_exo=n_exo)
 
 
 COST = cp.TrajectoryCost(goal=[0.5, -0.2], Q=1.0, R=0.1, Qf=2.0)
@@ -240,6 +244,60 @@ def test_expected_cost_gradients(prop, res, dis):
     num = numerical_gradient(f, x0)
     obj.set_x0(x0)
     np.testing.assert_allclose(gx, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("prop", ["members", "mean"])
+def test_gradients_with_exo_goals_and_a_batch(prop):
+    model = _model(prop=prop, res=True, dis=[0.3, 0.9], n_exo=1)
+    rng = np.random.default_rng(5)
+    B, T = 3, 4
+    cost = cp.TrajectoryCost(goal=rng.standard_normal((B, T, 2)), Q=[1.0, 0.5], R=0.2, S=0.1)
+    obj = cp.TrajectoryObjective(model, rng.standard_normal((B, 2)), T, cost,
+                                 exo=rng.standard_normal((B, T, 1)))
+    chk = check_objective(obj, 0.5 * rng.standard_normal(obj.n_vars))
+    assert chk.ok, chk
+    # each trajectory's cost depends on its own controls only (the batch is not mixed)
+    u = rng.standard_normal(obj.n_vars)
+    c0 = obj.costs(u).copy()
+    u2 = u.copy()
+    u2[:T] += 1.0                                                  # trajectory 0's controls
+    c1 = obj.costs(u2)
+    assert c1[0] != c0[0]
+    np.testing.assert_array_equal(c1[1:], c0[1:])
+
+
+def test_mean_mode_penalty_value():
+    model = _model(prop="mean", dis=0.6)
+    x0, U = np.array([0.2, -0.4]), np.random.default_rng(2).uniform(-1, 1, (5, 1))
+    obj = cp.TrajectoryObjective(model, x0, 5, COST)
+    S = model.rollout(x0, U)                                        # the mean path
+    ens = model.net
+    Y = np.stack([ens.forward(np.concatenate([S[t], U[t]]))  for t in range(5)])   # (T, E, n)
+    P = 0.6 * Y.var(axis=1).sum()
+    plain = cp.TrajectoryObjective(cp.Dynamics(ens, 2, propagation="mean"), x0, 5, COST)
+    np.testing.assert_allclose(obj.value(U), plain.value(U) + P, rtol=1e-12)
+
+
+def test_scaling_change_is_picked_up():
+    model = _model()
+    obj = cp.TrajectoryObjective(model, np.array([0.1, 0.2]), 4, COST)
+    u = np.full(4, 0.3)
+    before = obj.value(u)
+    model.net.set_scaling(np.zeros(3), np.full(3, 3.0), np.zeros(2), np.full(2, 2.0))
+    fresh = cp.TrajectoryObjective(model, np.array([0.1, 0.2]), 4, COST).value(u)
+    assert fresh != before
+    assert obj.value(u) == fresh
+
+
+def test_load_from_an_open_file(tmp_path):
+    net = _dag()
+    net.save(tmp_path / "n.npz")
+    with open(tmp_path / "n.npz", "rb") as f:
+        assert isinstance(cp.load(f), cp.Network)
+    ens = cp.Ensemble(net, 2)
+    ens.save(tmp_path / "e.npz")
+    with open(tmp_path / "e.npz", "rb") as f:
+        np.testing.assert_array_equal(cp.load(f).weights, ens.weights)
 
 
 def test_expected_cost_is_the_mean_over_members_plus_penalty():
@@ -292,6 +350,11 @@ def test_ensemble_model_refuses_what_it_cannot_do():
         _model(dis=-1.0)
     with pytest.raises(ValueError, match="members=True"):
         _model(prop="mean").rollout(np.zeros(2), np.zeros((3, 1)), members=True)
+    with pytest.raises(ValueError, match="constraints"):
+        cp.optimize_trajectory(model, np.zeros(2), 4, COST,
+                               constraints=cp.StateBounds([-1, -1], [1, 1]))
+    with pytest.raises(ValueError, match="seed"):
+        cp.Ensemble([cp.Network.mlp([3, 4, 2])] * 2, seed=1)
 
 
 def test_gradient_planning_through_an_ensemble_and_pickling():
@@ -300,7 +363,11 @@ def test_gradient_planning_through_an_ensemble_and_pickling():
                                maxiter=200)
     assert np.all(np.abs(r.x) <= 1)
     obj = cp.TrajectoryObjective(model, np.array([0.1, 0.0]), 6, COST)
-    J0 = obj.value(np.zeros(6))
-    assert r.fun < J0
+    J, g = obj(r.x.ravel())
+    np.testing.assert_allclose(J, r.fun, rtol=1e-12)
+    # first-order optimality within the box: the projected gradient vanishes
+    x = r.x.ravel()
+    pg = np.clip(x - g, -1, 1) - x
+    assert np.abs(pg).max() < 1e-4
     back = pickle.loads(pickle.dumps(obj))
     np.testing.assert_allclose(back.value(r.x), obj.value(r.x), rtol=1e-14)

@@ -35,7 +35,7 @@ def test_truncated_and_corrupt_files(tmp_path):
         cp.load(junk)
     other = tmp_path / "other.npz"
     np.savez(other, a=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz: not a ctrlprop.Network file"):
+    with pytest.raises(ValueError, match="other.npz: not a ctrlprop.Network or ctrlprop.Ensemble file"):
         cp.load(other)
 
 

@@ -369,9 +369,9 @@ class Ensemble:
     size : int, optional
         Number of members E (>= 1), with a Network; with a sequence it must be omitted or
         equal its length.
-    seed : int
-        Seeds the members' initial weights (member e gets the e-th child of
-        ``np.random.SeedSequence(seed)``).
+    seed : int, optional
+        Seeds new members' initial weights (member e gets the e-th child of
+        ``np.random.SeedSequence(seed)``; default 0); not with a sequence of networks.
 
     Attributes
     ----------
@@ -384,11 +384,11 @@ class Ensemble:
         are not used).
     """
 
-    def __init__(self, net, size=None, *, seed=0):
+    def __init__(self, net, size=None, *, seed=None):
         if isinstance(net, Network):
             E = check_int(size, "size (number of members)", 1)
             template = net.copy()
-            children = np.random.SeedSequence(check_seed(seed)).spawn(E)
+            children = np.random.SeedSequence(check_seed(0 if seed is None else seed)).spawn(E)
             W = np.stack([template.init_weights(int(c.generate_state(1)[0])) for c in children])
         elif isinstance(net, (list, tuple)) and net:
             nets = list(net)
@@ -405,6 +405,9 @@ class Ensemble:
                                      "the members of an ensemble share one standardisation")
             if size is not None and check_int(size, "size", 1) != len(nets):
                 raise ValueError(f"size={size} but {len(nets)} networks were given")
+            if seed is not None:
+                raise ValueError("seed= seeds new members' weights; the networks given keep "
+                                 "their own (omit seed)")
             template = nets[0].copy()
             W = np.stack([m.weights for m in nets])
         else:
@@ -609,18 +612,16 @@ def load(path):
     TypeError
         If ``path`` is not a file name or an open binary file.
     """
-    try:
-        d = read_arrays(path, _KIND, FORMAT_VERSION, ("weights",))
-    except ValueError as e:
-        if "not a ctrlprop.Ensemble file" in str(e):
-            return _network_module.load(path)
-        raise
+    d = read_arrays(path, (_network_module.FILE_KIND, _KIND), FORMAT_VERSION,
+                    _network_module.FILE_KEYS)
+    if str(d["format"]) != _KIND:
+        return network_from_arrays(d, path)
     net = network_from_arrays(d, path, weights=False)
     W = d["weights"]
     if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] != net.n_weights:
         raise ValueError(f"{path}: inconsistent ensemble file: weights must have shape "
                          f"(E, {net.n_weights}), got {W.shape}")
-    ens = Ensemble(net, W.shape[0])
+    ens = Ensemble(net, W.shape[0], seed=0)
     try:
         ens.weights = W
     except (ValueError, TypeError) as e:

@@ -32,7 +32,8 @@ def write_arrays(path, kind, version, arrays):
 
 
 def read_arrays(path, kind, version, required=()):
-    """The arrays of a ``kind`` file of ``version`` at ``path``, as a dict.
+    """The arrays of a ``kind`` file of ``version`` at ``path``, as a dict (``kind`` may be a
+    tuple of accepted kinds; ``d["format"]`` says which one it is).
 
     Raises
     ------
@@ -55,8 +56,10 @@ def read_arrays(path, kind, version, required=()):
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
         raise ValueError(f"{path}: not a readable ctrlprop file (truncated or corrupt): "
                          f"{e}") from None
-    if not isinstance(d, dict) or str(d.get("format", "")) != kind:
-        raise ValueError(f"{path}: not a {kind} file (missing format={kind!r})")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if not isinstance(d, dict) or str(d.get("format", "")) not in kinds:
+        want = " or ".join(kinds)
+        raise ValueError(f"{path}: not a {want} file (missing format={kinds[0]!r})")
     try:
         found = int(d["format_version"])
     except (KeyError, TypeError, ValueError):

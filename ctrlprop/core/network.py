@@ -501,8 +501,8 @@ class Network:
 # Custom transfer functions are stored by name only: register them (same name) before
 # loading.
 FORMAT_VERSION = 1
-_KIND = "ctrlprop.Network"
-_REQUIRED = ("n_inputs", "edges", "transfers", "outputs", "bias", "weights")
+FILE_KIND = _KIND = "ctrlprop.Network"
+FILE_KEYS = _REQUIRED = ("n_inputs", "edges", "transfers", "outputs", "bias", "weights")
 
 
 def save(net, path):

@@ -71,6 +71,7 @@ class EnsembleUnroll:
         self.wts = plan.new_weights()
         self.wts.load(ens.weights)
         self._W = ens.weights.copy()
+        self._scaling = (ens.input_scaling, ens.output_scaling)
         self.bufs = [plan.new_buffers(B, self.wts) for _ in range(T)]
         self.X = np.zeros((T + 1, self.Ep, n, B))           # raw states
         self.Yp = np.zeros((T, E, n, B))                    # raw member predictions
@@ -101,12 +102,17 @@ class EnsembleUnroll:
         return mx[:, None], sx[:, None], my[:, None], sy[:, None]
 
     def sync(self):
-        """Pick up new member weights; True if they changed (scaling is read on every pass)."""
-        if np.array_equal(self._W, self.ens.weights):
-            return False
-        self._W = self.ens.weights.copy()
-        self.wts.load(self._W)
-        return True
+        """Pick up new member weights or scaling; True if either changed (the scaling is read
+        on every pass; a change of it only invalidates the last rollout)."""
+        ens = self.ens
+        key = (ens.input_scaling, ens.output_scaling)
+        changed = key[0] is not self._scaling[0] or key[1] is not self._scaling[1]
+        self._scaling = key
+        if not np.array_equal(self._W, ens.weights):
+            self._W = ens.weights.copy()
+            self.wts.load(self._W)
+            changed = True
+        return changed
 
     def set_x0(self, X0):
         """Initial states, raw (B, n)."""

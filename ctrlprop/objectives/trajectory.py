@@ -186,7 +186,7 @@ class Dynamics:
             dt += f", propagation={self.propagation!r}"
             if self.disagreement.any():
                 d = self.disagreement
-                dt += f", disagreement={d[0] if np.all(d == d[0]) else d!r}"
+                dt += f", disagreement={float(d[0]) if np.all(d == d[0]) else d.tolist()}"
         return (f"Dynamics(n_states={self.n_states}, n_controls={self.n_controls}, "
                 f"n_exo={self.n_exo}, residual={self.residual}{dt}, net={self.net!r})")
 
@@ -595,6 +595,9 @@ class TrajectoryObjective(ModelDimensions):
         members = check_flag(members, "members")
         self._forward(self._check_u(u))
         if self._ens:
+            if members and self.model.propagation != "members":
+                raise ValueError("members=True needs an ensemble model with "
+                                 "propagation='members'")
             if members:
                 S = self._ur.member_states()
                 return S if self.batched else S[:, 0]

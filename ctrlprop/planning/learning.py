@@ -21,6 +21,7 @@ from ..core.parallel import check_executor
 from ..core.ensemble import Ensemble
 from ..core.network import Network
 from ..core.transitions import Transitions
+from ..objectives.ensemble_unroll import check_disagreement
 from ..objectives.trajectory import Dynamics
 from ..solvers.progress import Progress
 from ..solvers.result import (CALLBACK, CONVERGED, FAILED, ConvergenceWarning, Notifier,
@@ -213,6 +214,9 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         sizes = [n + m] + [check_int(h, f"hidden[{i}]", 1) for i, h in
                            enumerate(as_list(hidden, "hidden", "a sequence of layer sizes"))]
         net = Network.mlp(sizes + [n], hidden=transfer, seed=seed)
+        if ensemble is None and (propagation is not None or disagreement is not None):
+            raise ValueError("propagation= and disagreement= are for an ensemble model: pass "
+                             "ensemble= (the number of members) too")
         if ensemble is not None:
             net = Ensemble(net, check_int(ensemble, "ensemble (number of members)", 1),
                            seed=seed)
@@ -226,7 +230,7 @@ def fit_dynamics(data, hidden=(64, 64), residual=True, model=None, *, transfer="
         same = ((ensemble is None or (model.is_ensemble and ensemble == model.n_members))
                 and (propagation is None or propagation == model.propagation)
                 and (disagreement is None
-                     or np.array_equal(np.broadcast_to(disagreement, (n,)),
+                     or np.array_equal(check_disagreement(disagreement, n),
                                        model.disagreement)))
         if not same:
             raise ValueError(f"ensemble=, propagation= and disagreement= shape a new model; "
@@ -410,8 +414,15 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     if data is not None and (data.n_obs, data.n_act) != (envw.n_obs, envw.n_act):
         raise ValueError(f"data has {data.n_obs} observations and {data.n_act} actions, the "
                          f"environment {envw.n_obs} and {envw.n_act}")
-    Planner(model or Dynamics(Network.mlp([envw.n_obs + envw.n_act, envw.n_obs]),
-                              envw.n_obs), H, cost, **plan_kw)     # check cost and plan now
+    if model is None:                 # a stand-in of the model's kind, to check cost and plan now
+        probe = Network.mlp([envw.n_obs + envw.n_act, envw.n_obs])
+        members = fit_kw.get("ensemble")
+        if members is not None:
+            probe = Ensemble(probe, check_int(members, "fit['ensemble']", 1))
+        model_probe = Dynamics(probe, envw.n_obs)
+    else:
+        model_probe = model
+    Planner(model_probe, H, cost, **plan_kw)
     notify = Notifier(callback)
     eval_seed = _sub_seed(seed, 1)
     st = dict(data=data, model=model, returns=[], std=[], steps=[], rmse=[], fit_time=[],

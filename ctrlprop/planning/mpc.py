@@ -305,8 +305,11 @@ class Planner:
             z = x if Z.shape[1] == x.size else np.concatenate([x, u_prev])
             u = np.clip(u + K[j] @ (z - Z[j]), self.lo[0], self.hi[0])
         self.last[4] = u.copy()
+        e = self.exo_now
+        if e is not None and np.ndim(e) == 2:        # the plan's exo rows: this step's
+            e = e[j]
         with blas_threads(1):
-            pred = self.model.step(x, u)
+            pred = self.model.step(x, u, e)
         step = Result(x=u, plan=U.copy(), predicted=pred, fun=plan.fun, nit=0, nfev=0,
                       status=plan.status, time=time.perf_counter() - t0, step=self.k,
                       replanned=False)

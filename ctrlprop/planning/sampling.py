@@ -16,7 +16,7 @@ replans from a new state every step) share one implementation:
   and CEM's best (CEM-GD, Huang et al. 2021, arXiv 2112.07746; Bharadhwaj et al. 2020).
 
 Model transitions are counted as the planners' budget: ``transitions`` = trajectories
-rolled out x T x members (a gradient evaluation's rollout counts; its backward sweep,
+rolled out x T x members (each member's step counts, also with ``propagation="mean"``) (a gradient evaluation's rollout counts; its backward sweep,
 about as costly, is reported apart as ``gradient_sweeps`` trajectories).
 """
 
@@ -70,7 +70,7 @@ class Sampler:
         self.N = X0.shape[0]
         self.P = self.opts["population"]
         self.k = self.opts.get("refine", 0)
-        self.E = model.n_members if model.propagation == "members" else 1
+        self.E = model.n_members       # every step of a path runs every member (both modes)
         self._objs = {}
         self.set_problem(X0, cost, exo)
 

@@ -36,7 +36,7 @@ from ..objectives.constraints import AugmentedLagrangian, as_constraints
 from ..objectives.cost import TrajectoryCost, as_cost
 from ..objectives.ddp_terms import DDPTerms
 from ..objectives.trajectory import TrajectoryObjective, check_horizon, check_model
-from ..solvers.batch_lbfgs import batch_lbfgs
+from ..solvers.batch_lbfgs import BATCH_LBFGS_OPTIONS, batch_lbfgs
 from ..solvers.ddp import ddp, ddp_options
 from ..solvers.sampling import sampling_options
 from ..solvers.starts import check_seed
@@ -53,7 +53,6 @@ __all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "sol
 TRAJECTORY_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
                       "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs",
                       "ilqr", "ddp", "cem", "mppi", "cem-gd")
-BATCH_LBFGS_OPTIONS = ("maxcor", "gtol", "ftol", "maxls")
 _BATCH_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
 
 
@@ -261,6 +260,9 @@ def _solve_sampling(model, X0, starts, cost, exo, method, lohi, maxiter, options
     sampler = Sampler(model, X0, starts.shape[1], cost, exo, method.name, options)
     rng = np.random.default_rng([check_seed(seed), 0x5A])
     maxiter = DEFAULT_SAMPLING_MAXITER[method.name] if maxiter is None else maxiter
+    if method.name == "cem-gd" and maxiter < 1:
+        raise ValueError(f"maxiter must be >= 1 for cem-gd (its CEM iterations give the elites "
+                         f"it refines), got {maxiter}")
     note = None
     if notify:
         def note(x, fun, nit):
@@ -385,18 +387,29 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         convergence test, one vectorized rollout per evaluation; bounds by projection),
         "ilqr" or "ddp" (iLQR / DDP on every trajectory at once, each with its own
         regularization, line search and convergence test; bounds by the box QP of
-        control-limited DDP; the result carries the feedback ``gains``).
+        control-limited DDP; the result carries the feedback ``gains``), or a sampling
+        planner "cem", "mppi" or "cem-gd" (every candidate of an iteration in one vectorized
+        rollout, samples clipped into the bounds, seeded by ``seed``; cem-gd refines CEM's
+        best elites by batch-lbfgs; see :mod:`ctrlprop.planning.sampling`; the result
+        carries ``transitions`` and ``gradient_sweeps``).  An ensemble model takes the
+        gradient methods, batch-lbfgs and the sampling planners.
     maxiter : int, optional
         Iteration limit: minimize's ``maxiter`` (TNC: function evaluations), least
         squares' ``max_nfev``, batch-lbfgs's iterations per trajectory (default 500),
-        ilqr/ddp's iterations (default 100).  None leaves scipy's default.
+        ilqr/ddp's iterations (default 100), the sampling iterations (cem and mppi 10,
+        cem-gd 3).  None leaves scipy's default.
     options : dict, optional
         Other solver options (minimize's ``options``, least_squares' keywords, or for
         batch-lbfgs ``maxcor`` (10), ``gtol`` (1e-6), ``ftol`` (1e-10), ``maxls`` (20);
         for ilqr/ddp ``mu0`` (0), ``mu_min`` (1e-6), ``mu_max`` (1e10), ``mu_factor`` (2),
         the regularization schedule of Q_uu; ``tol`` (1e-10: converged when the full
         step's expected reduction is below tol (1 + J)); ``maxls`` (10 line-search steps
-        1, 1/2, ...); ``accept`` (0.1, of the expected reduction); ``qp_maxiter`` (100)).
+        1, 1/2, ...); ``accept`` (0.1, of the expected reduction); ``qp_maxiter`` (100);
+        for cem ``population`` (400), ``elites`` (40), ``alpha`` (0.1), ``init_std`` (None:
+        a quarter of the bound range, 1 where unbounded), ``min_std`` (1e-3), ``noise_beta``
+        (0), ``keep_elites`` (0); for mppi ``population``, ``temperature`` (1), ``init_std``,
+        ``noise_beta``; for cem-gd cem's and ``refine`` (5), ``gd_maxiter`` (20),
+        ``gd_options`` (batch-lbfgs options)).
         Unknown keys raise a ValueError listing the accepted ones.  Iteration limits go
         through ``maxiter``.
     callback : callable, optional
@@ -414,6 +427,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         ``init_scale`` N(0, 1) clipped; seeded by ``seed``); the best (lowest J) is
         returned and all are kept.
     seed : int
+        Seeds the random starts and the sampling planners.
     init_scale : float
     independent : bool
         With a scipy method: False (default) solves all trajectories as one summed
@@ -465,6 +479,10 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     method = resolve(method, TRAJECTORY_METHODS, "L-BFGS-B", "optimize_trajectory")
     if constraint_options is not None and constraints is None:
         raise ValueError("constraint_options were given without constraints")
+    if constraints is not None and model.is_ensemble:
+        raise ValueError("constraints are not offered for an ensemble model (each member's "
+                         "trajectory would need its own multipliers); use the disagreement "
+                         "penalty or a single-network model")
     if method.family == "sampling" and (constraints is not None or executor is not None
                                         or chunk_size is not None):
         raise ValueError(f"method {method.name!r} samples every trajectory's candidates in one "

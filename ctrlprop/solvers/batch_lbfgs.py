@@ -13,7 +13,10 @@ from scipy.optimize import Bounds, OptimizeResult
 
 from ..core.checks import check_int, check_nonneg, check_within, parse_bounds
 
-__all__ = ["batch_lbfgs"]
+__all__ = ["batch_lbfgs", "BATCH_LBFGS_OPTIONS"]
+
+# the options an entry point passes through to batch_lbfgs (maxcor is its ``m``)
+BATCH_LBFGS_OPTIONS = ("maxcor", "gtol", "ftol", "maxls")
 
 RUNNING, CONVERGED, MAXITER, LINESEARCH, CALLBACK = -1, 0, 1, 2, 3
 STATUS = {CONVERGED: "converged", MAXITER: "reached maxiter",

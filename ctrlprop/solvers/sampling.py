@@ -26,6 +26,7 @@ and the answer is the final ``mu`` (its cost is one more rollout).
 import numpy as np
 
 from ..core.checks import check_int
+from .batch_lbfgs import BATCH_LBFGS_OPTIONS
 
 __all__ = ["cem", "mppi", "colored_noise", "sampling_options", "SAMPLING_OPTIONS"]
 
@@ -86,6 +87,11 @@ def sampling_options(options, method):
         if o["gd_options"] is not None and not isinstance(o["gd_options"], dict):
             raise TypeError(f"options['gd_options'] must be a dict of batch-lbfgs options, got "
                             f"{type(o['gd_options']).__name__}")
+        bad = set(o["gd_options"] or {}) - set(BATCH_LBFGS_OPTIONS)
+        if bad:
+            raise ValueError(f"unknown key(s) {sorted(bad)} in options['gd_options']; "
+                             f"batch-lbfgs takes {list(BATCH_LBFGS_OPTIONS)} (its iterations: "
+                             f"options['gd_maxiter'])")
     return o
 
 
@@ -151,6 +157,7 @@ def cem(evaluate, U0, lo, hi, rng, *, maxiter, population, elites, alpha, init_s
     std = np.broadcast_to(_initial_std(init_std, lo, hi), (N, T, m)).copy()
     best_x = U0.copy()
     best_f = evaluate(U0[:, None])[:, 0]
+    best_f[~np.isfinite(best_f)] = np.inf                # any finite candidate replaces it
     nfev, hist, kept, stopped = N, [float(best_f.sum())], None, False
     E = Ef = None
     rows = np.arange(N)[:, None]
@@ -196,9 +203,13 @@ def mppi(evaluate, U0, lo, hi, rng, *, maxiter, population, temperature, init_st
         f = evaluate(S)
         nfev += N * P
         fin = np.where(np.isfinite(f), f, np.inf)
-        w = np.exp(-(fin - fin.min(axis=1, keepdims=True)) / temperature)
+        ok = np.isfinite(fin).any(axis=1)                # a problem with no finite cost keeps
+        low = np.where(ok, fin.min(axis=1), 0.0)[:, None]    # its mean
+        w = np.where(ok[:, None], np.exp(-(fin - low) / temperature), 0.0)
+        w[~ok] = 1.0
         w /= w.sum(axis=1, keepdims=True)
-        mean = np.clip(np.einsum("np,nptm->ntm", w, S), lo, hi)
+        mean = np.where(ok[:, None, None], np.clip(np.einsum("np,nptm->ntm", w, S), lo, hi),
+                        mean)
         hist.append(float(np.sum(fin.min(axis=1))))
         nit = it
         if notify is not None and notify(x=mean, fun=hist[-1], nit=it):
