@@ -324,3 +324,18 @@ def test_planner_plant_env_and_transitions_pickle():
     d = cp.collect(env, 6, seed=2)
     assert pickle.loads(pickle.dumps(d)) == d and d == cp.collect(cp.Pendulum().env(max_steps=4),
                                                                   6, seed=2)
+
+
+def test_learn_and_plan_with_an_ensemble_and_cem():
+    env = LinearEnv(horizon=20)
+    kw = dict(iterations=1, steps_per_iteration=40, horizon=5, warmup=60, eval_episodes=2,
+              fit=dict(hidden=(4,), transfer="linear", ensemble=3))
+    res = cp.learn_and_plan(env, dict(Q=1.0, R=0.1), seed=0,
+                            plan=dict(method="cem", maxiter=3,
+                                      options=dict(population=32, elites=6)), **kw)
+    assert res.model.is_ensemble and res.model.n_members == 3      # kept over the refit
+    rand = cp.evaluate(env, None, 2, seed=cp.planning.learning._sub_seed(0, 1))
+    assert res.returns[-1] > rand.mean_return
+    # a plan an ensemble cannot use is refused before anything is collected
+    with pytest.raises(ValueError, match="ensemble"):
+        cp.learn_and_plan(env, dict(Q=1.0, R=0.1), seed=0, plan=dict(method="ilqr"), **kw)
