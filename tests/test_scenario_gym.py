@@ -66,7 +66,6 @@ def test_gym_half_cheetah_quick(tmp_path):
     m, data = run(gym_half_cheetah, tmp_path)
     assert data.n_obs == 17 and data.n_act == 6
     assert np.all(np.abs(data.actions) <= 1.0)              # the planner kept the box
-    assert not m["goal_met"]                                # quick runs are not the goal
     assert len(m["mpc_ms_per_step"]) == 2 and np.all(np.asarray(m["mpc_ms_per_step"]) > 0)
 
 

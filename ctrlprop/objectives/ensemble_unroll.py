@@ -31,6 +31,7 @@ the ensemble's stacked level plan over all E x B trajectories.
 import numpy as np
 
 from ..core.checks import as_float, check_finite
+from .unroll import Scales
 
 __all__ = ["EnsembleUnroll", "PROPAGATIONS", "check_disagreement"]
 
@@ -71,16 +72,16 @@ class EnsembleUnroll:
         self.wts = plan.new_weights()
         self.wts.load(ens.weights)
         self._W = ens.weights.copy()
-        self._scaling = (ens.input_scaling, ens.output_scaling)
+        self.sc = Scales(ens)                               # columns, rebuilt by sync
         self.bufs = [plan.new_buffers(B, self.wts) for _ in range(T)]
         self.X = np.zeros((T + 1, self.Ep, n, B))           # raw states
         self.Yp = np.zeros((T, E, n, B))                    # raw member predictions
         self.U = np.zeros((T, m, B))
         self.exo = None
-        self.ni = ni
         self.lam = np.zeros((T + 1, self.Ep, n, B))
         self.GU = np.zeros((T, m, B))
-        self._gx0 = np.zeros((n, B))
+        self._G = np.empty((E, n, B))                       # output cotangents of a step
+        self._gx = np.empty((E, n, B))                      # state deltas of a step, raw
         self._gP = None
         self._x0 = np.zeros((B, n))
 
@@ -95,19 +96,14 @@ class EnsembleUnroll:
         self.set_controls(state["U"])
 
     # ------------------------------------------------------------ inputs
-    def _scales(self):
-        ens, ni, no = self.ens, self.ni, self.n
-        mx, sx = (np.zeros(ni), np.ones(ni)) if ens.input_scaling is None else ens.input_scaling
-        my, sy = (np.zeros(no), np.ones(no)) if ens.output_scaling is None else ens.output_scaling
-        return mx[:, None], sx[:, None], my[:, None], sy[:, None]
-
     def sync(self):
-        """Pick up new member weights or scaling; True if either changed (the scaling is read
-        on every pass; a change of it only invalidates the last rollout)."""
+        """Pick up new member weights or scaling; True if either changed (the raw states,
+        controls and exogenous inputs are kept, so nothing else needs redoing)."""
         ens = self.ens
-        key = (ens.input_scaling, ens.output_scaling)
-        changed = key[0] is not self._scaling[0] or key[1] is not self._scaling[1]
-        self._scaling = key
+        changed = (ens.input_scaling is not self.sc.key[0]
+                   or ens.output_scaling is not self.sc.key[1])
+        if changed:
+            self.sc = Scales(ens)
         if not np.array_equal(self._W, ens.weights):
             self._W = ens.weights.copy()
             self.wts.load(self._W)
@@ -134,7 +130,8 @@ class EnsembleUnroll:
     def forward(self):
         """Roll all E x B trajectories (members) or the B mean trajectories out."""
         n, m = self.n, self.m
-        mx, sx, my, sy = self._scales()
+        sc = self.sc
+        mx, sx, my, sy = sc.mx, sc.sx, sc.my, sc.sy
         res = self.model.residual
         Uin = (self.U - mx[n:n + m]) / sx[n:n + m]                     # (T, m, B)
         Ein = None
@@ -207,13 +204,13 @@ class EnsembleUnroll:
     def backward(self, CX):
         """BPTT from dJ/dx of the paths CX (T+1, n, n_paths), raw (after :meth:`combine`)."""
         T, B, n, m, E, Ep = self.T, self.B, self.n, self.m, self.E, self.Ep
-        mx, sx, my, sy = self._scales()
+        sx, sy = self.sc.sx, self.sc.sy
         res = self.model.residual
         C = CX.reshape(T + 1, n, Ep, B).transpose(0, 2, 1, 3)          # (T+1, Ep, n, B)
         lam = self.lam
         lam[T] = C[T]
         self.GU.fill(0.0)
-        G = np.empty((E, n, B))
+        G, gx = self._G, self._gx
         for t in range(T - 1, -1, -1):
             if self.members:
                 np.multiply(lam[t + 1], sy, out=G)
@@ -224,7 +221,7 @@ class EnsembleUnroll:
             b = self.bufs[t]
             b.run_backward(G, False, True)
             g0 = b.G[0]                                                # (E, ni, B) internal
-            gx = g0[:, :n] / sx[:n]
+            np.divide(g0[:, :n], sx[:n], out=gx)
             self.GU[t] += g0[:, n:n + m].sum(axis=0) / sx[n:n + m]
             if self.members:
                 np.add(C[t], gx, out=lam[t])

@@ -26,26 +26,25 @@ from ..objectives.trajectory import TrajectoryObjective
 from ..solvers.batch_lbfgs import batch_lbfgs
 from ..solvers.sampling import cem, mppi, sampling_options
 
-__all__ = ["Sampler", "SAMPLING_METHODS", "DEFAULT_SAMPLING_MAXITER"]
+__all__ = ["Sampler", "SAMPLING_METHODS", "DEFAULT_SAMPLING_MAXITER", "repeat_cost", "repeat_exo"]
 
 SAMPLING_METHODS = ("cem", "mppi", "cem-gd")
 DEFAULT_SAMPLING_MAXITER = {"cem": 10, "mppi": 10, "cem-gd": 3}
 
 
-def _repeat_rows(a, k):
-    """Per-trajectory data (a batch axis first, 3-D) repeated k times per row; None as is."""
-    return None if a is None else np.repeat(np.asarray(a, float), k, axis=0)
-
-
-def _tile_cost(cost, k):
+def repeat_cost(cost, k):
     """The cost for trajectories repeated k times each (a per-trajectory goal repeated)."""
     if cost.goal is not None and cost.goal.ndim == 3:
         return cost.with_goal(np.repeat(cost.goal, k, axis=0))
     return cost
 
 
-def _tile_exo(exo, k):
-    return _repeat_rows(exo, k) if exo is not None and np.ndim(exo) == 3 else exo
+def repeat_exo(exo, k):
+    """Exogenous inputs for trajectories repeated k times each (per-trajectory rows, 3-D,
+    repeated; shared ones as they are)."""
+    if exo is not None and np.ndim(exo) == 3:
+        return np.repeat(np.asarray(exo, float), k, axis=0)
+    return exo
 
 
 class Sampler:
@@ -84,8 +83,8 @@ class Sampler:
             self.exo = exo
         for k, obj in self._objs.items():
             obj.set_x0(np.repeat(self.X0, k, axis=0))
-            obj.set_cost(_tile_cost(self.cost, k))
-            obj.set_exo(_tile_exo(self.exo, k))
+            obj.set_cost(repeat_cost(self.cost, k))
+            obj.set_exo(repeat_exo(self.exo, k))
 
     def _objective(self, k):
         """The batched objective of N * k trajectories (row i * k + j), built once."""
@@ -93,7 +92,7 @@ class Sampler:
         if obj is None:
             obj = self._objs[k] = TrajectoryObjective(
                 self.model, np.repeat(self.X0, k, axis=0), self.T,
-                _tile_cost(self.cost, k), _tile_exo(self.exo, k))
+                repeat_cost(self.cost, k), repeat_exo(self.exo, k))
         return obj
 
     def evaluate(self, S):

@@ -46,7 +46,7 @@ from ..solvers.result import (CALLBACK, CONVERGED, FAILED, MAXITER, NONFINITE, S
                               ConvergenceWarning, Notifier, Result, warn_unless_success)
 from ..solvers.scipy_solve import run_least_squares, run_minimize, solver_options
 from ..solvers.starts import default_start, random_starts
-from .sampling import DEFAULT_SAMPLING_MAXITER, Sampler
+from .sampling import DEFAULT_SAMPLING_MAXITER, Sampler, repeat_cost, repeat_exo
 
 __all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "solve_once"]
 
@@ -507,10 +507,7 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     if not isinstance(independent, (bool, np.bool_)):
         raise TypeError(f"independent must be True or False, got {independent!r}")
     if R > 1:                                     # every start is one more trajectory
-        if cost.goal is not None and cost.goal.ndim == 3:
-            cost = cost.with_goal(np.repeat(cost.goal, R, axis=0))
-        if exo is not None and np.ndim(exo) == 3:
-            exo = np.repeat(np.asarray(exo, float), R, axis=0)
+        cost, exo = repeat_cost(cost, R), repeat_exo(exo, R)
     starts = random_starts(U0, lo, hi, R - 1, seed, init_scale).reshape(B * R, T, m)
     X0 = np.repeat(X0, R, axis=0)
     obj = TrajectoryObjective(model, X0, T, cost, exo)
