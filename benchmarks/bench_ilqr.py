@@ -127,6 +127,51 @@ class TrueCar:
         return M[:, :4, :4], M[:, 4:, :4], M[:, 4:, 4:]
 
 
+def compiled_closed_loop(car):
+    """iLQR's forward pass on the car, ``closed_loop(x0, Xref, Uref, k, K, alpha, lo, hi)``
+    of ``ctrlprop.solvers.ddp.ddp``, compiled by numba: the counterpart of the JAX
+    reference's jitted ``lax.scan`` rollout (the car's step written once more, here in
+    numba; NaN where the step is undefined, like :func:`free_step`).  None without numba
+    or with the compiled path off (``CTRLPROP_COMPILED=0``)."""
+    if not cp.compiled_available():
+        return None
+    import numba
+    d, h = float(car.d), float(car.dt)
+
+    @numba.njit(cache=True, error_model="numpy")
+    def run(x0, Xr, Ur, k, K, alpha, lo, hi, bounded, X, U):
+        B, T, m = Ur.shape
+        n = x0.shape[1]
+        for b in range(B):
+            X[b, 0] = x0[b]
+            for t in range(T):
+                x = X[b, t]
+                for i in range(m):
+                    u = Ur[b, t, i] + alpha * k[b, t, i]
+                    for j in range(n):
+                        u += K[b, t, i, j] * (x[j] - Xr[b, t, j])
+                    if bounded:
+                        u = min(max(u, lo[b, t, i]), hi[b, t, i])
+                    U[b, t, i] = u
+                w, fr = U[b, t, 0], h * x[3]
+                fs = fr * np.sin(w)
+                bb = d + fr * np.cos(w) - np.sqrt(d * d - fs * fs)
+                X[b, t + 1, 0] = x[0] + bb * np.cos(x[2])
+                X[b, t + 1, 1] = x[1] + bb * np.sin(x[2])
+                X[b, t + 1, 2] = x[2] + np.arcsin(fs / d)
+                X[b, t + 1, 3] = x[3] + h * U[b, t, 1]
+
+    none = np.zeros((1, 1, 1))
+
+    def closed_loop(x0, Xr, Ur, k, K, alpha, lo, hi):
+        X, U = np.empty_like(Xr), np.empty_like(Ur)
+        bounded = lo is not None
+        run(x0, Xr, Ur, k, K, float(alpha), np.ascontiguousarray(lo) if bounded else none,
+            np.ascontiguousarray(hi) if bounded else none, bounded, X, U)
+        return X, U
+    return closed_loop
+
+
 def free_step(car, X, U):
     """``Car._step`` without the control-limit check: NaN where ``|h v sin w| > d``."""
     w, th = U[:, 0], X[:, 2]
@@ -139,12 +184,16 @@ def free_step(car, X, U):
                              car.dt * U[:, 1]], axis=1)
 
 
-def solve_true(car, method, maxiter, bounded=True):
+def solve_true(car, method, maxiter, bounded=True, closed_loop=None):
     """iLQR / DDP on the true car from zero controls; dict with cost, nit, seconds, the
-    history of (seconds, cost) after every iteration and the solver's output."""
+    history of (seconds, cost) after every iteration and the solver's output.
+    ``closed_loop``: the solver's forward pass in one call (default: its loop of
+    ``car.step``)."""
     P = TrueCar(car, checked=bounded)
     trace = []
     kw = {"lo": car.u_low, "hi": car.u_high} if bounded else {}
+    if closed_loop is not None:
+        kw["closed_loop"] = closed_loop
 
     def notify(X, U, J, nit):
         trace.append((time.perf_counter() - t0, float(J[0])))

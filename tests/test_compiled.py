@@ -10,9 +10,11 @@ paths (``conftest.BOTH_PATHS``), finite-difference checks included.
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+from scipy.optimize import Bounds
 
 import ctrlprop as cp
 from ctrlprop.core import compiled
@@ -296,3 +298,86 @@ def test_env_var_switches_off_without_importing_numba():
         "    raise SystemExit('no error')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), CTRLPROP_COMPILED="0")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+# ---------------------------------------------------------------- iLQR / DDP
+def _ilqr_cases(rng):
+    """(model, exo (T, e) or None, T, cost, bounds) for the iLQR comparisons: an MLP, a
+    scaled residual DAG with a control-rate cost (augmented state), exogenous inputs."""
+    goal = cp.TrajectoryCost(goal=[0.5, -0.2, 0.1], Q=1.0, Qf=10.0, R=0.1)
+    return [
+        (cp.Dynamics(cp.Network.mlp([5, 16, 3], hidden="tanh", seed=2), 3), None, 15,
+         goal, None),
+        (cp.Dynamics(dynamics_net(rng, 3, 2, scaled=True), 3, residual=True), None, 8,
+         cp.TrajectoryCost(goal=[0.5, -0.2, 0.1], Q=1.0, Qf=10.0, R=0.1, S=0.5),
+         Bounds([-0.4, -0.3], [0.3, 0.4])),
+        (cp.Dynamics(dynamics_net(rng, 3, 1, e=1), 3, n_exo=1), 1, 10, goal,
+         Bounds([-0.2], [0.25])),
+    ]
+
+
+@needs_numba
+@pytest.mark.parametrize("method", ["ilqr", "ddp"])
+@pytest.mark.parametrize("B", [1, 3])
+def test_ilqr_and_ddp_agree_with_the_numpy_solver(method, B, monkeypatch):
+    """Whole solves (a few iterations: backward passes, box QPs, line searches on the
+    model) on both paths, to 1e-12: iLQR's backward pass and the closed-loop forward pass
+    run compiled, DDP's forward pass."""
+    monkeypatch.setattr(compiled, "MAX_WORK", 10 ** 9)
+    rng = np.random.default_rng([40, B])
+    for model, e, T, cost, bounds in _ilqr_cases(rng):
+        x0 = 0.3 * rng.standard_normal((B, model.n_states))
+        exo = rng.standard_normal((T, e)) if e else None
+        u0 = 0.1 * rng.standard_normal((B, T, model.n_controls))
+        if bounds is not None:
+            u0 = np.clip(u0, bounds.lb, bounds.ub)
+
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", cp.ConvergenceWarning)
+                r = cp.optimize_trajectory(model, x0, T, cost, u0=u0, exo=exo, bounds=bounds,
+                                           method=method, maxiter=4)
+            return r.controls, r.states, r.fun, r.gains, r.nit, r.feedforward
+        ref, got = both(run)
+        for a, b in zip(ref[:-1], got[:-1]):
+            close(a, b)
+        # the feedforward at the returned plan is a small remaining Newton step, a
+        # cancellation of terms of the controls' size: compared on that scale
+        assert np.abs(ref[-1] - got[-1]).max() <= 1e-12 * np.abs(ref[0]).max()
+
+
+@needs_numba
+def test_closed_loop_equals_the_loop_of_model_steps(monkeypatch):
+    """The compiled closed-loop rollout against the solver's own loop of DDPTerms.step,
+    with feedback on the augmented state, bounds that clip, exo and scaling."""
+    monkeypatch.setattr(compiled, "MAX_WORK", 10 ** 9)
+    from ctrlprop.objectives.ddp_terms import DDPTerms
+    rng = np.random.default_rng(41)
+    B = 2
+    for model, e, T, cost, bounds in _ilqr_cases(rng):
+        x0 = 0.3 * rng.standard_normal((B, model.n_states))
+        exo = rng.standard_normal((T, e)) if e else None
+        with cp.use_compiled(True):
+            terms = DDPTerms(model, x0, T, cost, exo)
+            cl = terms.callables()["closed_loop"]
+        assert cl is not None
+        m, nz = model.n_controls, terms.n_aug
+        Zr = rng.standard_normal((B, T + 1, nz))
+        Ur, k = rng.standard_normal((B, T, m)), rng.standard_normal((B, T, m))
+        K = 0.3 * rng.standard_normal((B, T, m, nz))
+        lo, hi = ((np.broadcast_to(bounds.lb, (B, T, m)), np.broadcast_to(bounds.ub, (B, T, m)))
+                  if bounds is not None else (None, None))
+        Z0 = terms.initial_states()
+        Z, U = cl(Z0, Zr, Ur, k, K, 0.5, lo, hi)
+        Zs, Us = np.empty_like(Z), np.empty_like(U)
+        Zs[:, 0] = Z0
+        with cp.use_compiled(False):
+            for t in range(T):
+                u = Ur[:, t] + 0.5 * k[:, t] + np.einsum("bij,bj->bi", K[:, t],
+                                                         Zs[:, t] - Zr[:, t])
+                Us[:, t] = u if lo is None else np.clip(u, lo[:, t], hi[:, t])
+                Zs[:, t + 1] = terms.step(t, Zs[:, t], Us[:, t])
+        if lo is not None:
+            assert np.any(Us == lo) or np.any(Us == hi)         # the bounds clip
+        close(Us, U)
+        close(Zs, Z)

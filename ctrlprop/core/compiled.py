@@ -34,7 +34,7 @@ import importlib
 import os
 import numpy as np
 
-__all__ = ["use_compiled", "compiled_available", "CompiledPlan", "MAX_WEIGHTS", "MAX_WORK",
+__all__ = ["use_compiled", "compiled_available", "extension", "CompiledPlan", "MAX_WEIGHTS", "MAX_WORK",
            "TRANSFER_CODES"]
 
 # Which passes run compiled: one sample with at most MAX_WEIGHTS weights, or a batch of K
@@ -118,6 +118,24 @@ def use_compiled(mode="auto"):
     previous = _state["mode"]
     _apply(mode)
     return _Restore(previous)
+
+
+_EXTENSIONS = {}
+
+
+def extension(module):
+    """Another layer's numba kernels: the module ``module`` (absolute name, importing
+    numba at its top) when compiled passes run now, else None.
+
+    Used by the solvers (``ctrlprop.solvers.ddp_kernels``) so that one switch,
+    :func:`use_compiled`, and one environment variable govern every compiled kernel.
+    """
+    if not ENABLED or not _load_kernels():
+        return None
+    mod = _EXTENSIONS.get(module)
+    if mod is None:
+        mod = _EXTENSIONS[module] = importlib.import_module(module)
+    return mod
 
 
 def is_enabled():
@@ -242,6 +260,17 @@ class CompiledPlan:
         self.kernels.rollout(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs,
                              weights.WD, weights.WT, XB, OB, ZB, n, a, b, residual)
 
+    def closed_loop(self, weights, XB, OB, ZB, n, a, b, residual, sx, mx, Zr, Ur, k, K, alpha,
+                    lo, hi, aug, U):
+        """T steps under iLQR's local policy on stacked work arrays (see
+        kernels.closed_loop); lo, hi None for no bounds."""
+        bounded = lo is not None
+        self.kernels.closed_loop(self.lv, self.blk, self.bstart, self.grp, self.gstart,
+                                 self.outs, weights.WD, weights.WT, XB, OB, ZB, n, a, b,
+                                 residual, sx, mx, Zr, Ur, k, K, alpha,
+                                 lo if bounded else _EMPTY3, hi if bounded else _EMPTY3,
+                                 bounded, aug, U)
+
     def bptt(self, weights, XB, OB, ZB, GBB, GB, Dk, Cs, sig, n, r, residual):
         """The BPTT sweep on stacked work arrays (see kernels.bptt)."""
         self.kernels.bptt(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs_g,
@@ -249,6 +278,7 @@ class CompiledPlan:
 
 
 _EMPTY = np.empty(0)
+_EMPTY3 = np.empty((0, 0, 0))
 
 
 def compiled_plan(plan):

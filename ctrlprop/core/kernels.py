@@ -390,6 +390,48 @@ def rollout(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b, res
 
 
 @_jit
+def closed_loop(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b, residual,
+                sx, mx, Zr, Ur, k, K, alpha, lo, hi, bounded, aug, U):
+    """T steps of a dynamics model under the local policy of iLQR's forward pass, for B
+    trajectories (the columns of XB; x_0 and the exogenous rows of XB already written)::
+
+        u_t = clip(Ur_t + alpha k_t + K_t (z_t - Zr_t), lo_t, hi_t),   z_t = x_t (raw), or
+        [x_t; u_{t-1}] when aug (u_{-1} = 0);   x_{t+1} as in :func:`rollout`
+
+    Zr (B, T+1, nz), Ur, k, lo, hi (B, T, m), K (B, T, m, nz); the raw controls land in U
+    (B, T, m) and, scaled by (mx, sx) (the inputs' (n_0,) scaling, zeros and ones when
+    unscaled), in XB[t, n:n+m]."""
+    T, B, m = OB.shape[0], OB.shape[2], U.shape[2]
+    for t in range(T):
+        for c in range(B):
+            for i in range(m):
+                u = Ur[c, t, i] + alpha * k[c, t, i]
+                for j in range(n):
+                    u += K[c, t, i, j] * (XB[t, j, c] * sx[j] + mx[j] - Zr[c, t, j])
+                if aug:
+                    for j in range(m):
+                        p = U[c, t - 1, j] if t > 0 else 0.0
+                        u += K[c, t, i, n + j] * (p - Zr[c, t, n + j])
+                if bounded:
+                    u = min(max(u, lo[c, t, i]), hi[c, t, i])
+                U[c, t, i] = u
+                XB[t, n + i, c] = (u - mx[n + i]) / sx[n + i]
+        O = OB[t]
+        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
+        for j in range(n):
+            r = outs[j]
+            for c in range(B):
+                v = O[r, c]
+                if a.shape[0]:
+                    v = v * a[j]
+                if b.shape[0]:
+                    v = v + b[j]
+                if residual:
+                    v = v + XB[t, j, c]
+                XB[t + 1, j, c] = v
+
+
+@_jit
 def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, Cs, sig, n, r,
          residual):
     """The backward sweep through time from Cs (T+1, n, B) = sy * dJ/dx_t: step t's

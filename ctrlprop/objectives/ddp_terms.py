@@ -12,7 +12,11 @@ with f the network, and the cost is a :class:`~ctrlprop.TrajectoryCost`.
 * ``jacobians(Z, U)`` -- ``f_x``, ``f_u`` per step, from the network's input Jacobians
   (:meth:`Dynamics.linearize <ctrlprop.Dynamics.linearize>` on all B T steps at once);
 * ``cost_derivatives(Z, U)`` -- ``l_x, l_u, l_xx, l_uu, l_ux`` per step (index T: terminal);
-* ``curvature(t, v)`` -- ``v . F_xx, v . F_ux, v . F_uu`` for DDP (:func:`dynamics_curvature`).
+* ``curvature(t, v)`` -- ``v . F_xx, v . F_ux, v . F_uu`` for DDP (:func:`dynamics_curvature`);
+* ``closed_loop`` -- the forward pass as one compiled call
+  (:class:`~ctrlprop.objectives.unroll.ClosedLoop`) when the compiled path runs the model.
+
+:meth:`DDPTerms.callables` gives them all as the solver's keyword arguments.
 
 The state the solver sees (``Z``) is x, augmented when the cost has a control-rate term.
 
@@ -36,6 +40,7 @@ import numpy as np
 from .cost import TrajectoryCost, as_cost
 from .second_order import FD_STEP
 from .trajectory import check_horizon, check_model
+from .unroll import ClosedLoop
 
 __all__ = ["DDPTerms", "dynamics_curvature", "custom_hessian_blocks"]
 
@@ -298,6 +303,17 @@ class DDPTerms:
                                           self.bound.S)]
         self.goal = np.broadcast_to(self.bound.G, (T, n, B)).transpose(2, 0, 1)  # g_1..g_T
         self.rows = None
+
+    def callables(self, second_order=False):
+        """The keyword arguments of :func:`ctrlprop.solvers.ddp.ddp` for this problem:
+        ``step``, ``cost``, ``jacobians``, ``cost_derivatives``, ``curvature`` (DDP's
+        second-order terms when ``second_order``, else None: iLQR) and ``closed_loop`` (a
+        compiled forward pass, or None: the solver's loop of ``step``)."""
+        return dict(step=self.step, cost=self.cost_values, jacobians=self.jacobians,
+                    cost_derivatives=self.cost_derivatives,
+                    curvature=self.curvature if second_order else None,
+                    closed_loop=ClosedLoop.build(self.model, self.T, self.B, self.exo,
+                                                 self.augmented))
 
     def initial_states(self):
         """The solver's initial states z_0, shape (B, n_aug)."""

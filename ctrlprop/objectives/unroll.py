@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import compiled
 
-__all__ = ["Unroll"]
+__all__ = ["Unroll", "ClosedLoop"]
 
 
 def ident(v, one):
@@ -110,6 +110,11 @@ def fast_products(ops, wts, refresh, copies):
     return out
 
 
+def kernel_vector(v):
+    """A column map as the compiled kernels take it: (n,) contiguous, empty for None."""
+    return np.empty(0) if v is None else np.ascontiguousarray(v.ravel())
+
+
 class Scales:
     """A network's input/output standardisation as columns, raw = internal * s + mean:
     ``mx, sx`` (n_inputs, 1) and ``my, sy`` (n_outputs, 1) (0 and 1 where unscaled), and
@@ -124,6 +129,18 @@ class Scales:
         self.mx, self.sx = col(mx), col(sx)
         self.my, self.sy = col(my), col(sy)
         self.key = (net.input_scaling, net.output_scaling)
+
+    def step_maps(self, n, residual):
+        """The maps between a step's output and the next step's internal state input:
+        ``(a, b, r)`` columns (n, 1), None where the map is the identity, with
+
+            in_{t+1} = Y_t a + b (+ in_t when residual)    (x = y sy + my (+ x_t), in = (x - mx) / sx)
+            sig_{t-1} = r G0x_t + sy c_t (+ sig_t)           (the BPTT sweep, r = sy / sx)
+        """
+        sxs, mxs = self.sx[:n], self.mx[:n]
+        a = ident(self.sy / sxs, 1.0)
+        b = ident((self.my - (0.0 if residual else mxs)) / sxs, 0.0)
+        return a, b, a
 
 
 class Unroll:
@@ -197,11 +214,8 @@ class Unroll:
         """Build the flat op lists for the current scaling."""
         net, n, T, res = self.model.net, self.n, self.T, self.model.residual
         sc = self.sc = Scales(net)
-        sxs, mxs = sc.sx[:n], sc.mx[:n]
         # forward: internal next-state input = Y * a + b (+ current internal state if residual)
-        #   x_{t+1} = y*sy + my (+ x_t),  in_{t+1} = (x_{t+1} - mx)/sx
-        a = ident(sc.sy / sxs, 1.0)
-        b = ident((sc.my - (0.0 if res else mxs)) / sxs, 0.0)
+        a, b, r = sc.step_maps(n, res)
         direct_out = a is None and b is None and not res and self.plan.out_direct
         self.step_fwd, self.step_bwd, fwd = [], [], []
         self._refresh, self._copies = [], {}
@@ -217,7 +231,6 @@ class Unroll:
             fwd += f
         # backward: sig_t = sy * lambda_{t+1} is step t's output cotangent (internal), and
         #   sig_{t-1} = sy * c_t + (sy / sx) * G0x_t  (+ sig_t when residual)
-        r = ident(sc.sy / sxs, 1.0)
         sig, direct = self.sig, self.plan.out_direct
         bwd = [(np.copyto, (sig[T - 1], self.Cs[T]))]
         for t in range(T - 1, -1, -1):
@@ -235,8 +248,7 @@ class Unroll:
                 bwd.append((np.add, (dst, sig[t], dst)))
         self.fwd, self.bwd = fwd, bwd
         # the same maps for the compiled kernels: (n,) vectors, empty for 1 (a, r) and 0 (b)
-        vec = lambda v: np.empty(0) if v is None else np.ascontiguousarray(v.ravel())  # noqa
-        self._ka, self._kb, self._kr = vec(a), vec(b), vec(r)
+        self._ka, self._kb, self._kr = kernel_vector(a), kernel_vector(b), kernel_vector(r)
 
     def recompile(self):
         """Rebuild the op lists (``fwd``, ``bwd``, ``step_fwd``, ``step_bwd``) for the
@@ -357,3 +369,74 @@ class Unroll:
         if self.model.residual:
             A += np.eye(n)
         return A, J[:, :, n:].transpose(0, 3, 1, 2)
+
+
+class ClosedLoop:
+    """iLQR's forward pass through a Dynamics model as one compiled call: T steps of B
+    trajectories under the local policy ``u_t = clip(Ur_t + alpha k_t + K_t (z_t - Zr_t),
+    lo_t, hi_t)`` (see :func:`ctrlprop.solvers.ddp.ddp`'s ``closed_loop``).
+
+    Only the compiled path runs it (:meth:`build` gives None otherwise, and the solver then
+    loops over the model's steps): it needs the engine's plan as kernel tables and no op
+    lists, so building one costs a few allocations (an :class:`Unroll` costs 0.1 ms per
+    step to build, too much for a new problem at every MPC step).
+
+    Parameters
+    ----------
+    model : Dynamics
+    T, B : int
+        Horizon and batch.
+    ck : CompiledPlan
+        The compiled plan of the model's float64 plan for a batch of B.
+    exo : ndarray, shape (B, T, e), optional
+        Exogenous inputs, raw.
+    aug : bool
+        The solver's state is ``z_t = [x_t; u_{t-1}]`` (a control-rate cost).
+    """
+
+    def __init__(self, model, T, B, ck, exo=None, aug=False):
+        net = model.net
+        plan = net.plan_for(np.float64)
+        self.model, self.T, self.B, self.n, self.m = model, T, B, model.n_states, model.n_controls
+        self.ck, self.aug = ck, bool(aug)
+        self.wts = plan.new_weights()
+        self.wts.load(net.weights)
+        ni = net.n_inputs
+        self.OB = np.empty((T, plan.o_offsets[-1], B))
+        self.ZB = np.empty((T, plan.z_offsets[-1], B))
+        self.XB = np.zeros((T + 1, ni + 1, B))
+        self.XB[:, ni] = 1.0                                 # the bias unit
+        sc = Scales(net)
+        a, b, _ = sc.step_maps(self.n, model.residual)
+        self.a, self.b = kernel_vector(a), kernel_vector(b)
+        self.sx, self.mx = kernel_vector(sc.sx), kernel_vector(sc.mx)
+        k = self.n + self.m
+        if exo is not None:
+            self.XB[:T, k:ni] = ((exo.transpose(1, 2, 0) - sc.mx[k:]) / sc.sx[k:])
+
+    @classmethod
+    def build(cls, model, T, B, exo=None, aug=False):
+        """A ClosedLoop when the compiled path is on and the model's passes for B samples
+        count as small (``compiled.for_batch``), else None."""
+        if not compiled.ENABLED or getattr(model, "dtype", np.float64) != np.float64:
+            return None
+        ck = compiled.for_batch(model.net.plan_for(np.float64), B)
+        return None if ck is None else cls(model, T, B, ck, exo, aug)
+
+    def __call__(self, x0, Zr, Ur, k, K, alpha, lo, hi):
+        """The closed-loop rollout from raw initial states x0 (B, n): (Z (B, T+1, nz),
+        U (B, T, m)), Z the solver's states (x, and u_{t-1} when augmented)."""
+        n, c = self.n, np.ascontiguousarray
+        self.XB[0, :n] = (x0[:, :n].T - self.mx[:n, None]) / self.sx[:n, None]
+        U = np.empty((self.B, self.T, self.m))
+        self.ck.closed_loop(self.wts, self.XB, self.OB, self.ZB, n, self.a, self.b,
+                            self.model.residual, self.sx, self.mx, c(Zr, dtype=float),
+                            c(Ur, dtype=float), c(k, dtype=float), c(K, dtype=float),
+                            float(alpha), None if lo is None else c(lo, dtype=float),
+                            None if hi is None else c(hi, dtype=float), self.aug, U)
+        X = self.XB[:, :n] * self.sx[:n, None] + self.mx[:n, None]      # (T+1, n, B) raw
+        Z = np.zeros((self.B, self.T + 1, Zr.shape[2]))
+        Z[:, :, :n] = X.transpose(2, 0, 1)
+        if self.aug:
+            Z[:, 1:, n:] = U
+        return Z, U

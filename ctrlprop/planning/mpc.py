@@ -264,10 +264,8 @@ class Planner:
             Z = K = None
             if self.ddp:
                 terms = DDPTerms(self.model, x, H, obj.cost, self.exo_now)
-                out = ddp(terms.step, terms.cost_values, terms.jacobians,
-                          terms.cost_derivatives, terms.initial_states(), U[None],
-                          self.lo, self.hi,
-                          curvature=terms.curvature if self.method.name == "ddp" else None,
+                out = ddp(x0=terms.initial_states(), U0=U[None], lo=self.lo, hi=self.hi,
+                          **terms.callables(second_order=self.method.name == "ddp"),
                           maxiter=self.maxiter, **self.settings)
                 U = out["controls"][0]
                 Z, K = out["states"][0], out["gains"][0]

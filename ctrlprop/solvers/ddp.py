@@ -12,16 +12,22 @@ objective side, :mod:`ctrlprop.objectives.ddp_terms`, builds them for a learned 
 * ``cost_derivatives(X, U) -> (l_x (B, T+1, n), l_u (B, T, m), l_xx (B, T+1, n, n),
   l_uu (B, T, m, m), l_ux (B, T, m, n))``: gradients and Hessians of the cost per step,
   index T holding the terminal term's l_x, l_xx;
+* optionally ``closed_loop(x0, Xref, Uref, k, K, alpha, lo, hi) -> (X (B, T+1, n),
+  U (B, T, m))``: the forward pass in one call (below), for a model that has a faster way
+  than the loop of ``step`` (a compiled rollout); lo, hi are (B, T, m) or None;
 * for DDP only, ``curvature(t, v) -> (v.f_xx (B, n, n), v.f_ux (B, m, n), v.f_uu (B, m, m))``:
   the second derivatives of the dynamics of step t contracted with the costate v (B, n),
   at the trajectory last passed to ``jacobians``.
 
 The rollout is the loop of ``step`` (the forward pass needs it step by step: the new
-controls feed back on the new states).
+controls feed back on the new states), unless ``closed_loop`` is given: it must compute
+exactly that loop, ``x_0 = x0``, ``u_t = clip(Uref_t + alpha k_t + K_t (x_t - Xref_t), lo_t,
+hi_t)`` (no clip without bounds), ``x_{t+1} = F(x_t, u_t)``.
 """
 
 import numpy as np
 
+from ..core import compiled
 from ..core.checks import as_float, check_callable, check_finite, check_int, check_nonneg
 from .result import CALLBACK, CONVERGED, FAILED, MAXITER, NONFINITE
 
@@ -77,6 +83,8 @@ __all__ = ["ddp", "box_qp", "DDP_OPTIONS", "ddp_options"]
 # converged, failed or become non-finite is frozen (its controls and states no longer
 # change and its iteration count stops).
 # ------------------------------------------------------------------------------------------
+
+_KERNELS = __package__ + ".ddp_kernels"     # the compiled backward pass (numba)
 
 DDP_OPTIONS = {"mu0": 0.0, "mu_min": 1e-6, "mu_max": 1e10, "mu_factor": 2.0, "tol": 1e-10,
                "maxls": 10, "accept": 0.1, "qp_maxiter": 100}
@@ -239,10 +247,26 @@ def box_qp(H, g, lower, upper, x0=None, maxiter=100):
 
 
 def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
-    """One backward pass for the batch; (k (B,T,m), K (B,T,m,n), dV1 (B,), dV2 (B,), ok (B,))."""
+    """One backward pass for the batch; (k (B,T,m), K (B,T,m,n), dV1 (B,), dV2 (B,), ok (B,)).
+
+    iLQR's pass (no curvature) runs as one compiled call when the compiled path is on
+    (:mod:`ctrlprop.solvers.ddp_kernels`); this numpy loop is the reference."""
     fx, fu, lx, lu, lxx, luu, lux = D
     B, T, n, m = fu.shape[0], fu.shape[1], fu.shape[2], fu.shape[3]
     bounded = lo is not None
+    kern = None if curvature is not None else compiled.extension(_KERNELS)
+    if kern is not None:
+        k, K = np.empty((B, T, m)), np.empty((B, T, m, n))
+        dV1, dV2, ok = np.empty(B), np.empty(B), np.empty(B, bool)
+        c = np.ascontiguousarray
+        arrays = [c(a, dtype=np.float64) for a in D]
+        none = np.zeros((1, 1, 1))
+        kern.backward(*arrays, c(U, dtype=np.float64),
+                      c(lo, dtype=np.float64) if bounded else none,
+                      c(hi, dtype=np.float64) if bounded else none, bounded,
+                      c(mu, dtype=np.float64), c(k_prev, dtype=np.float64), int(qp_maxiter),
+                      k, K, dV1, dV2, ok)
+        return k, K, dV1, dV2, ok
     k = np.zeros((B, T, m))
     K = np.zeros((B, T, m, n))
     dV1, dV2 = np.zeros(B), np.zeros(B)
@@ -293,8 +317,8 @@ def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
 
 
 def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
-        curvature=None, maxiter=100, mu0=0.0, mu_min=1e-6, mu_max=1e10, mu_factor=2.0,
-        tol=1e-10, maxls=10, accept=0.1, qp_maxiter=100, notify=None):
+        curvature=None, closed_loop=None, maxiter=100, mu0=0.0, mu_min=1e-6, mu_max=1e10,
+        mu_factor=2.0, tol=1e-10, maxls=10, accept=0.1, qp_maxiter=100, notify=None):
     """Batched iLQR (``curvature=None``) or DDP, optionally control-limited.
 
     The math is the block comment above this function in the source.
@@ -304,6 +328,8 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
     step, cost, jacobians, cost_derivatives, curvature : callable
         The model and the cost (signatures in the module docstring); ``curvature`` None
         runs iLQR, a callable runs DDP with the second-order dynamics terms.
+    closed_loop : callable, optional
+        The forward pass in one call (module docstring); default the loop of ``step``.
     x0 : ndarray, shape (B, n)
         Initial states.
     U0 : ndarray, shape (B, T, m)
@@ -345,6 +371,8 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
                     ("cost_derivatives", cost_derivatives)):
         check_callable(f, name, f"{name}(...)")
     curvature = check_callable(curvature, "curvature", "curvature(t, v)")
+    closed_loop = check_callable(closed_loop, "closed_loop",
+                                 "closed_loop(x0, Xref, Uref, k, K, alpha, lo, hi)")
     notify = check_callable(notify, "notify", "notify(X, U, J, nit)")
     x0 = check_finite(as_float(x0, "x0"), "x0")
     U = check_finite(as_float(U0, "U0"), "U0").copy()
@@ -373,6 +401,15 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
     alphas = 0.5 ** np.arange(int(maxls))
 
     def forward(Xref, Uref, k, K, alpha):
+        if closed_loop is not None:
+            Xn, Un = closed_loop(x0, Xref, Uref, k, np.zeros((B, T, m, Xref.shape[2]))
+                                 if K is None else K, alpha, lo, hi)
+            Xn, Un = np.asarray(Xn, dtype=float), np.asarray(Un, dtype=float)
+            if Xn.shape != Xref.shape or Un.shape != Uref.shape:
+                raise ValueError(f"closed_loop must return states of shape {Xref.shape} and "
+                                 f"controls of shape {Uref.shape}, got {Xn.shape} and "
+                                 f"{Un.shape}")
+            return Xn, Un
         Xn = np.empty_like(Xref)
         Un = np.empty_like(Uref)
         Xn[:, 0] = x0
