@@ -11,11 +11,17 @@ One run, float64, one BLAS thread (``cp.blas_threads(1)``), every solve from the
      iLQR      ctrlprop's generic solver ``ctrlprop.solvers.ddp.ddp`` with callables written
                here from the TRUE car: ``car.step``, ``car.jacobians`` along the trajectory,
                the cost's gradients and its exact Hessian blocks (``.hessian``); the box QP
-               of control-limited DDP keeps the controls in their limits;
+               of control-limited DDP keeps the controls in their limits.  Twice: on the
+               numpy path, and on the compiled path (numba: the backward pass and box QPs
+               as one compiled call, ``ctrlprop.solvers.ddp_kernels``) with the forward
+               pass given as ``closed_loop``, the car's step compiled by numba here
+               (:func:`compiled_closed_loop`), as the JAX reference compiles its own;
      DDP       the same plus the second derivatives of the car dynamics, which the plant
                does not give: central differences (h = 1e-5) of ``car.jacobians`` over the
                6 state/control coordinates, all 500 steps at once (12 Jacobian evaluations
-               per iteration, cheap next to the backward pass), contracted with V_x.
+               per iteration, cheap next to the backward pass), contracted with V_x
+               (its backward pass stays on numpy: the curvature is a callback per step);
+     iLQR from L-BFGS-B's answer: how far that answer is from a local minimum.
 2. Learned car model (``car_parking.train_model`` at ``car_parking.QUICK`` size: 5000
    transitions, 2 x 32 tanh, 1500 L-BFGS-B iterations), then ``cp.optimize_trajectory``
    with "L-BFGS-B", "ilqr", "ddp" through the model; cost on the model and the plan's TRUE
@@ -37,7 +43,8 @@ One run, float64, one BLAS thread (``cp.blas_threads(1)``), every solve from the
    per-iteration comparison runs ctrlprop's iLQR without bounds too, on an unchecked numpy
    copy of the car step that returns NaN where the step is undefined (``car.step`` refuses
    controls beyond the limits); both take the same iterates (their cost histories are
-   compared), so time per iteration compares like with like.
+   compared), so time per iteration compares like with like.  ctrlprop runs it on both
+   paths: numpy, and compiled with the numba car rollout of item 1.
 
 Goals (issue 12, item 6):
   A. on the true car, iLQR reaches the L-BFGS-B cost within 0.5 % in at most a fifth of
@@ -184,11 +191,11 @@ def free_step(car, X, U):
                              car.dt * U[:, 1]], axis=1)
 
 
-def solve_true(car, method, maxiter, bounded=True, closed_loop=None):
+def solve_true(car, method, maxiter, bounded=True, closed_loop=None, u0=None):
     """iLQR / DDP on the true car from zero controls; dict with cost, nit, seconds, the
     history of (seconds, cost) after every iteration and the solver's output.
     ``closed_loop``: the solver's forward pass in one call (default: its loop of
-    ``car.step``)."""
+    ``car.step``); ``u0`` (T, 2): the start (default zeros)."""
     P = TrueCar(car, checked=bounded)
     trace = []
     kw = {"lo": car.u_low, "hi": car.u_high} if bounded else {}
@@ -200,7 +207,7 @@ def solve_true(car, method, maxiter, bounded=True, closed_loop=None):
         return False
     t0 = time.perf_counter()
     out = ddp(P.step, P.cost, P.jacobians, P.cost_derivatives, CAR_X0[None],
-              np.zeros((1, T, 2)), curvature=P.curvature if method == "ddp" else None,
+              np.zeros((1, T, 2)) if u0 is None else np.asarray(u0, float)[None], curvature=P.curvature if method == "ddp" else None,
               maxiter=maxiter, notify=notify, **kw)
     seconds = time.perf_counter() - t0
     return {"cost": float(out["cost"][0]), "nit": int(out["nit"][0]), "seconds": seconds,
@@ -391,18 +398,29 @@ def main():
     with cp.blas_threads(1):
         note = machine_note()
         # 1. the true car
+        fast = compiled_closed_loop(car)            # None without numba
+        t0 = time.perf_counter()
+        if fast:                                    # numba: compile, or load from its cache
+            solve_true(car, "ilqr", 1, closed_loop=fast)
+        first_call = time.perf_counter() - t0
         lb = car_parking.optimize_true(car, CAR_X0, T, it_lb)
-        il = solve_true(car, "ilqr", it_il)
-        dd = solve_true(car, "ddp", it_dd)
+        with cp.use_compiled(False):
+            il_np = solve_true(car, "ilqr", it_il)
+        il = solve_true(car, "ilqr", it_il, closed_loop=fast) if fast else il_np
+        dd = solve_true(car, "ddp", it_dd, closed_loop=fast)
+        pol = solve_true(car, "ilqr", it_il, closed_loop=fast, u0=lb["controls"])
         target = (1 + GAP) * lb["cost"]
 
         def reach(r):
             hit = [s for s, J in r["trace"] if J <= target]
             return hit[0] if hit else None
-        for name, r, status in (
-                ("BPTT + L-BFGS-B (scipy)", lb, short(lb["message"])),
-                ("iLQR (ctrlprop ddp, exact car Jacobians)", il, STATUS[il["status"]]),
-                ("DDP (+ differenced car Hessians)", dd, STATUS[dd["status"]])):
+        runs = [("BPTT + L-BFGS-B (scipy)", lb, short(lb["message"])),
+                ("iLQR, numpy path (exact car Jacobians)", il_np, STATUS[il_np["status"]])]
+        if fast:
+            runs.append(("iLQR, compiled (+ numba car rollout)", il, STATUS[il["status"]]))
+        runs += [("DDP (+ differenced car Hessians)", dd, STATUS[dd["status"]]),
+                 ("iLQR from L-BFGS-B's answer", pol, STATUS[pol["status"]])]
+        for name, r, status in runs:
             t_hit = None if r is lb else reach(r)
             rows.append([name, f"{r['cost']:.5f}", f"{r['cost'] / lb['cost'] - 1:+.2%}",
                          str(r["nit"]), fmt_time(r["seconds"]),
@@ -448,8 +466,14 @@ def main():
         U_ = np.array([[0.4, 1.5], [-0.5, -2.0]])
         if not np.allclose(free_step(car, X_, U_), car.step(X_, U_), rtol=1e-14, atol=1e-14):
             raise SystemExit("free_step disagrees with Car.step")
-        cps = [solve_true(car, "ilqr", CFG["cmp"], bounded=False) for _ in range(2)]
-        cpu = min(cps, key=lambda r: r["seconds"])
+        with cp.use_compiled(False):
+            cps = [solve_true(car, "ilqr", CFG["cmp"], bounded=False) for _ in range(2)]
+        cpu_np = min(cps, key=lambda r: r["seconds"])
+        cpu = cpu_np
+        if fast:
+            cps = [solve_true(car, "ilqr", CFG["cmp"], bounded=False, closed_loop=fast)
+                   for _ in range(2)]
+            cpu = min(cps, key=lambda r: r["seconds"])
         jx = jax_ilqr(car, CFG["cmp"])
 
     print(f"iLQR / DDP benchmark, float64; {note}"
@@ -480,16 +504,22 @@ def main():
 
     print(f"\n4. Per iteration, true car WITHOUT bounds, {CFG['cmp']} iterations at most, "
           f"best of 2 solves")
-    crow = ["ctrlprop iLQR (numpy)", f"{cpu['cost']:.6g}", str(cpu["nit"]),
-            str(cpu["out"]["nfev"]), fmt_time(cpu["seconds"]),
-            fmt_time(cpu["seconds"] / max(cpu["nit"], 1)), "-"]
-    jrows = [crow]
+    jrows = []
+    for name, r in (("ctrlprop iLQR, numpy path", cpu_np),
+                    ("ctrlprop iLQR, compiled (+ numba car rollout)", cpu if fast else None)):
+        if r is not None:
+            jrows.append([name, f"{r['cost']:.6g}", str(r["nit"]), str(r["out"]["nfev"]),
+                          fmt_time(r["seconds"]), fmt_time(r["seconds"] / max(r["nit"], 1)),
+                          "-"])
     if jx is not None:
         jrows.append([f"JAX {jx['version']} iLQR (jit, lax.scan)", f"{jx['cost']:.6g}",
                       str(jx["nit"]), str(jx["nfev"]), fmt_time(jx["seconds"]),
                       fmt_time(jx["seconds"] / max(jx["nit"], 1)), fmt_time(jx["compile"])])
     table(jrows, ["solver", "final cost", "iters", "rollouts", "time", "per iter", "compile"])
     per_cp = cpu["seconds"] / max(cpu["nit"], 1)
+    if fast:
+        print(f"ctrlprop's compiled kernels: first call {first_call:.2f} s (numba compiles "
+              f"once, then loads them from its disk cache)")
     if jx is not None:
         per_jx = jx["seconds"] / max(jx["nit"], 1)
         hc, hj = np.array(cpu["out"]["history"]), np.array(jx["history"])

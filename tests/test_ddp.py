@@ -479,3 +479,45 @@ def test_solver_bad_input_names_the_argument():
         ddp(f, f, f, f, x0, U0, maxiter=-1)
     with pytest.raises(ValueError, match="H must"):
         box_qp(np.eye(2), np.zeros((1, 2)), -1, 1)
+    with pytest.raises(TypeError, match="closed_loop"):
+        ddp(f, f, f, f, x0, U0, closed_loop=3)
+    bad = lambda x0, Xr, Ur, k, K, a, lo, hi: (Xr[:, :-1], Ur)    # noqa: E731
+    with pytest.raises(ValueError, match="closed_loop must return states of shape"):
+        ddp(f, f, f, f, x0, U0, closed_loop=bad)
+
+
+def test_closed_loop_argument_replaces_the_step_loop():
+    """A user's closed_loop (here the scalar model's own loop, written by hand) gives the
+    solve the step loop gives, and is what the solver calls."""
+    from ctrlprop.solvers.ddp import ddp
+    a, b = 0.9, 0.5
+    step = lambda t, X, U: a * X + b * U                           # noqa: E731
+    cost = lambda X, U: 0.5 * ((X ** 2).sum(axis=(1, 2)) + 0.1 * (U ** 2).sum(axis=(1, 2)))  # noqa
+
+    def jac(X, U):
+        B_, T_ = U.shape[:2]
+        return np.full((B_, T_, 1, 1), a), np.full((B_, T_, 1, 1), b)
+
+    def derivs(X, U):
+        B_, T_ = U.shape[:2]
+        return (X.copy(), 0.1 * U, np.ones((B_, T_ + 1, 1, 1)), np.full((B_, T_, 1, 1), 0.1),
+                np.zeros((B_, T_, 1, 1)))
+    calls = []
+
+    def closed_loop(x0, Xr, Ur, k, K, alpha, lo, hi):
+        calls.append(alpha)
+        X, U = np.empty_like(Xr), np.empty_like(Ur)
+        X[:, 0] = x0
+        for t in range(Ur.shape[1]):
+            U[:, t] = np.clip(Ur[:, t] + alpha * k[:, t]
+                              + np.einsum("bij,bj->bi", K[:, t], X[:, t] - Xr[:, t]),
+                              lo[:, t], hi[:, t])
+            X[:, t + 1] = step(t, X[:, t], U[:, t])
+        return X, U
+    x0, U0 = np.array([[2.0], [-1.0]]), np.zeros((2, 6, 1))
+    ref = ddp(step, cost, jac, derivs, x0, U0, lo=-0.5, hi=0.5)
+    got = ddp(step, cost, jac, derivs, x0, U0, lo=-0.5, hi=0.5, closed_loop=closed_loop)
+    assert len(calls) == got["nfev"]
+    np.testing.assert_allclose(got["controls"], ref["controls"], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got["gains"], ref["gains"], rtol=1e-13, atol=1e-15)
+    assert np.any(np.abs(got["controls"]) == 0.5)                  # the bound is active
