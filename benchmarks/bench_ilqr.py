@@ -19,8 +19,8 @@ One run, float64, one BLAS thread (``cp.blas_threads(1)``), every solve from the
      DDP       the same plus the second derivatives of the car dynamics, which the plant
                does not give: central differences (h = 1e-5) of ``car.jacobians`` over the
                6 state/control coordinates, all 500 steps at once (12 Jacobian evaluations
-               per iteration, cheap next to the backward pass), contracted with V_x
-               (its backward pass stays on numpy: the curvature is a callback per step);
+               per iteration, cheap next to the backward pass), given to the solver as
+               ``second_derivatives`` (so its backward pass runs compiled too);
      iLQR from L-BFGS-B's answer: how far that answer is from a local minimum.
 2. Learned car model (``car_parking.train_model`` at ``car_parking.QUICK`` size: 5000
    transitions, 2 x 32 tanh, 1500 L-BFGS-B iterations), then ``cp.optimize_trajectory``
@@ -86,7 +86,7 @@ FD_H = 1e-5                                       # step of the dynamics' second
 
 # ---- the true car as the generic solver's callables ---------------------------------------
 class TrueCar:
-    """``step``, ``cost``, ``jacobians``, ``cost_derivatives`` (and ``curvature``) of the
+    """``step``, ``cost``, ``jacobians``, ``cost_derivatives`` (and ``second_derivatives``) of the
     car-parking problem on the TRUE car, in the signatures of ``ctrlprop.solvers.ddp``.
 
     ``checked=False`` uses :func:`free_step` (no limit checks, NaN where the step is
@@ -95,7 +95,7 @@ class TrueCar:
 
     def __init__(self, car, checked=True):
         self.car, self.checked = car, checked
-        self.F2 = None
+        self.z = None
 
     def step(self, t, X, U):
         return self.car.step(X, U) if self.checked else free_step(self.car, X, U)
@@ -109,29 +109,26 @@ class TrueCar:
         # car.jacobians checks the control limits; the unbounded problem leaves them
         A, Bu = self.car.jacobians(x, u) if self.checked else self.car._jacobians(x, u)
         self.z = np.concatenate([x, u], axis=1)
-        self.F2 = None
         return A.reshape(B, T_, 4, 4), Bu.reshape(B, T_, 4, 2)
 
     def cost_derivatives(self, X, U):
         _, gx, gu = car_trajectory_cost(X, U)
         return (gx, gu) + tuple(car_trajectory_cost.hessian(X, U))
 
-    def curvature(self, t, v):
-        """``v . F_zz`` (B = 1) from central differences of the car's Jacobians (all
-        steps at once, on the first call after ``jacobians``)."""
-        if self.F2 is None:
-            z, cols = self.z, []
-            for j in range(6):
-                dz = np.zeros(6)
-                dz[j] = FD_H
-                Ap, Bp = self.car._jacobians((z + dz)[:, :4], (z + dz)[:, 4:])
-                Am, Bm = self.car._jacobians((z - dz)[:, :4], (z - dz)[:, 4:])
-                cols.append((np.concatenate([Ap, Bp], 2) - np.concatenate([Am, Bm], 2))
-                            / (2 * FD_H))
-            self.F2 = np.stack(cols, axis=2)               # (T, i, j, k) = d2F_i/dz_j dz_k
-        M = np.einsum("bi,bijk->bjk", v, self.F2[t][None])
-        M = 0.5 * (M + M.transpose(0, 2, 1))
-        return M[:, :4, :4], M[:, 4:, :4], M[:, 4:, 4:]
+    def second_derivatives(self):
+        """``F2`` (B = 1, T, 4, 6, 6) = d2 F_i / dz dz along the trajectory of the last
+        ``jacobians`` call, from central differences of the car's Jacobians (all steps at
+        once), symmetrized."""
+        z, cols = self.z, []
+        for j in range(6):
+            dz = np.zeros(6)
+            dz[j] = FD_H
+            Ap, Bp = self.car._jacobians((z + dz)[:, :4], (z + dz)[:, 4:])
+            Am, Bm = self.car._jacobians((z - dz)[:, :4], (z - dz)[:, 4:])
+            cols.append((np.concatenate([Ap, Bp], 2) - np.concatenate([Am, Bm], 2))
+                        / (2 * FD_H))
+        F2 = np.stack(cols, axis=3)                        # (T, i, k, j) = d2F_i/dz_k dz_j
+        return (0.5 * (F2 + F2.transpose(0, 1, 3, 2)))[None]
 
 
 def compiled_closed_loop(car):
@@ -207,7 +204,7 @@ def solve_true(car, method, maxiter, bounded=True, closed_loop=None, u0=None):
         return False
     t0 = time.perf_counter()
     out = ddp(P.step, P.cost, P.jacobians, P.cost_derivatives, CAR_X0[None],
-              np.zeros((1, T, 2)) if u0 is None else np.asarray(u0, float)[None], curvature=P.curvature if method == "ddp" else None,
+              np.zeros((1, T, 2)) if u0 is None else np.asarray(u0, float)[None], second_derivatives=P.second_derivatives if method == "ddp" else None,
               maxiter=maxiter, notify=notify, **kw)
     seconds = time.perf_counter() - t0
     return {"cost": float(out["cost"][0]), "nit": int(out["nit"][0]), "seconds": seconds,

@@ -187,6 +187,50 @@ def test_terms_curvature_pads_the_augmented_state():
     np.testing.assert_allclose(cuu, ref[2], rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_second_derivatives_of_the_horizon_match_differences_of_jacobians(seed, monkeypatch):
+    """DDPTerms.second_derivatives (all steps, chunked) against central differences of the
+    step Jacobians, on random DAG dynamics (scaled, with exo); and DDP gives the same solve
+    with the stored tensor as with the per-step products (CURVATURE_BYTES = 0)."""
+    from ctrlprop.objectives import ddp_terms
+    monkeypatch.setattr(ddp_terms, "_CURVATURE_CHUNK", 7)         # several chunks
+    rng = np.random.default_rng([5, seed])
+    n, m, T, B = 2 + seed % 2, 1 + seed // 2, 5, 2
+    e = seed % 2
+    model = cp.Dynamics(dynamics_net(rng, n, m, e, scaled=True, min_hidden=2), n,
+                        residual=bool(seed % 2), n_exo=e)
+    exo = rng.standard_normal((T, e)) if e else None
+    terms = DDPTerms(model, rng.standard_normal((B, n)), T, dict(R=0.1), exo=exo)
+    U = 0.5 * rng.standard_normal((B, T, m))
+    Z = np.empty((B, T + 1, n))
+    Z[:, 0] = terms.initial_states()
+    for t in range(T):
+        Z[:, t + 1] = terms.step(t, Z[:, t], U[:, t])
+    terms.jacobians(Z, U)
+    F2 = terms.second_derivatives()
+    assert F2.shape == (B, T, n, n + m, n + m)
+    h = 1e-5
+    for j in range(n + m):
+        d = np.zeros(n + m)
+        d[j] = h
+        Jp = np.concatenate(terms.jacobians(Z + d[:n], U + d[n:]),
+                            axis=3)
+        Jm = np.concatenate(terms.jacobians(Z - d[:n], U - d[n:]),
+                            axis=3)
+        np.testing.assert_allclose(F2[:, :, :, :, j], (Jp - Jm) / (2 * h), rtol=1e-6, atol=1e-8)
+
+    def solve():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cp.ConvergenceWarning)
+            return cp.optimize_trajectory(model, terms.x0, T, dict(Q=1.0, Qf=5.0, R=0.1),
+                                          exo=exo, method="ddp", maxiter=5)
+    stored = solve()
+    monkeypatch.setattr(ddp_terms, "CURVATURE_BYTES", 0)
+    per_step = solve()
+    np.testing.assert_allclose(stored.controls, per_step.controls, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(stored.nit, per_step.nit)
+
+
 def test_cost_derivatives_match_the_gradient_and_quadratic_hessians():
     """l_x, l_u of the augmented problem chained through the dynamics give BPTT's dJ/du, and
     l_xx, l_uu, l_ux are the exact Hessians of the quadratic terms (rate term included)."""
@@ -481,6 +525,8 @@ def test_solver_bad_input_names_the_argument():
         box_qp(np.eye(2), np.zeros((1, 2)), -1, 1)
     with pytest.raises(TypeError, match="closed_loop"):
         ddp(f, f, f, f, x0, U0, closed_loop=3)
+    with pytest.raises(ValueError, match="not both"):
+        ddp(f, f, f, f, x0, U0, curvature=f, second_derivatives=f)
     bad = lambda x0, Xr, Ur, k, K, a, lo, hi: (Xr[:, :-1], Ur)    # noqa: E731
     with pytest.raises(ValueError, match="closed_loop must return states of shape"):
         ddp(f, f, f, f, x0, U0, closed_loop=bad)

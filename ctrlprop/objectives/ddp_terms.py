@@ -42,7 +42,15 @@ from .second_order import FD_STEP
 from .trajectory import check_horizon, check_model
 from .unroll import ClosedLoop
 
-__all__ = ["DDPTerms", "dynamics_curvature", "custom_hessian_blocks"]
+__all__ = ["DDPTerms", "dynamics_curvature", "custom_hessian_blocks", "CURVATURE_BYTES"]
+
+# DDP's second derivatives of the dynamics are computed for the whole horizon at once and
+# stored, (B, T, n, n+m, n+m), when they take at most this many bytes; above it (large
+# states, long horizons, big batches) each step's contraction with the costate is computed
+# when the backward pass asks for it.
+CURVATURE_BYTES = 64 * 2 ** 20
+# samples per batched Hessian product (directions x steps) while filling them
+_CURVATURE_CHUNK = 20_000
 
 
 def _finite_rows(R):
@@ -306,12 +314,18 @@ class DDPTerms:
 
     def callables(self, second_order=False):
         """The keyword arguments of :func:`ctrlprop.solvers.ddp.ddp` for this problem:
-        ``step``, ``cost``, ``jacobians``, ``cost_derivatives``, ``curvature`` (DDP's
-        second-order terms when ``second_order``, else None: iLQR) and ``closed_loop`` (a
-        compiled forward pass, or None: the solver's loop of ``step``)."""
+        ``step``, ``cost``, ``jacobians``, ``cost_derivatives``; with ``second_order``
+        (DDP) ``second_derivatives`` for the whole horizon when they fit in
+        :data:`CURVATURE_BYTES`, else the per-step ``curvature`` (both None: iLQR); and
+        ``closed_loop`` (a compiled forward pass, or None: the solver's loop of
+        ``step``)."""
+        nz = self.n_aug
+        stored = self.B * self.T * nz * (nz + self.m) ** 2 * 8 <= CURVATURE_BYTES
         return dict(step=self.step, cost=self.cost_values, jacobians=self.jacobians,
                     cost_derivatives=self.cost_derivatives,
-                    curvature=self.curvature if second_order else None,
+                    curvature=self.curvature if second_order and not stored else None,
+                    second_derivatives=self.second_derivatives if second_order and stored
+                    else None,
                     closed_loop=ClosedLoop.build(self.model, self.T, self.B, self.exo,
                                                  self.augmented))
 
@@ -432,9 +446,48 @@ class DDPTerms:
             lux[:, :, :, :n] += hux
         return lx, lu, lxx, luu, lux
 
+    def second_derivatives(self):
+        """The second derivatives of every step's model outputs at the trajectory of the
+        last :meth:`jacobians` call, ``F2[b, t, i] = d2 F_i / dw dw`` for w = (z_t, u_t):
+        shape (B, T, n_aug, n_aug + m, n_aug + m), symmetric in the last two axes (the
+        solver's ``second_derivatives``; the augmented part of the step is linear: zeros).
+
+        Output i's Hessians are :func:`dynamics_curvature` seeded with the unit costate
+        e_i, for all B T steps at once (in chunks of about 20,000 direction-samples), so
+        the horizon costs n batched Hessian products instead of T per-step ones."""
+        if self.rows is None:
+            raise RuntimeError("DDPTerms.second_derivatives needs a jacobians() call first")
+        B, T, n, m = self.B, self.T, self.n, self.m
+        d = n + m
+        rows = self.rows.reshape(B * T, -1)
+        F2 = np.empty((B * T, n, d, d))
+        step = max(1, _CURVATURE_CHUNK // d)
+        for s in range(0, B * T, step):
+            r = rows[s:s + step]
+            exo = r[:, d:] if self.exo is not None else None
+            lam = np.zeros((r.shape[0], n))
+            for i in range(n):
+                lam[:] = 0.0
+                lam[:, i] = 1.0
+                cxx, cux, cuu = dynamics_curvature(self.model, r[:, :n], r[:, n:d], lam, exo)
+                F2[s:s + step, i, :n, :n] = cxx
+                F2[s:s + step, i, n:, :n] = cux
+                F2[s:s + step, i, :n, n:] = cux.transpose(0, 2, 1)
+                F2[s:s + step, i, n:, n:] = cuu
+        F2 = F2.reshape(B, T, n, d, d)
+        nz = self.n_aug
+        if nz == n:
+            return F2
+        out = np.zeros((B, T, nz, nz + m, nz + m))          # z = [x; p]: w = (x, p, u)
+        idx = np.r_[0:n, nz:nz + m]                          # x and u in w's order
+        out[:, :, :n][..., idx[:, None], idx[None, :]] = F2
+        return out
+
     def curvature(self, t, v):
         """DDP's second-order dynamics terms of step t at the trajectory of the last
-        :meth:`jacobians` call, contracted with the costate v (B, n_aug) of z_{t+1}.
+        :meth:`jacobians` call, contracted with the costate v (B, n_aug) of z_{t+1}: one
+        step's Hessian products (the solver's ``curvature``, used when the horizon's
+        :meth:`second_derivatives` would not fit in :data:`CURVATURE_BYTES`).
 
         Returns ``(v.F_xx (B, n_aug, n_aug), v.F_ux (B, m, n_aug), v.F_uu (B, m, m))`` by
         :func:`dynamics_curvature` on the state part (the augmented part is linear).
@@ -442,16 +495,15 @@ class DDPTerms:
         if self.rows is None:
             raise RuntimeError("DDPTerms.curvature needs a jacobians() call first")
         n, m, nz = self.n, self.m, self.n_aug
-        r = self.rows[:, t]
         lam = v[:, :n]
         lam = np.where(np.isfinite(lam), lam, 0.0)
+        r = self.rows[:, t]
         cxx, cux, cuu = dynamics_curvature(self.model, r[:, :n], r[:, n:n + m], lam,
                                            r[:, n + m:] if self.exo is not None else None)
         if nz == n:
             return cxx, cux, cuu
-        B = r.shape[0]
-        Cxx = np.zeros((B, nz, nz))
-        Cux = np.zeros((B, m, nz))
+        Cxx = np.zeros((self.B, nz, nz))
+        Cux = np.zeros((self.B, m, nz))
         Cxx[:, :n, :n] = cxx
         Cux[:, :, :n] = cux
         return Cxx, Cux, cuu

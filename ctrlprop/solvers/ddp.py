@@ -15,7 +15,10 @@ objective side, :mod:`ctrlprop.objectives.ddp_terms`, builds them for a learned 
 * optionally ``closed_loop(x0, Xref, Uref, k, K, alpha, lo, hi) -> (X (B, T+1, n),
   U (B, T, m))``: the forward pass in one call (below), for a model that has a faster way
   than the loop of ``step`` (a compiled rollout); lo, hi are (B, T, m) or None;
-* for DDP only, ``curvature(t, v) -> (v.f_xx (B, n, n), v.f_ux (B, m, n), v.f_uu (B, m, m))``:
+* for DDP only, either ``second_derivatives() -> F2 (B, T, n, n+m, n+m)``: the second
+  derivatives ``F2[b, t, i] = d2 F_i / dw dw``, w = (x_t, u_t), symmetric, at the trajectory
+  last passed to ``jacobians`` (the whole horizon at once; the compiled backward pass takes
+  it), or ``curvature(t, v) -> (v.f_xx (B, n, n), v.f_ux (B, m, n), v.f_uu (B, m, m))``:
   the second derivatives of the dynamics of step t contracted with the costate v (B, n),
   at the trajectory last passed to ``jacobians``.
 
@@ -249,12 +252,14 @@ def box_qp(H, g, lower, upper, x0=None, maxiter=100):
 def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
     """One backward pass for the batch; (k (B,T,m), K (B,T,m,n), dV1 (B,), dV2 (B,), ok (B,)).
 
-    iLQR's pass (no curvature) runs as one compiled call when the compiled path is on
-    (:mod:`ctrlprop.solvers.ddp_kernels`); this numpy loop is the reference."""
+    ``curvature`` is None (iLQR), DDP's callable, or DDP's second derivatives F2
+    (B, T, n, n+m, n+m).  Without a callable the pass runs as one compiled call when the
+    path is on (:mod:`ctrlprop.solvers.ddp_kernels`); this numpy loop is the reference."""
     fx, fu, lx, lu, lxx, luu, lux = D
     B, T, n, m = fu.shape[0], fu.shape[1], fu.shape[2], fu.shape[3]
     bounded = lo is not None
-    kern = None if curvature is not None else compiled.extension(_KERNELS)
+    second = isinstance(curvature, np.ndarray)        # F2, else a callable or None
+    kern = None if callable(curvature) else compiled.extension(_KERNELS)
     if kern is not None:
         k, K = np.empty((B, T, m)), np.empty((B, T, m, n))
         dV1, dV2, ok = np.empty(B), np.empty(B), np.empty(B, bool)
@@ -265,7 +270,8 @@ def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
                       c(lo, dtype=np.float64) if bounded else none,
                       c(hi, dtype=np.float64) if bounded else none, bounded,
                       c(mu, dtype=np.float64), c(k_prev, dtype=np.float64), int(qp_maxiter),
-                      k, K, dV1, dV2, ok)
+                      c(curvature, dtype=np.float64) if second else np.zeros((1,) * 5),
+                      second, k, K, dV1, dV2, ok)
         return k, K, dV1, dV2, ok
     k = np.zeros((B, T, m))
     K = np.zeros((B, T, m, n))
@@ -282,8 +288,14 @@ def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
         Qxx = lxx[:, t] + At @ VA
         Quu = luu[:, t] + Bt @ VB
         Qux = lux[:, t] + Bt @ VA
-        if curvature is not None:
+        if second:
+            F = curvature[:, t]
+            cxx = np.einsum("bi,bijk->bjk", Vx, F[:, :, :n, :n])
+            cux = np.einsum("bi,bijk->bjk", Vx, F[:, :, n:, :n])
+            cuu = np.einsum("bi,bijk->bjk", Vx, F[:, :, n:, n:])
+        elif curvature is not None:
             cxx, cux, cuu = curvature(t, Vx)
+        if curvature is not None:
             Qxx = Qxx + cxx
             Qux = Qux + cux
             Quu = Quu + cuu
@@ -317,17 +329,18 @@ def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
 
 
 def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
-        curvature=None, closed_loop=None, maxiter=100, mu0=0.0, mu_min=1e-6, mu_max=1e10,
-        mu_factor=2.0, tol=1e-10, maxls=10, accept=0.1, qp_maxiter=100, notify=None):
-    """Batched iLQR (``curvature=None``) or DDP, optionally control-limited.
+        curvature=None, second_derivatives=None, closed_loop=None, maxiter=100, mu0=0.0,
+        mu_min=1e-6, mu_max=1e10, mu_factor=2.0, tol=1e-10, maxls=10, accept=0.1, qp_maxiter=100, notify=None):
+    """Batched iLQR or DDP, optionally control-limited.
 
     The math is the block comment above this function in the source.
 
     Parameters
     ----------
-    step, cost, jacobians, cost_derivatives, curvature : callable
-        The model and the cost (signatures in the module docstring); ``curvature`` None
-        runs iLQR, a callable runs DDP with the second-order dynamics terms.
+    step, cost, jacobians, cost_derivatives, curvature, second_derivatives : callable
+        The model and the cost (signatures in the module docstring).  With neither
+        ``curvature`` nor ``second_derivatives`` the solver runs iLQR; with one of them
+        (not both) DDP, with the second-order dynamics terms.
     closed_loop : callable, optional
         The forward pass in one call (module docstring); default the loop of ``step``.
     x0 : ndarray, shape (B, n)
@@ -371,6 +384,11 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
                     ("cost_derivatives", cost_derivatives)):
         check_callable(f, name, f"{name}(...)")
     curvature = check_callable(curvature, "curvature", "curvature(t, v)")
+    second_derivatives = check_callable(second_derivatives, "second_derivatives",
+                                        "second_derivatives()")
+    if curvature is not None and second_derivatives is not None:
+        raise ValueError("give DDP's second-order terms as curvature or as "
+                         "second_derivatives, not both")
     closed_loop = check_callable(closed_loop, "closed_loop",
                                  "closed_loop(x0, Xref, Uref, k, K, alpha, lo, hi)")
     notify = check_callable(notify, "notify", "notify(X, U, J, nit)")
@@ -441,15 +459,24 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
         delta[mask] = np.maximum(mu_factor, delta[mask] * mu_factor)
         mu[mask] = np.maximum(mu_min, mu[mask] * delta[mask])
 
+    curv = [curvature]                  # the callable, or the F2 array of the current D
+    F2_shape = (B, T, x0.shape[1], x0.shape[1] + m, x0.shape[1] + m)
+
     def derivatives():
         fx, fu = jacobians(X, U)
+        if second_derivatives is not None:
+            F2 = np.asarray(second_derivatives(), dtype=float)
+            if F2.shape != F2_shape:
+                raise ValueError(f"second_derivatives must return shape {F2_shape}, got "
+                                 f"{F2.shape}")
+            curv[0] = F2
         return (fx, fu) + tuple(cost_derivatives(X, U))
 
     def backward(D, mask):
         """Backward pass; raise mu for trajectories in mask whose pass fails until it
         passes; those beyond mu_max are returned as failed."""
         while True:
-            out = _backward(D, U, lo, hi, mu, k, curvature, qp_maxiter)
+            out = _backward(D, U, lo, hi, mu, k, curv[0], qp_maxiter)
             redo = mask & ~out[4]
             if not redo.any():
                 return out, np.zeros(B, bool)

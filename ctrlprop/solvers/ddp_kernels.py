@@ -5,9 +5,9 @@ installed and the compiled path is on).
 The backward pass of iLQR is a recursion over the T steps of small matrices (n x n, m x m):
 on numpy it costs about 25 calls of 1-5 us per step whatever n and m are, which is the
 whole per-iteration cost of iLQR on a small plant.  :func:`backward` runs the same
-recursion -- the block comment of :mod:`ctrlprop.solvers.ddp`, iLQR form (no second-order
-dynamics terms), with the box QP of control-limited DDP -- as one compiled call over the
-batch, and :func:`box_qp` runs the projected-Newton QP of :func:`ctrlprop.solvers.ddp.box_qp`
+recursion -- the block comment of :mod:`ctrlprop.solvers.ddp`, iLQR's form or DDP's with
+the second derivatives given as an array, with the box QP of control-limited DDP -- as one
+compiled call over the batch, and :func:`box_qp` runs the projected-Newton QP of :func:`ctrlprop.solvers.ddp.box_qp`
 on one problem.  The numpy functions stay the reference: every test of ``test_ddp`` runs on
 both paths, and the two agree to rounding (1e-12 relative).  The positive-definiteness test
 and the solves are LAPACK's (``eigvalsh``, ``solve``), as on numpy.
@@ -141,9 +141,10 @@ def box_qp(H, g, lower, upper, x0, maxiter, x, free):
 
 @_jit
 def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_maxiter,
-             k, K, dV1, dV2, ok):
-    """The iLQR backward pass of every trajectory (shapes as ``ddp._backward``'s); writes
-    k (B, T, m), K (B, T, m, n), dV1, dV2 (B,) and ok (B,)."""
+             F2, second, k, K, dV1, dV2, ok):
+    """The iLQR backward pass of every trajectory (shapes as ``ddp._backward``'s), or
+    DDP's when ``second``, with the dynamics' second derivatives F2 (B, T, n, n+m, n+m)
+    contracted with V_x; writes k (B, T, m), K (B, T, m, n), dV1, dV2 (B,) and ok (B,)."""
     B, T, n, m = fu.shape
     Vx = np.empty(n)
     Vxx = np.empty((n, n))
@@ -213,6 +214,18 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                     for a in range(n):
                         s += Bm[a, i] * VA[a, j]
                     Qux[i, j] = s
+            if second:                  # + V_x . F_xx, V_x . F_ux, V_x . F_uu
+                F = F2[b, t]
+                for a in range(n):
+                    v = Vx[a]
+                    for i in range(n):
+                        for j in range(n):
+                            Qxx[i, j] += v * F[a, i, j]
+                    for i in range(m):
+                        for j in range(n):
+                            Qux[i, j] += v * F[a, n + i, j]
+                        for j in range(m):
+                            Quu[i, j] += v * F[a, n + i, n + j]
             for i in range(m):
                 for j in range(i, m):
                     s = 0.5 * (Quu[i, j] + Quu[j, i])
