@@ -197,6 +197,25 @@ def terminal_cost(x):
     return val, W_FINAL * np.stack([np.sin(th), W_VEL * v], axis=-1)
 
 
+def _running_hessian(X, U):
+    """Exact Hessian blocks of running_cost for iLQR/DDP: (h_xx (B, T, 2, 2),
+    h_uu (B, T, 1, 1), h_ux (B, T, 1, 2))."""
+    hxx = np.zeros(X.shape[:2] + (2, 2))
+    hxx[..., 0, 0] = np.cos(X[..., 0])
+    hxx[..., 1, 1] = 2.0 * W_VEL
+    return hxx, np.full(U.shape[:2] + (1, 1), 2.0 * W_U), np.zeros(U.shape[:2] + (1, 2))
+
+
+def _terminal_hessian(x):
+    """Exact Hessian of terminal_cost, (B, 2, 2)."""
+    h = np.zeros((x.shape[0], 2, 2))
+    h[:, 0, 0] = W_FINAL * np.cos(x[:, 0])
+    h[:, 1, 1] = W_FINAL * W_VEL
+    return h
+
+
+running_cost.hessian = _running_hessian
+terminal_cost.hessian = _terminal_hessian
 SWINGUP_COST = cp.TrajectoryCost(Q=0.0, running=running_cost, terminal=terminal_cost)
 
 

@@ -130,3 +130,19 @@ def test_cached_model_is_reused(run):
     assert again["model_cached"] is True and again["train_seconds"] == 0.0
     assert again["time_to_upright"] == pytest.approx(m["time_to_upright"])
     assert again["model_rmse_dtheta_dot"] == pytest.approx(m["model_rmse_dtheta_dot"])
+
+
+def test_swingup_cost_hessians_are_exact():
+    """The cost's ``hessian`` attributes (used by iLQR/DDP) against central differences
+    of its gradients (the same terms without the attribute)."""
+    from ctrlprop.objectives.ddp_terms import custom_hessian_blocks
+    rng = np.random.default_rng(0)
+    S = rng.normal(size=(3, 8, 2)) * [2.0, 3.0]
+    U = rng.normal(size=(3, 7, 1))
+    exact = custom_hessian_blocks(ps.SWINGUP_COST, S, U)
+    fd = custom_hessian_blocks(cp.TrajectoryCost(
+        Q=0.0, running=lambda X, V: ps.running_cost(X, V),
+        terminal=lambda x: ps.terminal_cost(x)), S, U)
+    for e, d in zip(exact, fd):
+        np.testing.assert_allclose(e, d, rtol=1e-6, atol=1e-8)
+    assert np.abs(exact[0][:, :, 0, 0]).min() < 0.5 < np.abs(exact[0][:, :, 0, 0]).max()

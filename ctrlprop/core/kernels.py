@@ -368,25 +368,31 @@ def jacobian_inputs(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk
             E[j, k] = 0.0
 
 
+@_inline
+def next_state(O, outs, XB, t, n, a, b, residual):
+    """``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` from step t's outputs O (a, b (n,) or empty
+    for 1 and 0)."""
+    for j in range(n):
+        r = outs[j]
+        for k in range(O.shape[1]):
+            v = O[r, k]
+            if a.shape[0]:
+                v = v * a[j]
+            if b.shape[0]:
+                v = v + b[j]
+            if residual:
+                v = v + XB[t, j, k]
+            XB[t + 1, j, k] = v
+
+
 @_jit
 def rollout(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b, residual):
     """T steps: step t's inputs are XB[t] (n_0 + 1, B); the next internal state is
     ``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` (a, b (n,) or empty for 1 and 0)."""
-    T, B = OB.shape[0], OB.shape[2]
-    for t in range(T):
+    for t in range(OB.shape[0]):
         O = OB[t]
         forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
-        for j in range(n):
-            r = outs[j]
-            for k in range(B):
-                v = O[r, k]
-                if a.shape[0]:
-                    v = v * a[j]
-                if b.shape[0]:
-                    v = v + b[j]
-                if residual:
-                    v = v + XB[t, j, k]
-                XB[t + 1, j, k] = v
+        next_state(O, outs, XB, t, n, a, b, residual)
 
 
 @_jit
@@ -418,17 +424,7 @@ def closed_loop(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b,
                 XB[t, n + i, c] = (u - mx[n + i]) / sx[n + i]
         O = OB[t]
         forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
-        for j in range(n):
-            r = outs[j]
-            for c in range(B):
-                v = O[r, c]
-                if a.shape[0]:
-                    v = v * a[j]
-                if b.shape[0]:
-                    v = v + b[j]
-                if residual:
-                    v = v + XB[t, j, c]
-                XB[t + 1, j, c] = v
+        next_state(O, outs, XB, t, n, a, b, residual)
 
 
 @_jit
