@@ -204,7 +204,8 @@ def solve_true(car, method, maxiter, bounded=True, closed_loop=None, u0=None):
         return False
     t0 = time.perf_counter()
     out = ddp(P.step, P.cost, P.jacobians, P.cost_derivatives, CAR_X0[None],
-              np.zeros((1, T, 2)) if u0 is None else np.asarray(u0, float)[None], second_derivatives=P.second_derivatives if method == "ddp" else None,
+              np.zeros((1, T, 2)) if u0 is None else np.asarray(u0, float)[None],
+              second_derivatives=P.second_derivatives if method == "ddp" else None,
               maxiter=maxiter, notify=notify, **kw)
     seconds = time.perf_counter() - t0
     return {"cost": float(out["cost"][0]), "nit": int(out["nit"][0]), "seconds": seconds,

@@ -34,8 +34,8 @@ import importlib
 import os
 import numpy as np
 
-__all__ = ["use_compiled", "compiled_available", "extension", "CompiledPlan", "MAX_WEIGHTS", "MAX_WORK",
-           "TRANSFER_CODES"]
+__all__ = ["use_compiled", "compiled_available", "extension", "CompiledPlan", "MAX_WEIGHTS",
+           "MAX_WORK", "TRANSFER_CODES"]
 
 # Which passes run compiled: one sample with at most MAX_WEIGHTS weights, or a batch of K
 # with at most MAX_WORK weight-sample products (n_weights * K).  Above these the numpy

@@ -134,7 +134,8 @@ class Scales:
         """The maps between a step's output and the next step's internal state input:
         ``(a, b, r)`` columns (n, 1), None where the map is the identity, with
 
-            in_{t+1} = Y_t a + b (+ in_t when residual)    (x = y sy + my (+ x_t), in = (x - mx) / sx)
+            in_{t+1} = Y_t a + b (+ in_t when residual)
+                      (x = y sy + my (+ x_t), in = (x - mx) / sx)
             sig_{t-1} = r G0x_t + sy c_t (+ sig_t)           (the BPTT sweep, r = sy / sx)
         """
         sxs, mxs = self.sx[:n], self.mx[:n]

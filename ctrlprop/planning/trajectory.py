@@ -206,7 +206,8 @@ def _solve_ddp(model, X0, starts, cost, exo, method, lohi, maxiter, options, not
     def cb(Z, U, J, it):
         return notify(x=reshape(U.reshape(-1)), fun=float(J.sum()), nit=it)
     out = ddp(x0=terms.initial_states(), U0=starts, lo=lohi[0], hi=lohi[1],
-              **terms.callables(second_order=method.name == "ddp"), maxiter=100 if maxiter is None else maxiter,
+              **terms.callables(second_order=method.name == "ddp"),
+              maxiter=100 if maxiter is None else maxiter,
               notify=cb if notify else None, **settings)
     status = out["status"]
     success = status == CONVERGED

@@ -330,7 +330,8 @@ def _backward(D, U, lo, hi, mu, k_prev, curvature, qp_maxiter):
 
 def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
         curvature=None, second_derivatives=None, closed_loop=None, maxiter=100, mu0=0.0,
-        mu_min=1e-6, mu_max=1e10, mu_factor=2.0, tol=1e-10, maxls=10, accept=0.1, qp_maxiter=100, notify=None):
+        mu_min=1e-6, mu_max=1e10, mu_factor=2.0, tol=1e-10, maxls=10, accept=0.1,
+        qp_maxiter=100, notify=None):
     """Batched iLQR or DDP, optionally control-limited.
 
     The math is the block comment above this function in the source.
@@ -495,7 +496,7 @@ def ddp(step, cost, jacobians, cost_derivatives, x0, U0, lo=None, hi=None, *,
             D = derivatives()
             njev += 1
             finite = np.ones(B, bool)
-            for a in D:
+            for a in D + ((curv[0],) if second_derivatives is not None else ()):
                 finite &= np.isfinite(a).reshape(B, -1).all(axis=1)
             bad = active & ~finite
             status[bad] = NONFINITE

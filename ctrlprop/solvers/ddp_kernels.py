@@ -7,10 +7,11 @@ on numpy it costs about 25 calls of 1-5 us per step whatever n and m are, which 
 whole per-iteration cost of iLQR on a small plant.  :func:`backward` runs the same
 recursion -- the block comment of :mod:`ctrlprop.solvers.ddp`, iLQR's form or DDP's with
 the second derivatives given as an array, with the box QP of control-limited DDP -- as one
-compiled call over the batch, and :func:`box_qp` runs the projected-Newton QP of :func:`ctrlprop.solvers.ddp.box_qp`
-on one problem.  The numpy functions stay the reference: every test of ``test_ddp`` runs on
-both paths, and the two agree to rounding (1e-12 relative).  The positive-definiteness test
-and the solves are LAPACK's (``eigvalsh``, ``solve``), as on numpy.
+compiled call over the batch, and :func:`box_qp` runs the projected-Newton QP of
+:func:`ctrlprop.solvers.ddp.box_qp` on one problem.  The numpy functions stay the
+reference: every test of ``test_ddp`` runs on both paths, and the two agree to rounding
+(1e-12 relative).  The positive-definiteness test and the solves are LAPACK's
+(``eigvalsh``, ``solve``), as on numpy.
 """
 
 import numba
