@@ -216,24 +216,25 @@ class CompiledPlan:
         """The forward pass of XT (n_inputs, K) raw into bufs (see Plan.run_forward)."""
         mx, sx = (_EMPTY, _EMPTY) if in_scale is None else in_scale
         self.kernels.forward(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs,
-                             bufs.weights.WD, bufs.weights.WT, XT, mx, sx, bufs.O[0], bufs.Obig, bufs.Zbig,
-                             bufs.Y, not bufs.plan.out_direct)
+                             bufs.weights.WD, bufs.weights.WT, XT, mx, sx, bufs.O[0],
+                             bufs.Obig, bufs.Zbig, bufs.Y, not bufs.plan.out_direct)
 
     def backward(self, bufs, dYT, out_scale, want_w, want_x):
         """The delta recursion from dYT (n_out, K) raw (see Plan.run_backward)."""
         sy = _EMPTY if out_scale is None else out_scale[1]
-        self.kernels.backward(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs_g,
-                              bufs.weights.WD, bufs.O[0], bufs.Obig, bufs.Zbig, bufs.Gbig,
-                              bufs.G[0], bufs.scratch(), bufs.GD, bufs.grad, self.smap, dYT,
-                              sy, want_w, want_x)
+        self.kernels.backward(self.lv, self.blk, self.bstart, self.grp, self.gstart,
+                              self.outs_g, bufs.weights.WD, bufs.weights.WT, bufs.O[0],
+                              bufs.Obig, bufs.Zbig, bufs.Gbig, bufs.G[0], bufs.scratch(),
+                              bufs.GD, bufs.grad, self.smap, dYT, sy, want_w, want_x)
 
     def jacobian_inputs(self, bufs, out_scale):
         """dY/dX_int (n_out, n_inputs, K) at bufs' forward pass, one compiled call."""
         sy = _EMPTY if out_scale is None else out_scale[1]
         J = np.empty((len(self.outs), bufs.plan.n_inputs, bufs.K))
-        self.kernels.jacobian_inputs(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs_g,
-                                     bufs.weights.WD, bufs.O[0], bufs.Obig, bufs.Zbig,
-                                     bufs.Gbig, bufs.G[0], bufs.scratch(), bufs.GD, sy, J)
+        self.kernels.jacobian_inputs(self.lv, self.blk, self.bstart, self.grp, self.gstart,
+                                     self.outs_g, bufs.weights.WD, bufs.weights.WT,
+                                     bufs.O[0], bufs.Obig, bufs.Zbig, bufs.Gbig, bufs.G[0],
+                                     bufs.scratch(), bufs.GD, sy, J)
         return J
 
     def control_call(self, bufs, XT, ctl, in_scale, T, Q, out_scale, R, UR):
@@ -274,7 +275,8 @@ class CompiledPlan:
     def bptt(self, weights, XB, OB, ZB, GBB, GB, Dk, Cs, sig, n, r, residual):
         """The BPTT sweep on stacked work arrays (see kernels.bptt)."""
         self.kernels.bptt(self.lv, self.blk, self.bstart, self.grp, self.gstart, self.outs_g,
-                          weights.WD, XB, OB, ZB, GBB, GB, Dk, _EMPTY, Cs, sig, n, r, residual)
+                          weights.WD, weights.WT, XB, OB, ZB, GBB, GB, Dk, _EMPTY, Cs, sig, n,
+                          r, residual)
 
 
 _EMPTY = np.empty(0)

@@ -151,30 +151,90 @@ def dh(c, z, o):
     return 1.0
 
 
-# The inner loops run over slices (views) of flat (1-D) work arrays, indexed by the loop
-# variable alone: unit strides and no index arithmetic the compiler must check, so the sums
-# over i (one sample) and the updates over k (a batch) vectorise (6x faster than indexing
-# the flat arrays with offsets, measured).
+# One sample (K = 1): y = M x for a p x q block, either as q updates of y by a column
+# ("axpy": y stays in memory, each column streams past it) or as p dot products of M's rows,
+# four at a time in registers.  The dot products win except for a tall block with a handful
+# of columns (p >= 4 q, q < 8), measured over p in 2..128, q in 3..65 on this machine:
+# up to 10x for short blocks with many columns (2 x 65), 2x for 32 x 33.
+@_inline
+def axpy_form(p, q):
+    """True when a p x q block's product is faster column by column."""
+    return q < 8 and p >= 4 * q
+
+
+@_inline
+def rows_dot(M, m0, ld, x, x0, q, y, y0, p, bcol, add):
+    """``y[y0 + r] (+)= sum_{i<q} M[m0 + r ld + i] x[x0 + i] (+ M[m0 + r ld + bcol])`` for
+    r < p (bcol < 0: no bias column; add: accumulate into y, else overwrite)."""
+    m0u, ldu, x0u, qu, y0u = np.uint64(m0), np.uint64(ld), np.uint64(x0), np.uint64(q), \
+        np.uint64(y0)
+    pu = np.uint64(p)
+    r = np.uint64(0)
+    while r + np.uint64(4) <= pu:
+        b0 = m0u + r * ldu
+        b1, b2, b3 = b0 + ldu, b0 + np.uint64(2) * ldu, b0 + np.uint64(3) * ldu
+        a0 = a1 = a2 = a3 = 0.0
+        for i in range(qu):
+            xi = x[x0u + i]
+            a0 += M[b0 + i] * xi
+            a1 += M[b1 + i] * xi
+            a2 += M[b2 + i] * xi
+            a3 += M[b3 + i] * xi
+        if bcol >= 0:
+            c = np.uint64(bcol)
+            a0 += M[b0 + c]
+            a1 += M[b1 + c]
+            a2 += M[b2 + c]
+            a3 += M[b3 + c]
+        if add:
+            a0 += y[y0u + r]
+            a1 += y[y0u + r + np.uint64(1)]
+            a2 += y[y0u + r + np.uint64(2)]
+            a3 += y[y0u + r + np.uint64(3)]
+        y[y0u + r] = a0
+        y[y0u + r + np.uint64(1)] = a1
+        y[y0u + r + np.uint64(2)] = a2
+        y[y0u + r + np.uint64(3)] = a3
+        r += np.uint64(4)
+    while r < pu:
+        b0 = m0u + r * ldu
+        a0 = 0.0
+        for i in range(qu):
+            a0 += M[b0 + i] * x[x0u + i]
+        if bcol >= 0:
+            a0 += M[b0 + np.uint64(bcol)]
+        if add:
+            a0 += y[y0u + r]
+        y[y0u + r] = a0
+        r += np.uint64(1)
+
+
+# A pass reads and writes flat (1-D) work arrays at offsets: this pass's I, O, Z, G, GI
+# start at i0, o0, z0, g0, gi0 of If, Of, Zf, Gf, GIf (K columns per unit row), so a step of
+# a horizon is a range of the stacked arrays.  One sample (K = 1) is indexed by unsigned
+# offsets alone -- no view per block or step: each view costs a reference count up and
+# down, ~10 ns, which is most of a small network's step (measured) -- and unsigned, so
+# there is no negative-index handling and the loops vectorise.  A batch (K > 1) runs over
+# 2-D views of the slices, indexed by the loop variables alone (unit strides, no index
+# arithmetic to check: the updates over k vectorise, 6x faster than offsets, measured).
 @_jit
-def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
-    """The forward pass from the inputs in I (n_0 + 1, K) into O and Z (WT: the blocks
+def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, If, i0, Of, o0, Zf, z0, K):
+    """The forward pass from the inputs I (n_0 + 1, K) into O and Z (WT: the blocks
     transposed, for the one-sample sums ``z += W[:, i] o_i``)."""
-    K = O.shape[1]
-    If, Of, Zf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size)
     for L in range(1, lv.shape[0]):
         oL, sL, zL = lv[L, O_OFF], lv[L, SIZE], lv[L, Z_OFF]
-        a0 = (zL if zL >= 0 else oL) * K
+        a0 = z0 + zL * K if zL >= 0 else o0 + oL * K
         Af = Zf if zL >= 0 else Of               # Z_L (in O when h needs only o)
-        A = Af[a0:a0 + sL * K]
         for kb in range(bstart[L], bstart[L + 1]):
             src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
             ns = cols - bias
             first = kb == bstart[L]
-            s0 = 0 if src == 0 else lv[src, O_OFF] * K
+            s0 = i0 if src == 0 else o0 + lv[src, O_OFF] * K
             Sf = If if src == 0 else Of
+            if K == 1 and not axpy_form(sL, ns):     # z (+)= W o~ by rows (dot products)
+                rows_dot(WD, base0, cols, Sf, s0, ns, Af, a0, sL, ns if bias else -1, not first)
+                continue
             if K == 1:                           # z (+)= sum_i W[:, i] o_i + bias column
-                # unsigned offsets into the flat arrays: no negative-index handling, so the
-                # loop over r vectorises without a view per block (views cost ~12 ns each)
                 sLu, a0u, s0u = np.uint64(sL), np.uint64(a0), np.uint64(s0)
                 t0, colsu, nsu = np.uint64(blk[kb, TOFF]), np.uint64(cols), np.uint64(ns)
                 for r in range(sLu):
@@ -186,8 +246,8 @@ def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
                     for r in range(sLu):
                         Af[a0u + r] += WT[ti + r] * x
                 continue
-            S = Sf[s0:s0 + ns * K]
-            Ab, Sb = A.reshape(sL, K), S.reshape(ns, K)
+            Ab = Af[a0:a0 + sL * K].reshape(sL, K)
+            Sb = Sf[s0:s0 + ns * K].reshape(ns, K)
             Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):                  # z_j (+)= sum_i w_ji o_i (+ bias)
                 b = Wb[r, ns] if bias else 0.0
@@ -203,34 +263,34 @@ def forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z):
                         Ab[r, k] += w * Sb[i, k]
         for g in range(gstart[L], gstart[L + 1]):    # o_j = h_j(z_j), a run at a time
             c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
-            n_q, o0 = np.uint64((hi - lo) * K), np.uint64((oL + lo) * K)
+            n_q, oa = np.uint64((hi - lo) * K), np.uint64(o0 + (oL + lo) * K)
             if zL >= 0:
-                z0 = np.uint64((zL + lo) * K)
+                za = np.uint64(z0 + (zL + lo) * K)
                 for q in range(n_q):
-                    Of[o0 + q] = h(c, Zf[z0 + q])
+                    Of[oa + q] = h(c, Zf[za + q])
             elif c == TANH:
                 for q in range(n_q):
-                    Of[o0 + q] = tanh(Of[o0 + q])
+                    Of[oa + q] = tanh(Of[oa + q])
             elif c != LINEAR:
                 for q in range(n_q):
-                    Of[o0 + q] = h(c, Of[o0 + q])
+                    Of[oa + q] = h(c, Of[oa + q])
 
 
 @_jit
-def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, want_w,
-                    want_x):
+def backward_levels(lv, blk, bstart, grp, gstart, WD, WT, If, i0, Of, o0, Zf, z0, Gf, g0,
+                    GIf, gi0, n_gi, Df, GD, want_w, want_x, K):
     """The delta recursion from G seeded at the output levels' rows; the input deltas go to
-    GI (n_0, K) when want_x, the weight gradient to GD (block layout) when want_w."""
-    K = O.shape[1]
+    GI (n_gi entries from gi0) when want_x, the weight gradient to GD (block layout) when
+    want_w; Df is scratch (max level size x K)."""
     nL = lv.shape[0]
-    If, Of, Zf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size)
-    Gf, GIf, Df = G.reshape(G.size), GI.reshape(GI.size), Dk.reshape(Dk.size)
     for L in range(1, nL - 1):                   # cotangents start at zero off the outputs
         if not lv[L, OUT_LEVEL]:
-            g0 = lv[L, G_OFF] * K
-            Gf[g0:g0 + lv[L, SIZE] * K] = 0.0
+            ga = np.uint64(g0 + lv[L, G_OFF] * K)
+            for q in range(np.uint64(lv[L, SIZE] * K)):
+                Gf[ga + q] = 0.0
     if want_x:
-        GIf[:] = 0.0
+        for q in range(np.uint64(n_gi)):
+            GIf[np.uint64(gi0) + q] = 0.0
     for L in range(nL - 1, 0, -1):
         oL, gL, sL, zL = lv[L, O_OFF], lv[L, G_OFF], lv[L, SIZE], lv[L, Z_OFF]
         if not lv[L, LIVE]:
@@ -242,28 +302,28 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
         for g in range(gstart[L], gstart[L + 1]):    # D_L = h'(Z_L) G_L
             c, lo, hi = grp[g, 0], grp[g, 1], grp[g, 2]
             n_q, d0 = np.uint64((hi - lo) * K), np.uint64(lo * K)
-            g0, o0 = np.uint64((gL + lo) * K), np.uint64((oL + lo) * K)
+            ga, oa = np.uint64(g0 + (gL + lo) * K), np.uint64(o0 + (oL + lo) * K)
             if c == LINEAR:
                 for q in range(n_q):
-                    Df[d0 + q] = Gf[g0 + q]
+                    Df[d0 + q] = Gf[ga + q]
             elif c == TANH:
                 for q in range(n_q):
-                    o = Of[o0 + q]
-                    Df[d0 + q] = Gf[g0 + q] * (1.0 - o * o)
+                    o = Of[oa + q]
+                    Df[d0 + q] = Gf[ga + q] * (1.0 - o * o)
             elif zL >= 0:
-                z0 = np.uint64((zL + lo) * K)
+                za = np.uint64(z0 + (zL + lo) * K)
                 for q in range(n_q):
-                    Df[d0 + q] = Gf[g0 + q] * dh(c, Zf[z0 + q], Of[o0 + q])
+                    Df[d0 + q] = Gf[ga + q] * dh(c, Zf[za + q], Of[oa + q])
             else:
                 for q in range(n_q):
-                    Df[d0 + q] = Gf[g0 + q] * dh(c, 0.0, Of[o0 + q])
+                    Df[d0 + q] = Gf[ga + q] * dh(c, 0.0, Of[oa + q])
         for kb in range(bstart[L], bstart[L + 1]):
             src, base0, cols, bias = blk[kb, SRC], blk[kb, WOFF], blk[kb, COLS], blk[kb, BIAS]
             ns = cols - bias
-            s0 = 0 if src == 0 else lv[src, O_OFF] * K
-            S = (If if src == 0 else Of)[s0:s0 + ns * K]
-            Db, Sb = Df[:sL * K].reshape(sL, K), S.reshape(ns, K)
             if want_w:                           # dE/dW_Ll = D_L O~_l^T
+                s0 = i0 if src == 0 else o0 + lv[src, O_OFF] * K
+                Sb = (If if src == 0 else Of)[s0:s0 + ns * K].reshape(ns, K)
+                Db = Df[:sL * K].reshape(sL, K)
                 Gb = GD[base0:base0 + sL * cols].reshape(sL, cols)
                 for r in range(sL):
                     for i in range(ns):
@@ -278,9 +338,12 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
                         Gb[r, ns] = acc
             if src == 0 and not want_x:
                 continue
-            t0 = 0 if src == 0 else lv[src, G_OFF] * K     # G_l += W_Ll^T D_L
+            t0 = gi0 if src == 0 else g0 + lv[src, G_OFF] * K     # G_l += W_Ll^T D_L
             Tf = GIf if src == 0 else Gf
-            if K == 1:                           # unsigned flat offsets (see forward_levels)
+            if K == 1 and not axpy_form(ns, sL):     # G_l += W^T D by W^T's rows
+                rows_dot(WT, blk[kb, TOFF], sL, Df, 0, sL, Tf, t0, ns, -1, True)
+                continue
+            if K == 1:                           # by W's rows (few of them)
                 t0u, colsu, nsu, b0u = np.uint64(t0), np.uint64(cols), np.uint64(ns), \
                     np.uint64(base0)
                 for r in range(np.uint64(sL)):
@@ -289,8 +352,8 @@ def backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, wa
                     for i in range(nsu):
                         Tf[t0u + i] += WD[base + i] * d
                 continue
-            Tl = Tf[t0:t0 + ns * K]
-            Tb = Tl.reshape(ns, K)
+            Tb = Tf[t0:t0 + ns * K].reshape(ns, K)
+            Db = Df[:sL * K].reshape(sL, K)
             Wb = WD[base0:base0 + sL * cols].reshape(sL, cols)
             for r in range(sL):
                 for i in range(ns):
@@ -324,6 +387,21 @@ def seed_outputs(lv, outs_g, G, dYT, sy):
 
 
 @_jit
+def seed_step(lv, outs_g, Gf, g0, Sf, s0, K):
+    """:func:`seed_outputs` on flat arrays at offsets, unscaled: G (from g0) at the output
+    levels = the (n_out, K) cotangent in Sf from s0."""
+    for L in range(1, lv.shape[0]):
+        if lv[L, OUT_LEVEL]:
+            ga = np.uint64(g0 + lv[L, G_OFF] * K)
+            for q in range(np.uint64(lv[L, SIZE] * K)):
+                Gf[ga + q] = 0.0
+    for j in range(outs_g.shape[0]):
+        ga, sa = np.uint64(g0 + outs_g[j] * K), np.uint64(s0 + j * K)
+        for k in range(np.uint64(K)):
+            Gf[ga + k] += Sf[sa + k]
+
+
+@_jit
 def scale_inputs(XT, mx, sx, I):
     """I[:n] = (XT - mx) / sx, or XT when mx is empty."""
     for i in range(XT.shape[0]):
@@ -335,32 +413,38 @@ def scale_inputs(XT, mx, sx, I):
 def forward(lv, blk, bstart, grp, gstart, outs, WD, WT, XT, mx, sx, I, O, Z, Y, gather):
     """One forward pass of a Buffers: inputs XT (n_0, K) raw, scaled by (mx, sx) into I."""
     scale_inputs(XT, mx, sx, I)
-    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z)
+    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I.reshape(I.size), 0, O.reshape(O.size),
+                   0, Z.reshape(Z.size), 0, O.shape[1])
     if gather:
         gather_outputs(outs, O, Y)
 
 
 @_jit
-def backward(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk, GD, grad, smap, dYT, sy,
-             want_w, want_x):
+def backward(lv, blk, bstart, grp, gstart, outs_g, WD, WT, I, O, Z, G, GI, Dk, GD, grad, smap,
+             dYT, sy, want_w, want_x):
     """One backward pass of a Buffers from dYT (n_out, K) raw; grad (n_weights,) from GD."""
     seed_outputs(lv, outs_g, G, dYT, sy)
-    backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, want_w, want_x)
+    backward_levels(lv, blk, bstart, grp, gstart, WD, WT, I.reshape(I.size), 0, O.reshape(O.size),
+                    0, Z.reshape(Z.size), 0, G.reshape(G.size), 0, GI.reshape(GI.size), 0,
+                    GI.size, Dk.reshape(Dk.size), GD, want_w, want_x, O.shape[1])
     if want_w:
         for e in range(smap.shape[0]):
             grad[smap[e, 0]] = GD[smap[e, 1]]
 
 
 @_jit
-def jacobian_inputs(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk, GD, sy, J):
+def jacobian_inputs(lv, blk, bstart, grp, gstart, outs_g, WD, WT, I, O, Z, G, GI, Dk, GD, sy, J):
     """J (n_out, n_0, K) = dY_j/dX_int for every output j: one input-only sweep each."""
     n_out, K = outs_g.shape[0], O.shape[1]
     E = np.zeros((n_out, K))
+    If, Of, Zf, Gf, GIf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size), \
+        G.reshape(G.size), GI.reshape(GI.size)
     for j in range(n_out):
         for k in range(K):
             E[j, k] = 1.0
         seed_outputs(lv, outs_g, G, E, sy)
-        backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, GD, False, True)
+        backward_levels(lv, blk, bstart, grp, gstart, WD, WT, If, 0, Of, 0, Zf, 0, Gf, 0, GIf, 0,
+                        GI.size, Dk.reshape(Dk.size), GD, False, True, K)
         for i in range(GI.shape[0]):
             for k in range(K):
                 J[j, i, k] = GI[i, k]
@@ -369,13 +453,14 @@ def jacobian_inputs(lv, blk, bstart, grp, gstart, outs_g, WD, I, O, Z, G, GI, Dk
 
 
 @_inline
-def next_state(O, outs, XB, t, n, a, b, residual):
-    """``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` from step t's outputs O (a, b (n,) or empty
-    for 1 and 0)."""
+def next_state(Of, o0, outs, XB, t, n, a, b, residual):
+    """``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` from step t's outputs O (at o0 of Of; a, b
+    (n,) or empty for 1 and 0)."""
+    B = XB.shape[2]
     for j in range(n):
-        r = outs[j]
-        for k in range(O.shape[1]):
-            v = O[r, k]
+        ra = o0 + outs[j] * B
+        for k in range(B):
+            v = Of[ra + k]
             if a.shape[0]:
                 v = v * a[j]
             if b.shape[0]:
@@ -389,10 +474,13 @@ def next_state(O, outs, XB, t, n, a, b, residual):
 def rollout(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b, residual):
     """T steps: step t's inputs are XB[t] (n_0 + 1, B); the next internal state is
     ``XB[t+1, :n] = Y a + b (+ XB[t, :n])`` (a, b (n,) or empty for 1 and 0)."""
+    B = OB.shape[2]
+    Xf, Of, Zf = XB.reshape(XB.size), OB.reshape(OB.size), ZB.reshape(ZB.size)
+    xs, os, zs = XB.shape[1] * B, OB.shape[1] * B, ZB.shape[1] * B
     for t in range(OB.shape[0]):
-        O = OB[t]
-        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
-        next_state(O, outs, XB, t, n, a, b, residual)
+        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, Xf, t * xs, Of, t * os, Zf, t * zs,
+                       B)
+        next_state(Of, t * os, outs, XB, t, n, a, b, residual)
 
 
 @_jit
@@ -408,6 +496,8 @@ def closed_loop(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b,
     (B, T, m) and, scaled by (mx, sx) (the inputs' (n_0,) scaling, zeros and ones when
     unscaled), in XB[t, n:n+m]."""
     T, B, m = OB.shape[0], OB.shape[2], U.shape[2]
+    Xf, Of, Zf = XB.reshape(XB.size), OB.reshape(OB.size), ZB.reshape(ZB.size)
+    xs, os, zs = XB.shape[1] * B, OB.shape[1] * B, ZB.shape[1] * B
     for t in range(T):
         for c in range(B):
             for i in range(m):
@@ -422,13 +512,13 @@ def closed_loop(lv, blk, bstart, grp, gstart, outs, WD, WT, XB, OB, ZB, n, a, b,
                     u = min(max(u, lo[c, t, i]), hi[c, t, i])
                 U[c, t, i] = u
                 XB[t, n + i, c] = (u - mx[n + i]) / sx[n + i]
-        O = OB[t]
-        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, XB[t], O, ZB[t])
-        next_state(O, outs, XB, t, n, a, b, residual)
+        forward_levels(lv, blk, bstart, grp, gstart, WD, WT, Xf, t * xs, Of, t * os, Zf, t * zs,
+                       B)
+        next_state(Of, t * os, outs, XB, t, n, a, b, residual)
 
 
 @_jit
-def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, Cs, sig, n, r,
+def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, WT, XB, OB, ZB, GBB, GB, Dk, GD, Cs, sig, n, r,
          residual):
     """The backward sweep through time from Cs (T+1, n, B) = sy * dJ/dx_t: step t's
     output cotangent is sig[t] (n, B) and its input deltas land in GB[t] (n_0, B)::
@@ -436,15 +526,18 @@ def bptt(lv, blk, bstart, grp, gstart, outs_g, WD, XB, OB, ZB, GBB, GB, Dk, GD, 
         sig_{T-1} = Cs_T,   sig_{t-1} = Cs_t + r G0x_t (+ sig_t when residual)
     """
     T, B = OB.shape[0], OB.shape[2]
-    one = np.empty(0)
     for k in range(B):
         for j in range(n):
             sig[T - 1, j, k] = Cs[T, j, k]
+    Xf, Of, Zf = XB.reshape(XB.size), OB.reshape(OB.size), ZB.reshape(ZB.size)
+    Gf, GIf, Sf, Df = GBB.reshape(GBB.size), GB.reshape(GB.size), sig.reshape(sig.size), \
+        Dk.reshape(Dk.size)
+    xs, os, zs = XB.shape[1] * B, OB.shape[1] * B, ZB.shape[1] * B
+    gs, gis, ss = GBB.shape[1] * B, GB.shape[1] * B, sig.shape[1] * B
     for t in range(T - 1, -1, -1):
-        G = GBB[t]
-        seed_outputs(lv, outs_g, G, sig[t], one)
-        backward_levels(lv, blk, bstart, grp, gstart, WD, XB[t], OB[t], ZB[t], G, GB[t], Dk, GD,
-                        False, True)
+        seed_step(lv, outs_g, Gf, t * gs, Sf, t * ss, B)
+        backward_levels(lv, blk, bstart, grp, gstart, WD, WT, Xf, t * xs, Of, t * os, Zf, t * zs,
+                        Gf, t * gs, GIf, t * gis, gis, Df, GD, False, True, B)
         if t == 0:
             break
         for j in range(n):
@@ -472,7 +565,8 @@ def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, c
         for k in range(K):
             XT[ctl[c], k] = U[k, c]
     scale_inputs(XT, mx, sx, I)
-    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, I, O, Z)
+    If, Of, Zf = I.reshape(I.size), O.reshape(O.size), Z.reshape(Z.size)
+    forward_levels(lv, blk, bstart, grp, gstart, WD, WT, If, 0, Of, 0, Zf, 0, K)
     E = 0.0
     e = np.empty(n_out)
     dY = np.empty((n_out, K))
@@ -489,7 +583,9 @@ def control_value_grad(lv, blk, bstart, grp, gstart, outs, outs_g, WD, WT, XT, c
             dY[j, k] = acc
             E += 0.5 * e[j] * acc
     seed_outputs(lv, outs_g, G, dY, sy)
-    backward_levels(lv, blk, bstart, grp, gstart, WD, I, O, Z, G, GI, Dk, WD[:0], False, True)
+    backward_levels(lv, blk, bstart, grp, gstart, WD, WT, If, 0, Of, 0, Zf, 0, G.reshape(G.size),
+                    0, GI.reshape(GI.size), 0, GI.size, Dk.reshape(Dk.size), WD[:0], False, True,
+                    K)
     for c in range(m):
         for k in range(K):
             v = GI[ctl[c], k]
