@@ -253,6 +253,37 @@ def test_objective_reuses_buffers_and_follows_new_weights(rng):
         cp.TrajectoryObjective(model, obj.x0[0], 6, cost)(us[1])[0], rel=1e-13)
 
 
+def test_bptt_follows_a_cost_changed_in_place_and_broadcasts_one_start(rng):
+    """cp.bptt keeps its objective between calls; a weight, goal or custom term changed
+    in place (or reassigned) is bound again, and one x0 serves a batch of controls."""
+    model = cp.Dynamics(dynamics_net(rng, 2, 1, scaled=True), 2)
+    cost = cp.TrajectoryCost(goal=[1.0, -1.0], Q=[1.0, 2.0], R=0.1)
+    x0, U = rng.standard_normal(2), rng.standard_normal((5, 1))
+
+    def fresh():
+        return cp.TrajectoryObjective(model, x0, 5, cp.TrajectoryCost(
+            goal=cost.goal.copy(), Q=cost.Q.copy(), R=cost.R.copy(),
+            running=cost.running)).value_and_grad(U)
+    J1, _ = cp.bptt(model, x0, U, cost)
+    assert J1 == pytest.approx(fresh()[0], rel=1e-13)
+    for change in (lambda: cost.goal.__setitem__(0, 0.5), lambda: cost.Q.__setitem__(1, 3.0),
+                   lambda: setattr(cost, "running", lambda X, V: (
+                       (X ** 2).sum(axis=(1, 2)), 2 * X, None))):
+        before = cp.bptt(model, x0, U, cost)[0]
+        change()
+        J, g = cp.bptt(model, x0, U, cost)
+        J0, g0 = fresh()
+        assert J != before
+        assert J == pytest.approx(J0, rel=1e-13)
+        np.testing.assert_allclose(g, g0, rtol=1e-12)
+    UB = rng.standard_normal((3, 5, 1))
+    JB, gB = cp.bptt(model, x0, UB, cost)
+    for b in range(3):
+        Jb, gb = cp.bptt(model, x0, UB[b], cost)
+        assert JB[b] == pytest.approx(Jb, rel=1e-13)
+        np.testing.assert_allclose(gB[b], gb, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- residual form
 @pytest.mark.parametrize("residual", [False, True])
 def test_residuals_and_jacobian(rng, residual):

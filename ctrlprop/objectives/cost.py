@@ -111,8 +111,10 @@ _FIELDS = ("goal", "Q", "Qf", "R", "S", "running", "terminal", "trajectory")
 
 
 def _fields(cost):
-    """The fields of a TrajectoryCost, arrays copied (a snapshot to compare against)."""
-    return tuple(v.copy() if isinstance(v, np.ndarray) else v
+    """The fields of a TrajectoryCost as a snapshot to compare against: an array as its
+    dtype, shape and bytes (equal snapshots: bit-identical arrays), anything else itself
+    (the callables compare by identity)."""
+    return tuple((v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else v
                  for v in (getattr(cost, k) for k in _FIELDS))
 
 
@@ -185,6 +187,7 @@ class BoundCost:
         self.R = Metric(cost.R, m, "R", "controls")
         self.S = Metric(cost.S, m, "S", "controls")
         self.qf_differs = cost.Qf is not None and not self.Qf.same_as(self.Q)
+        self.state_zero = self.Q.zero and self.Qf.zero     # no quadratic state term
         self.G = _goal_array(cost.goal, n, T, B)
         self.custom = cost.custom
         self._snapshot = _fields(cost)
@@ -193,25 +196,23 @@ class BoundCost:
         """True when ``cost`` is the TrajectoryCost this was bound from, unchanged since
         (every weight, the goal and the custom terms compared; a few microseconds, where
         binding again validates every weight matrix)."""
-        if cost is not self.cost:
-            return False
-        now = _fields(cost)
-        return all(a is b or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-                              and a.shape == b.shape and np.array_equal(a, b))
-                   for a, b in zip(now, self._snapshot))
+        return cost is self.cost and _fields(cost) == self._snapshot
 
     def evaluate(self, S, U):
         """Per-trajectory costs (B,) and the gradients dJ/dS (T+1, n, B), dJ/dU (T, m, B)."""
         T = self.T
         # E_t = x_t - g_t (t = 1..T); running weight Q for t < T, Qf at T
-        E = S[1:] - self.G
-        WE = self.Q.apply(E)
-        if self.qf_differs:
-            WE[T - 1] = self.Qf.apply(E[T - 1])
-        val = 0.5 * np.einsum("tib,tib->b", E, WE)
-        CX = np.empty_like(S)
-        CX[0] = 0.0
-        CX[1:] = WE
+        if self.state_zero:
+            val, CX = np.zeros(self.B), np.zeros_like(S)
+        else:
+            E = S[1:] - self.G
+            WE = self.Q.apply(E)
+            if self.qf_differs:
+                WE[T - 1] = self.Qf.apply(E[T - 1])
+            val = 0.5 * np.einsum("tib,tib->b", E, WE)
+            CX = np.empty_like(S)
+            CX[0] = 0.0
+            CX[1:] = WE
         # 1/2 u_t^T R u_t (t = 0..T-1), 1/2 (u_t - u_{t-1})^T S (u_t - u_{t-1}) (t = 1..T-1)
         if self.R.zero:
             CU = np.zeros_like(U)

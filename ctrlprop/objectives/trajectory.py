@@ -425,7 +425,10 @@ class TrajectoryObjective(ModelDimensions):
     # ------------------------------------------------------------ problem data
     def set_x0(self, x0):
         """Change the initial state(s) (same batch size)."""
-        X0, _ = self.model.check_x0(x0)
+        self._set_x0(self.model.check_x0(x0)[0])
+
+    def _set_x0(self, X0):
+        """set_x0 with X0 checked already, (B', n)."""
         if X0.shape[0] != self.B:
             raise ValueError(f"x0 must hold {self.B} initial states, got {X0.shape[0]}")
         self.x0 = X0
@@ -711,7 +714,8 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     X0, bx = model.check_x0(x0)
     U3, bu = model.check_controls(U, name="U")
     B = _batch_size(X0.shape[0], U3.shape[0], ("x0", "U"))
-    X0 = np.broadcast_to(X0, (B, model.n_states))
+    if X0.shape[0] != B:
+        X0 = np.repeat(X0, B, axis=0)
     batched, T = bool(bx or bu), U3.shape[1]
     # The objective (its compiled rollout, buffers and bound cost) is kept on the model per
     # (horizon, batch size, batched) and given this call's data: repeated calls cost what
@@ -722,15 +726,15 @@ def bptt(model, x0, U, cost=None, exo=None, wrt_x0=False):
     # the same fields (it may have been changed in place).
     key = (T, B, batched)
     obj = model._objectives.pop(key, None)
-    x0_arg = X0 if batched else X0[0]
     if obj is None:
-        obj = TrajectoryObjective(model, x0_arg, T, cost, exo)
+        obj = TrajectoryObjective(model, X0 if batched else X0[0], T, cost, exo)
     else:
-        obj.set_x0(x0_arg)
+        obj._set_x0(X0)
         if not (isinstance(cost, TrajectoryCost) and obj._cost.is_for(cost)):
             obj.set_cost(cost)
         obj.set_exo(exo)
-    U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
+    if U3.shape[0] != B:
+        U3 = np.broadcast_to(U3, (B,) + U3.shape[1:])
     out = obj.value_and_grad(U3 if batched else U3[0], wrt_x0=wrt_x0)
     model._objectives[key] = obj
     while len(model._objectives) > model.CACHE:
