@@ -66,6 +66,9 @@ def test_tanh_kernel_within_two_eps_of_numpy():
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.standard_normal(20000) * 3, rng.standard_normal(2000) * 1e-6,
                         np.linspace(-25, 25, 20001), np.linspace(0.62, 0.63, 1001),
+                        rng.uniform(0.1, 1.5, 20000),      # k = 0, 1, 2 of y = k ln2 + r
+                        (np.log(2.0) / 2 * np.arange(1, 60)[:, None]      # at k's steps
+                         * (1.0 + np.array([-4, -1, 0, 1, 4]) * np.finfo(float).eps)).ravel(),
                         [0.0, -0.0, 1e-300, -5e-324, 18.9, 19.1, 40.0, 1e10, -1e10]])
     out = np.empty_like(z)
     run(z, out)

