@@ -174,6 +174,21 @@ def test_policies_controller_callable_planner():
 
 
 # ---------------------------------------------------------------- mpc / closed_loop
+def test_planner_step_reports_its_plans_cost_and_prediction():
+    """fun and predicted of a step are the model's cost and first state of the plan it
+    returns (fun comes from the solver, not from a second evaluation: they must agree)."""
+    model = linear_model()
+    cost = cp.TrajectoryCost(goal=[1.0, 0.0], Q=1.0, R=0.1)
+    planner = cp.Planner(model, 5, cost, bounds=(-1, 1), maxiter=3, method="L-BFGS-B")
+    x = np.array([0.3, -0.2])
+    for _ in range(3):
+        step = planner.plan(x)
+        J = cp.TrajectoryObjective(model, x, 5, cost).value(step.plan.ravel())
+        assert step.fun == pytest.approx(J, rel=1e-13)
+        np.testing.assert_allclose(step.predicted, model.step(x, step.plan[0]), rtol=1e-13)
+        x = step.predicted
+
+
 def test_mpc_on_an_environment_records_rewards_and_stops_at_termination():
     model = linear_model()
     run = cp.mpc(model, LinearEnv(horizon=50), None, 100, 5, dict(Q=1.0, R=0.1), seed=2)

@@ -285,7 +285,9 @@ class Planner:
                 nit, nfev, status = int(res.nit), int(res.nfev), int(res.status)
             self.U = warm if self.sampling else U
             pred = obj.states(U.reshape(-1))[1]
-            fun = obj.value(U.reshape(-1))
+            # the scipy solvers report the objective's value at the plan they return (it is
+            # where they evaluated last, or the tracked value there): no second evaluation
+            fun = res.fun if not (self.ddp or self.sampling) else obj.value(U.reshape(-1))
         step = Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun), nit=nit,
                       nfev=nfev, status=status, time=time.perf_counter() - t0, step=k,
                       replanned=True)
