@@ -19,16 +19,22 @@ with ``cp.use_compiled(False)``, interleaved, each twice (the best run's median 
 Columns: median and 95th percentile of the per-step planning time (``MPCResult.
 time_per_step``).  Goal (issue 14): pendulum swing-up at most 1 ms median and 2 ms p95 with
 the same time to upright.
+
+A second table takes a swing-up step apart (compiled path): one evaluation of the H = 30
+objective (value and gradient: rollout, cost, BPTT) and its parts, and what
+``scipy.optimize.minimize(method="L-BFGS-B")`` costs around the evaluations -- one
+iteration of a solve with 30 variables on a function that costs nothing, with ``Bounds``
+and without -- so a step's time can be read as about ``solver + nfev * evaluation``.
 """
 
 import os
 import sys
 
 import numpy as np
-from scipy.optimize import Bounds
+from scipy.optimize import Bounds, minimize
 
 import ctrlprop as cp
-from _util import machine_note, table
+from _util import machine_note, table, timeit
 
 QUICK = "--quick" in sys.argv
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,6 +68,39 @@ def pendulum_v1_case():
     return run
 
 
+def step_parts():
+    """Rows (part, microseconds) of one swing-up MPC step's costs (see the docstring)."""
+    plant = cp.Pendulum(wrap=False)
+    model = cp.Dynamics(ps.exact_network(plant, ps.FULL["hidden"]), 2, residual=True)
+    H = ps.FULL["horizon"]
+    obj = cp.TrajectoryObjective(model, np.array([np.pi, 0.0]), H, ps.SWINGUP_COST)
+    us = [np.full(H, ps.FIRST_PLAN), np.full(H, 0.9 * ps.FIRST_PLAN)]
+    k = [0]
+
+    def evaluate():                  # alternate two plans: every call rolls out afresh
+        k[0] ^= 1
+        obj(us[k[0]])
+    S = np.zeros((H + 1, 2, 1))
+    S[:, 0, 0] = np.linspace(np.pi, 0.0, H + 1)
+    U = np.full((H, 1, 1), ps.FIRST_PLAN)
+    bound = ps.SWINGUP_COST.bind(2, 1, H, 1)
+
+    def quad(x):
+        return float(x @ x), 2.0 * x
+    x0, lo, hi = np.full(H, 0.5), np.full(H, -2.0), np.full(H, 2.0)
+    box = Bounds(lo, hi)
+    rows = [("objective value + gradient (one evaluation)", timeit(evaluate)),
+            ("  of which the cost terms (BoundCost.evaluate)", timeit(
+                lambda: bound.evaluate(S, U))),
+            ("L-BFGS-B, 1 iteration, 30 bounded variables, f = x.x",
+             timeit(lambda: minimize(quad, x0, jac=True, method="L-BFGS-B", bounds=box,
+                                     options=dict(maxiter=1)))),
+            ("  the same without bounds", timeit(
+                lambda: minimize(quad, x0, jac=True, method="L-BFGS-B",
+                                 options=dict(maxiter=1))))]
+    return [[name, f"{1e6 * t:.1f}"] for name, t in rows]
+
+
 def main():
     rows, out = [], {}
     cases = [("pendulum swing-up (scenario model)", pendulum_case()),
@@ -87,6 +126,8 @@ def main():
     table(rows, ["case", "path", "median ms/step", "p95 ms/step", "time to upright"])
     c, n = out[cases[0][0]]["compiled"], out[cases[0][0]]["numpy"]
     ok = c[0] <= 1.0 and c[1] <= 2.0 and c[2] == n[2]
+    print("\nOne swing-up step taken apart (compiled path)")
+    table(step_parts(), ["part", "us"])
     print(f"\nGoal (issue 14): swing-up <= 1 ms median, <= 2 ms p95, same time to upright -> "
           f"{c[0]:.2f} ms, {c[1]:.2f} ms, {c[2]:.2f} s vs {n[2]:.2f} s "
           f"({'met' if ok else 'NOT met'})")
