@@ -19,6 +19,18 @@ import numpy as np
 
 _FLAGS = dict(cache=True, nogil=True, error_model="numpy")
 _jit = numba.njit(**_FLAGS)
+_inline = numba.njit(inline="always", **_FLAGS)
+
+
+@_inline
+def _product(X, Y, Z):
+    """Z = X Y for small matrices, summed in index order (as the loops it replaced)."""
+    for i in range(X.shape[0]):
+        for j in range(Y.shape[1]):
+            s = 0.0
+            for a in range(X.shape[1]):
+                s += X[i, a] * Y[a, j]
+            Z[i, j] = s
 
 
 @_jit
@@ -187,17 +199,8 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                 for i in range(n):
                     s += Bm[i, j] * Vx[i]
                 Qu[j] = s
-            for i in range(n):
-                for j in range(n):
-                    s = 0.0
-                    for a in range(n):
-                        s += Vxx[i, a] * A[a, j]
-                    VA[i, j] = s
-                for j in range(m):
-                    s = 0.0
-                    for a in range(n):
-                        s += Vxx[i, a] * Bm[a, j]
-                    VB[i, j] = s
+            _product(Vxx, A, VA)
+            _product(Vxx, Bm, VB)
             for i in range(n):
                 for j in range(n):
                     s = lxx[b, t, i, j]
@@ -285,12 +288,7 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                     s += W[i, j] * (Quk[i] + Qu[i]) + Qux[i, j] * kt[i]
                 Vx[j] = s
             # V_xx = Q_xx + K^T Q_uu K + K^T Q_ux + Q_ux^T K, symmetrized
-            for i in range(m):
-                for j in range(n):
-                    s = 0.0
-                    for a in range(m):
-                        s += Quu[i, a] * W[a, j]
-                    RK[i, j] = s
+            _product(Quu, W, RK)
             for i in range(n):
                 for j in range(n):
                     s = Qxx[i, j]
