@@ -261,7 +261,7 @@ class Planner:
                 j = k - self.last[0] if self.last is not None else 1
                 U = np.clip(np.concatenate([U[j:], np.repeat(U[-1:], j, axis=0)]),
                             self.lo, self.hi)                         # warm start: shift
-            Z = K = None
+            Z = K = fun = None
             if self.ddp:
                 terms = DDPTerms(self.model, x, H, obj.cost, self.exo_now)
                 out = ddp(x0=terms.initial_states(), U0=U[None], lo=self.lo, hi=self.hi,
@@ -283,11 +283,11 @@ class Planner:
                                  self.maxiter, self.options, Notifier(None), None)
                 U = res.x.reshape(H, self.model.n_controls)
                 nit, nfev, status = int(res.nit), int(res.nfev), int(res.status)
+                fun = res.fun         # the objective's value at res.x: no second evaluation
             self.U = warm if self.sampling else U
             pred = obj.states(U.reshape(-1))[1]
-            # the scipy solvers report the objective's value at the plan they return (it is
-            # where they evaluated last, or the tracked value there): no second evaluation
-            fun = res.fun if not (self.ddp or self.sampling) else obj.value(U.reshape(-1))
+            if fun is None:
+                fun = obj.value(U.reshape(-1))
         step = Result(x=U[0].copy(), plan=U.copy(), predicted=pred, fun=float(fun), nit=nit,
                       nfev=nfev, status=status, time=time.perf_counter() - t0, step=k,
                       replanned=True)
