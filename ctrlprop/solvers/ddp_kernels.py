@@ -33,6 +33,27 @@ def _product(X, Y, Z):
             Z[i, j] = s
 
 
+@_inline
+def _symmetrize(M):
+    """M = (M + M^T) / 2 in place."""
+    for i in range(M.shape[0]):
+        for j in range(i, M.shape[0]):
+            s = 0.5 * (M[i, j] + M[j, i])
+            M[i, j] = s
+            M[j, i] = s
+
+
+@_inline
+def _plus_tproduct(C, X, Y, Z):
+    """Z = C + X^T Y for small matrices, summed in index order after C."""
+    for i in range(X.shape[1]):
+        for j in range(Y.shape[1]):
+            s = C[i, j]
+            for a in range(X.shape[0]):
+                s += X[a, i] * Y[a, j]
+            Z[i, j] = s
+
+
 @_jit
 def _pd_solve(H, rhs, X):
     """X = H^-1 rhs for a symmetric H (m, m), rhs (m, c); False (and X = 0) where H is not
@@ -201,23 +222,9 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                 Qu[j] = s
             _product(Vxx, A, VA)
             _product(Vxx, Bm, VB)
-            for i in range(n):
-                for j in range(n):
-                    s = lxx[b, t, i, j]
-                    for a in range(n):
-                        s += A[a, i] * VA[a, j]
-                    Qxx[i, j] = s
-            for i in range(m):
-                for j in range(m):
-                    s = luu[b, t, i, j]
-                    for a in range(n):
-                        s += Bm[a, i] * VB[a, j]
-                    Quu[i, j] = s
-                for j in range(n):
-                    s = lux[b, t, i, j]
-                    for a in range(n):
-                        s += Bm[a, i] * VA[a, j]
-                    Qux[i, j] = s
+            _plus_tproduct(lxx[b, t], A, VA, Qxx)          # Q_xx = l_xx + A^T V_xx A
+            _plus_tproduct(luu[b, t], Bm, VB, Quu)         # Q_uu = l_uu + B^T V_xx B
+            _plus_tproduct(lux[b, t], Bm, VA, Qux)         # Q_ux = l_ux + B^T V_xx A
             if second:                  # + V_x . F_xx, V_x . F_ux, V_x . F_uu
                 F = F2[b, t]
                 for a in range(n):
@@ -230,11 +237,7 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                             Qux[i, j] += v * F[a, n + i, j]
                         for j in range(m):
                             Quu[i, j] += v * F[a, n + i, n + j]
-            for i in range(m):
-                for j in range(i, m):
-                    s = 0.5 * (Quu[i, j] + Quu[j, i])
-                    Quu[i, j] = s
-                    Quu[j, i] = s
+            _symmetrize(Quu)
             for i in range(m):
                 for j in range(m):
                     Qr[i, j] = Quu[i, j] + (mu[b] if i == j else 0.0)
@@ -295,11 +298,7 @@ def backward(fx, fu, lx, lu, lxx, luu, lux, U, lo, hi, bounded, mu, k_prev, qp_m
                     for a in range(m):
                         s += W[a, i] * RK[a, j] + W[a, i] * Qux[a, j] + Qux[a, i] * W[a, j]
                     Vxx[i, j] = s
-            for i in range(n):
-                for j in range(i, n):
-                    s = 0.5 * (Vxx[i, j] + Vxx[j, i])
-                    Vxx[i, j] = s
-                    Vxx[j, i] = s
+            _symmetrize(Vxx)
             for i in range(m):
                 d1 += kt[i] * Qu[i]
                 d2 += 0.5 * kt[i] * Quk[i]
