@@ -104,7 +104,7 @@ def check_outputs(out, pngs, scenario, metrics, keys):
 # engine, gradient and trajectory tests -- finite-difference checks included -- hold on
 # both.  Elsewhere the default ("auto": compiled when numba is installed) applies.
 BOTH_PATHS = {"test_network", "test_gradients", "test_trajectory", "test_engine_second_order",
-              "test_trajectory_opt", "test_control", "test_ddp", "test_mpc_ddp"}
+              "test_trajectory_opt", "test_control", "test_ddp", "test_mpc_ddp", "test_lbfgsb"}
 
 
 def pytest_generate_tests(metafunc):

@@ -24,9 +24,9 @@ from ..solvers.starts import default_start, random_starts
 
 __all__ = ["optimize_controls", "ControlResult", "CONTROL_METHODS"]
 
-CONTROL_METHODS = ("batch-lm", "L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG",
-                   "trust-ncg", "trust-krylov", "trust-constr", "trust-exact", "dogleg",
-                   "lm", "trf", "dogbox")
+CONTROL_METHODS = ("batch-lm", "L-BFGS-B", "dense-lbfgsb", "BFGS", "CG", "TNC", "SLSQP",
+                   "Newton-CG", "trust-ncg", "trust-krylov", "trust-constr", "trust-exact",
+                   "dogleg", "lm", "trf", "dogbox")
 
 
 class ControlResult(Result):
@@ -309,7 +309,7 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
         Any of ``CONTROL_METHODS``: "batch-lm" (all problems and starts in one vectorized
         projected Levenberg-Marquardt run), a gradient method of
         ``scipy.optimize.minimize`` (exact ``hessp`` / ``hess`` where the method uses
-        them) or a least_squares method ("lm", "trf", "dogbox"); scipy methods solve one
+        them), "dense-lbfgsb" (:mod:`ctrlprop.solvers.lbfgsb`) or a least_squares method ("lm", "trf", "dogbox"); scipy methods solve one
         problem and start at a time.  Bounds need batch-lm, L-BFGS-B, TNC, SLSQP,
         trust-constr, trf or dogbox.
     maxiter : int, optional

@@ -32,9 +32,9 @@ from .trajectory import check_controls_start, check_method, solve_once, trajecto
 
 __all__ = ["mpc", "Planner", "MPCResult", "MPCError", "MPC_METHODS"]
 
-MPC_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
-               "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "ilqr", "ddp", "cem",
-               "mppi", "cem-gd")
+MPC_METHODS = ("L-BFGS-B", "dense-lbfgsb", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG",
+               "trust-ncg", "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "ilqr", "ddp",
+               "cem", "mppi", "cem-gd")
 
 
 class MPCResult(Result):
@@ -121,7 +121,9 @@ class Planner:
         at every step (scalars or (m,) per control).
     method : str, optional
         Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; one of
-        ``MPC_METHODS``).
+        ``MPC_METHODS``).  For a small plant in real time, "dense-lbfgsb" solves the same
+        problem as "L-BFGS-B" without scipy's per-call setup (about 0.3 ms for 30 bounded
+        controls).
     maxiter : int
         Iteration limit of every step's solve (default 20).
     options : dict, optional
@@ -357,7 +359,8 @@ def mpc(model, plant, x0, steps, horizon, cost=None, *, u0=None, bounds=None, me
         (scalars or (m,) per control: the same limits at every step), enforced on
         every plan.  For an environment the default is its action space's box.
     method : str, optional
-        Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; not batch-lbfgs).
+        Solver, as in :func:`optimize_trajectory` (None: "L-BFGS-B"; not batch-lbfgs;
+        "dense-lbfgsb" for the least overhead per step, see :class:`Planner`).
     maxiter : int
         Iteration limit of every step's solve (default 20), with the meaning of
         :func:`optimize_trajectory`'s.

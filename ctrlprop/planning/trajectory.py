@@ -50,9 +50,9 @@ from .sampling import DEFAULT_SAMPLING_MAXITER, Sampler, repeat_cost, repeat_exo
 
 __all__ = ["optimize_trajectory", "TrajectoryResult", "TRAJECTORY_METHODS", "solve_once"]
 
-TRAJECTORY_METHODS = ("L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG", "trust-ncg",
-                      "trust-krylov", "trust-constr", "lm", "trf", "dogbox", "batch-lbfgs",
-                      "ilqr", "ddp", "cem", "mppi", "cem-gd")
+TRAJECTORY_METHODS = ("L-BFGS-B", "dense-lbfgsb", "BFGS", "CG", "TNC", "SLSQP", "Newton-CG",
+                      "trust-ncg", "trust-krylov", "trust-constr", "lm", "trf", "dogbox",
+                      "batch-lbfgs", "ilqr", "ddp", "cem", "mppi", "cem-gd")
 _BATCH_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
 
 
@@ -380,7 +380,9 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     method : str, optional
         None (the default) is "L-BFGS-B".  Any of ``TRAJECTORY_METHODS``: gradient methods
         of ``scipy.optimize.minimize`` (Newton-CG, trust-ncg, trust-krylov and trust-constr
-        get the exact Hessian product :meth:`TrajectoryObjective.hessp`), least-squares
+        get the exact Hessian product :meth:`TrajectoryObjective.hessp`), "dense-lbfgsb"
+        (ctrlprop's L-BFGS-B with scipy's options and stopping rules and little per-call
+        overhead, for small problems: see :mod:`ctrlprop.solvers.lbfgsb`), least-squares
         methods "lm", "trf", "dogbox" (exact Jacobian; quadratic costs only), or
         "batch-lbfgs" (every trajectory with its own L-BFGS memory, line search and
         convergence test, one vectorized rollout per evaluation; bounds by projection),

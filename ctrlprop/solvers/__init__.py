@@ -6,9 +6,10 @@ objectives' public interfaces only."""
 from .result import Result, ConvergenceWarning, STATUS
 from .methods import METHODS, Method, resolve
 from .batch_lbfgs import batch_lbfgs
+from .lbfgsb import lbfgsb
 from .batch_lm import solve_lm
 from .adam import adam
 from .sampling import cem, mppi
 
 __all__ = ["Result", "ConvergenceWarning", "STATUS", "METHODS", "Method", "resolve",
-           "batch_lbfgs", "solve_lm", "adam", "cem", "mppi"]
+           "batch_lbfgs", "lbfgsb", "solve_lm", "adam", "cem", "mppi"]

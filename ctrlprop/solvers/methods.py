@@ -9,6 +9,8 @@ choice for ``method=None``, and raises a ValueError listing what that entry poin
 name               family          uses
 =================  ==============  ===============================================
 L-BFGS-B           minimize        gradient; bounds
+dense-lbfgsb       minimize        ctrlprop's L-BFGS-B for small problems (dense matrix,
+                                   compiled direction, little per-call overhead); bounds
 BFGS, CG           minimize        gradient
 TNC                minimize        gradient; bounds (maxiter counts evaluations)
 SLSQP              minimize        gradient; bounds; exact constraints
@@ -53,6 +55,7 @@ class Method:
 
 METHODS = {m.name.lower(): m for m in (
     Method("L-BFGS-B", "minimize", bounds=True),
+    Method("dense-lbfgsb", "minimize", bounds=True),
     Method("BFGS", "minimize"),
     Method("CG", "minimize"),
     Method("TNC", "minimize", bounds=True),

@@ -1,7 +1,9 @@
 """scipy.optimize behind one calling convention: iteration limits, callbacks, status codes.
 
 :func:`run_minimize` and :func:`run_least_squares` wrap ``scipy.optimize.minimize`` and
-``scipy.optimize.least_squares`` for the entry points:
+``scipy.optimize.least_squares`` for the entry points (and ``run_minimize`` runs
+ctrlprop's own minimize-family method, ``dense-lbfgsb`` (:mod:`ctrlprop.solvers.lbfgsb`),
+under the same rules):
 
 * ``maxiter`` is the one iteration limit (``options`` may not carry one too): minimize's
   ``maxiter`` (TNC's ``maxfun``: TNC counts function evaluations), least_squares'
@@ -29,7 +31,9 @@ from scipy.optimize import Bounds, OptimizeWarning, least_squares, minimize
 from scipy.sparse.linalg import LinearOperator
 
 from ..core.checks import check_int
-from .result import CALLBACK, CONVERGED, EARLY_STOP, NONFINITE, STATUS, Result, scipy_status
+from .lbfgsb import LBFGSB_OPTIONS, lbfgsb
+from .result import (CALLBACK, CONVERGED, EARLY_STOP, FAILED, MAXITER, NONFINITE, STATUS, Result,
+                     scipy_status)
 
 __all__ = ["LIMIT_KEYS", "LEAST_SQUARES_OPTIONS", "solver_options", "run_minimize",
            "run_least_squares"]
@@ -207,6 +211,8 @@ def run_minimize(method, fun, x0, *, bounds=None, hessp=None, hess=None, constra
             v = intermediate_result.fun if hasattr(intermediate_result, "fun") else f(x)[0]
         tr.iteration(x, float(v))
 
+    if method.name == "dense-lbfgsb":
+        return _run_lbfgsb(f, cb, x0, bounds, opts, tr)
     kw = dict(method=method.name, jac=True, callback=cb, options=opts)
     if bounds is not None and method.bounds:
         lo, hi = bounds
@@ -252,6 +258,33 @@ def run_minimize(method, fun, x0, *, bounds=None, hessp=None, hess=None, constra
                   nit=int(getattr(res, "nit", tr.nit - 1)), nfev=tr.nfev, njev=tr.njev,
                   nhev=tr.nhev, history={"fun": np.array(tr.hist)},
                   solver_status=int(res.status), solver_message=str(res.message),
+                  family="minimize")
+
+
+_LBFGSB_STATUS = {0: CONVERGED, 1: MAXITER, 2: FAILED, 3: CALLBACK}
+
+
+def _run_lbfgsb(f, cb, x0, bounds, opts, tr):
+    """run_minimize's solve by :func:`ctrlprop.solvers.lbfgsb.lbfgsb` (f and cb: the
+    tracked objective and callback)."""
+    bad = sorted(set(opts) - set(LBFGSB_OPTIONS) - {"maxiter"})
+    if bad:
+        raise ValueError(f"options has keys that method 'dense-lbfgsb' does not take "
+                         f"({bad}); it takes {list(LBFGSB_OPTIONS)} (and maxiter=)")
+    lo, hi = (None, None) if bounds is None else bounds
+    try:
+        res = lbfgsb(f, x0, lo, hi, callback=cb, **opts)
+    except _Stop as stop:
+        return tr.stopped(stop, "minimize")
+    x = res.x
+    if not np.array_equal(x, tr.x):                 # the last iterate was not recorded
+        tr.x, tr.f = x, float(res.fun)
+        tr.hist.append(tr.f)
+    status = _LBFGSB_STATUS[res.status]
+    return Result(x=x, fun=tr.f, success=bool(res.success), status=status,
+                  message=STATUS[status] + f" (dense-lbfgsb: {res.message})", nit=res.nit,
+                  nfev=tr.nfev, njev=tr.njev, nhev=0, history={"fun": np.array(tr.hist)},
+                  solver_status=int(res.status), solver_message=res.message,
                   family="minimize")
 
 
