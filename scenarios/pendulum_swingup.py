@@ -231,12 +231,14 @@ terminal_cost.hessian = _terminal_hessian
 SWINGUP_COST = cp.TrajectoryCost(Q=0.0, running=running_cost, terminal=terminal_cost)
 
 
-def swing_up(model, plant, x0, cfg, progress=False):
-    """MPC through the model on the true plant from x0; returns the MPCResult."""
+def swing_up(model, plant, x0, cfg, progress=False, method="L-BFGS-B"):
+    """MPC through the model on the true plant from x0; returns the MPCResult
+    (``method``: the planner's solver; ``benchmarks/bench_mpc.py`` also runs
+    "dense-lbfgsb")."""
     H = cfg["horizon"]
     return cp.mpc(model, plant.step, x0, cfg["steps"], H, cost=SWINGUP_COST,
                   u0=np.full((H, 1), FIRST_PLAN), bounds=Bounds(plant.u_low, plant.u_high),
-                  method="L-BFGS-B", maxiter=cfg["mpc_iter"], progress=progress)
+                  method=method, maxiter=cfg["mpc_iter"], progress=progress)
 
 
 def extra_starts(plant, n, seed):

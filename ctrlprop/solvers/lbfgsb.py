@@ -10,8 +10,8 @@ every call (about 0.3 ms for 30 bounded variables) and works through its own wra
 every evaluation, which is most of a small receding-horizon step.  Here the n x n L-BFGS
 matrix is formed explicitly (O(n^2) memory, O(m n^2) per iteration: meant for n up to a
 few hundred, the controls of an MPC horizon), and one call, :func:`search_direction`,
-computes an iteration's direction -- compiled by numba with the extra ``ctrlprop[fast]``,
-the same source run by numpy without it.
+computes an iteration's direction: on numpy, or compiled by numba with the extra
+``ctrlprop[fast]`` (:mod:`ctrlprop.solvers.lbfgsb_kernels`, the same steps in loops).
 
 Notation: x, g, lo, hi are [n]; the m newest pairs s_j = x_{j+1} - x_j, y_j = g_{j+1} - g_j
 (oldest first) with theta = y.y / s.y of the newest pair.
@@ -62,6 +62,7 @@ CONVERGED, MAXITER, LINESEARCH, CALLBACK = 0, 1, 2, 3
 C1, C2 = 1e-3, 0.9          # sufficient decrease and curvature constants (scipy's dcsrch)
 XTOL = 0.1                  # a bracket narrower than XTOL times its larger end ends the search
 BIG = 1e10                  # step bound without bounds along the direction (scipy's)
+EPS = float(np.finfo(float).eps)
 
 
 def search_direction(x, g, lo, hi, S, Y, k, theta, gtol, B, xc, d):
@@ -71,33 +72,23 @@ def search_direction(x, g, lo, hi, S, Y, k, theta, gtol, B, xc, d):
     above ``gtol`` (else both 0), the slope ``g.d`` along the direction written into d
     (n,) and the largest step ``a`` with ``x + a d`` within the bounds (inf if none).
     Works in B (n, n) (the L-BFGS matrix of the k oldest-first pairs in S, Y (m, n)) and
-    xc (n,) (the generalized Cauchy point); see the module notes.  The same source runs
-    compiled (``ctrlprop[fast]``) and on numpy, so it is written in whole-array
-    operations, a few per breakpoint of the Cauchy path.
+    xc (n,) (the generalized Cauchy point); see the module notes.  This is the numpy
+    reference; with ``ctrlprop[fast]`` its compiled mirror
+    (:func:`ctrlprop.solvers.lbfgsb_kernels.search_direction`) runs instead.
     """
     n = x.shape[0]
     pg = np.abs(np.minimum(np.maximum(x - g, lo), hi) - x).max() if n else 0.0
     if pg <= gtol:
         return pg, 0.0, 0.0
-    # the L-BFGS matrix in its compact form (Byrd, Nocedal & Schnabel 1994), which equals
-    # the k BFGS updates of theta I:  B = theta I - W M^-1 W^T,  W = [Y^T, theta S^T],
-    # M = [[-D, L^T], [L, theta S S^T]],  D = diag(s_i.y_i),  L_ij = s_i.y_j (i > j)
+    # the L-BFGS matrix: theta I and the k BFGS updates, oldest first
     B[:, :] = 0.0
     for i in range(n):
         B[i, i] = theta
-    if k:
-        Sk, Yk = S[:k], Y[:k]
-        SY = Sk @ Yk.T
-        Mm = np.zeros((2 * k, 2 * k))
-        for i in range(k):
-            Mm[i, i] = -SY[i, i]
-            for j in range(i):
-                Mm[k + i, j] = Mm[j, k + i] = SY[i, j]
-        Mm[k:, k:] = theta * (Sk @ Sk.T)
-        Wt = np.empty((2 * k, n))
-        Wt[:k] = Yk
-        Wt[k:] = theta * Sk
-        B -= Wt.T @ np.linalg.solve(Mm, Wt)
+    for j in range(k):
+        s, y = S[j], Y[j]
+        Bs = B @ s
+        B -= np.outer(Bs, Bs / (s @ Bs))
+        B += np.outer(y, y / (y @ s))
     # breakpoints of the path P(x - t g); variables at t = 0 do not move
     t = np.full(n, np.inf)
     neg, pos = g < 0.0, g > 0.0
@@ -112,7 +103,7 @@ def search_direction(x, g, lo, hi, S, Y, k, theta, gtol, B, xc, d):
     fpp = p @ Bd
     dtmin = -fp / fpp if fpp > 0.0 else 0.0
     told = 0.0
-    order = np.argsort(t)
+    order = np.argsort(t, kind="mergesort")          # ties in index order
     for idx in range(n):
         b = order[idx]
         tb = t[b]
@@ -318,7 +309,10 @@ def lbfgsb(fun, x0, lo=None, hi=None, *, maxiter=15000, maxcor=10, gtol=1e-5,
 
     def phi(a):
         calls[0] += 1
-        xt = np.clip(x + a * d, lo, hi)
+        xt = np.multiply(d, a)              # x + a d, within the bounds up to rounding
+        xt += x
+        np.maximum(xt, lo, out=xt)
+        np.minimum(xt, hi, out=xt)
         ft, gt = _checked_call(fun, xt, n)
         return ft, float(gt @ d), xt, gt
 
@@ -352,7 +346,7 @@ def lbfgsb(fun, x0, lo=None, hi=None, *, maxiter=15000, maxcor=10, gtol=1e-5,
         small = f - fn <= ftol * max(abs(f), abs(fn), 1.0)
         s, y = xn - x, gn - g
         sy, yy = float(s @ y), float(y @ y)
-        if sy > np.finfo(float).eps * yy:
+        if sy > EPS * yy:
             if k == M:
                 S[:-1], Y[:-1] = S[1:].copy(), Y[1:].copy()
                 k -= 1
