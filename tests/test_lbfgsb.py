@@ -109,6 +109,21 @@ def test_compiled_and_numpy_directions_agree():
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+def test_a_function_reusing_its_gradient_buffer_gives_the_same_run():
+    rng = np.random.default_rng(5)
+    H, c = spd(rng, 9), rng.standard_normal(9)
+    buf = np.empty(9)
+
+    def reusing(x):
+        np.dot(H, x, out=buf)
+        np.add(buf, c, out=buf)
+        return 0.5 * x @ H @ x + c @ x, buf
+    a = lbfgsb(reusing, np.zeros(9), -0.3, 0.3)
+    b = lbfgsb(lambda x: (0.5 * x @ H @ x + c @ x, H @ x + c), np.zeros(9), -0.3, 0.3)
+    assert a.nit == b.nit and a.nfev == b.nfev
+    np.testing.assert_array_equal(a.x, b.x)
+
+
 def test_limits_callback_and_status():
     f = lambda x: (rosen(x), rosen_der(x))                     # noqa: E731
     r = lbfgsb(f, np.zeros(5), maxiter=3)

@@ -230,7 +230,7 @@ def _checked_call(fun, x, n):
         f, g = out
     except (TypeError, ValueError):
         raise TypeError("fun must return a pair (value, gradient (n,))") from None
-    g = np.asarray(g, dtype=np.float64)
+    g = np.array(g, dtype=np.float64)        # a copy: fun may reuse its gradient's buffer
     if g.shape != (n,):
         raise ValueError(f"fun must return a gradient of shape ({n},), got {g.shape}")
     return float(f), g
