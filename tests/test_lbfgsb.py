@@ -124,6 +124,16 @@ def test_a_function_reusing_its_gradient_buffer_gives_the_same_run():
     np.testing.assert_array_equal(a.x, b.x)
 
 
+def test_a_non_finite_value_shortens_the_step():
+    def f(x):                                   # NaN beyond x_0 = 0.5, minimum at 1
+        if x[0] > 0.5:
+            return np.nan, np.full_like(x, np.nan)
+        return float((x - 1) @ (x - 1)), 2 * (x - 1)
+    r = lbfgsb(f, np.zeros(3))
+    # the edge of the finite region is found by halving brackets: to about 1e-6
+    assert np.isfinite(r.fun) and 0.4999 < r.x[0] <= 0.5 and r.fun < 3.0 * 0.25 + 1e-5
+
+
 def test_limits_callback_and_status():
     f = lambda x: (rosen(x), rosen_der(x))                     # noqa: E731
     r = lbfgsb(f, np.zeros(5), maxiter=3)
