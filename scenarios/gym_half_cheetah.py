@@ -8,7 +8,9 @@ bootstrap resample of the transitions (``fit_dynamics(ensemble=5, method="adam")
 epochs per fit, each refit warm-started: L-BFGS-B, the library's default, under-fits this
 contact-rich data, worse than a linear model; see :func:`ctrlprop.fit_dynamics`); the planner is
 ``cem-gd``: two CEM iterations of 200 candidates, every candidate rolled out under every
-member (the expected cost over the members, PETS's TS-inf), then the 5 best elites refined
+member (the expected cost over the members, PETS's TS-inf, plus 0.1 times the members'
+disagreement, the variance of their predictions summed over states and steps: without it
+the planner drives the model where it is wrong), then the 5 best elites refined
 by 10 iterations of batched L-BFGS through the ensemble by BPTT, horizon 15.  The planning
 cost is minus the task's reward (``ctrlprop.envs.task("HalfCheetah-v5").cost()``: the
 forward velocity proxy and ``0.1 |a|^2``).  After every fit, one evaluation episode (1000
@@ -38,7 +40,7 @@ SPEC = {
     "goal": {"kind": "mean", "value": 3000.0, "steps": 50000},
     "full": dict(warmup=2000, iterations=48, steps_per_iteration=1000, horizon=15,
                  fit=dict(hidden=(64, 64), ensemble=5, method="adam", maxiter=100,
-                          validation=0.0),
+                          validation=0.0, disagreement=0.1),
                  plan=PLAN, eval_episodes=1),
     "quick": dict(warmup=300, iterations=1, steps_per_iteration=100, horizon=5,
                   fit=dict(hidden=(16,), ensemble=2, method="adam", maxiter=5,
