@@ -75,6 +75,7 @@ def test_tanh_kernel_within_two_eps_of_numpy():
     ref = np.tanh(z)
     err = np.abs(out - ref) / np.maximum(np.abs(ref), np.finfo(float).tiny)
     assert err.max() <= 2 * np.finfo(float).eps
+    assert np.array_equal(np.signbit(out), np.signbit(ref))      # tanh(-0.0) is -0.0
     special = np.array([np.inf, -np.inf, np.nan])
     out = np.empty(3)
     run(special, out)

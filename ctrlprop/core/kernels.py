@@ -91,7 +91,7 @@ def tanh(z):
     em1 = p2k * (r * q) + (p2k - 1.0)
     t = em1 / (em1 + 2.0)
     t = 1.0 if a > 19.0 else t
-    t = -t if z < 0 else t
+    t = math.copysign(t, z)                   # odd, -0.0 included (as np.tanh)
     return t if z == z else z
 
 
