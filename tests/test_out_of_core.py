@@ -321,6 +321,20 @@ def test_prediction_errors_in_blocks_equal_one_block(monkeypatch):
     assert many.windows == one.windows > 0
     np.testing.assert_allclose(many.one_step_rmse, one.one_step_rmse, rtol=1e-13)
     np.testing.assert_allclose(many.multi_step_rmse, one.multi_step_rmse, rtol=1e-13)
+    monkeypatch.setattr(cp.planning.learning, "PREDICTION_BATCH", 13)    # model calls, too
+    small = cp.planning.learning.prediction_errors(model, DATA, rows, horizon=4)
+    assert small.windows == one.windows
+    np.testing.assert_allclose(small.one_step_rmse, one.one_step_rmse, rtol=1e-13)
+    np.testing.assert_allclose(small.multi_step_rmse, one.multi_step_rmse, rtol=1e-13)
+
+
+def test_prediction_errors_leave_no_batch_of_every_window_in_the_model(monkeypatch):
+    """The model's rollout cache is keyed by batch size: the errors' batches stay bounded."""
+    model = cp.Dynamics(cp.Ensemble(cp.Network.mlp([3, 5, 2], seed=1), 3, seed=0), 2)
+    monkeypatch.setattr(cp.planning.learning, "PREDICTION_BATCH", 16)
+    err = cp.planning.learning.prediction_errors(model, DATA, horizon=4)
+    assert err.windows > 16
+    assert model._cache and all(B <= 16 for T, B in model._cache)
 
 
 # ---------------------------------------------------------------- bad input
