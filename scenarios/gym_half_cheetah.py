@@ -44,7 +44,7 @@ SPEC = {
                  plan=PLAN, eval_episodes=1),
     "quick": dict(warmup=300, iterations=1, steps_per_iteration=100, horizon=5,
                   fit=dict(hidden=(16,), ensemble=2, method="adam", maxiter=5,
-                           validation=0.0),
+                           validation=0.0, disagreement=0.1),
                   plan=dict(method="cem-gd", maxiter=1,
                             options=dict(population=16, elites=4, refine=2, gd_maxiter=3)),
                   eval_episodes=1, episode_steps=100),
