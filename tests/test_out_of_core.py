@@ -315,13 +315,14 @@ def test_fit_dynamics_on_a_store_equals_in_memory(tmp_path):
 def test_prediction_errors_in_blocks_equal_one_block(monkeypatch):
     model = cp.Dynamics(cp.Network.mlp([3, 5, 2], seed=1), 2)
     rows = np.random.default_rng(0).random(len(DATA)) < 0.7
+    monkeypatch.setattr(cp.planning.learning, "PREDICTION_BATCH", 10 ** 9)   # one model call
     one = cp.planning.learning.prediction_errors(model, DATA, rows, horizon=4)
     monkeypatch.setattr(cp.planning.learning, "PREDICTION_ROWS", 97)
     many = cp.planning.learning.prediction_errors(model, DATA, rows, horizon=4)
     assert many.windows == one.windows > 0
     np.testing.assert_allclose(many.one_step_rmse, one.one_step_rmse, rtol=1e-13)
     np.testing.assert_allclose(many.multi_step_rmse, one.multi_step_rmse, rtol=1e-13)
-    monkeypatch.setattr(cp.planning.learning, "PREDICTION_BATCH", 13)    # model calls, too
+    monkeypatch.setattr(cp.planning.learning, "PREDICTION_BATCH", 13)    # calls of 13 rows
     small = cp.planning.learning.prediction_errors(model, DATA, rows, horizon=4)
     assert small.windows == one.windows
     np.testing.assert_allclose(small.one_step_rmse, one.one_step_rmse, rtol=1e-13)
