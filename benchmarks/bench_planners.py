@@ -35,13 +35,13 @@ from _util import machine_note, table
 
 CASES = {
     "Pendulum-v1": dict(data=2000, hidden=(32, 32), horizon=25, episodes=2, steps=200,
-                        fit_method="L-BFGS-B", fit_maxiter=400),
+                        fit_method="L-BFGS-B", fit_maxiter=400, disagreement=(0.0,)),
     "HalfCheetah-v5": dict(data=5000, hidden=(64, 64), horizon=15, episodes=4, steps=150,
                            fit_method="adam", fit_maxiter=300, disagreement=(0.0, 0.1)),
 }
 QUICK = {
     "Pendulum-v1": dict(data=300, hidden=(8,), horizon=5, episodes=1, steps=5,
-                        fit_method="L-BFGS-B", fit_maxiter=20),
+                        fit_method="L-BFGS-B", fit_maxiter=20, disagreement=(0.0,)),
     "HalfCheetah-v5": dict(data=300, hidden=(8,), horizon=4, episodes=1, steps=5,
                            fit_method="adam", fit_maxiter=5, disagreement=(0.0, 0.1)),
 }
@@ -82,7 +82,7 @@ def run_case(env_id, cfg, quick, seed=0):
     H, E = cfg["horizon"], model.n_members
     zero = [zero_return(env, cfg["steps"], 1000 + ep) for ep in range(cfg["episodes"])]
     rows = [[env_id, "zero actions (reference)", "-", f"{np.mean(zero):9.1f}", "0", "-"]]
-    for w in cfg.get("disagreement", (0.0,)):
+    for w in cfg["disagreement"]:
         dyn = model if w == 0 else cp.Dynamics(model.net, model.n_states,
                                                residual=model.residual, disagreement=w)
         for label, kw in planners(quick):
@@ -134,7 +134,7 @@ def main(argv=None):
     table(rows, ["environment", "planner", "disagreement", "return", "transitions/step",
                  "ms/step"])
     for env_id, cfg in cases.items():
-        for w in cfg.get("disagreement", (0.0,)):
+        for w in cfg["disagreement"]:
             sub = {r[1]: r for r in rows if r[0] == env_id and r[2] == f"{w:g}"}
             big, gd = sub["cem, large budget"], sub["cem-gd"]
             ratio = float(gd[4]) / float(big[4])
