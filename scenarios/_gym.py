@@ -39,7 +39,8 @@ def run(name, doc, spec, argv=None, extra=None):
     else:                                     # every evaluation episode reaches the value
         met = bool(np.all(final.returns >= goal["value"]) and res.steps[-1] <= goal["steps"])
     first = final.data.select([final.data.episode_ids()[0]])
-    plots(args, spec, res, first)
+    plots(args, spec, res, first,
+          "one evaluation episode" if cfg["eval_episodes"] else "the last scored episode")
     metrics = {
         "env": spec["env_id"],
         "returns": np.round(res.returns, 2),
@@ -67,9 +68,9 @@ def run(name, doc, spec, argv=None, extra=None):
     return metrics
 
 
-def plots(args, spec, res, episode):
-    """learning_curve.png and trajectory.png (the first evaluation episode of the last
-    model)."""
+def plots(args, spec, res, episode, which):
+    """learning_curve.png and trajectory.png (``episode``, the first scored episode of the
+    last scored model, described by ``which``)."""
     g = spec["goal"]
     fig = cp.plot.plot_learning_curve(
         res.steps, res.returns, res.returns_std, references=spec["references"],
@@ -80,6 +81,6 @@ def plots(args, spec, res, episode):
     fig = cp.plot.plot_time_series(
         S, episode.actions, state_labels=spec.get("obs_labels"),
         control_labels=spec.get("action_labels"),
-        title=f"{spec['env_id']}: one evaluation episode, return "
+        title=f"{spec['env_id']}: {which}, return "
               f"{episode.rewards.sum():.1f} over {len(episode)} steps")
     cp.plot.save_figure(fig, os.path.join(args.out, "trajectory.png"))

@@ -754,7 +754,7 @@ def env_entries():
               lambda kw: cp.learn_and_plan(**kw),
               {"env": ENV_ARG, "cost": [K("string", "abc"), K("wrong Q", {"Q": np.ones(3)})],
                "iterations": ints(0), "steps_per_iteration": ints(1), "horizon": ints(1),
-               "warmup": ints(1, none=True), "eval_episodes": ints(1),
+               "warmup": ints(1, none=True), "eval_episodes": ints(0),
                "episode_steps": ints(1, none=True), "seed": SEEDS + [K("None", None)],
                "data": [K("array", np.zeros((3, 3))), F("wrong sizes",
                                                         lambda kw: cp.Transitions.empty(3, 1))],

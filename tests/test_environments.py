@@ -317,6 +317,52 @@ def test_learn_and_plan_improves_resumes_and_keeps_data(tmp_path):
                                                              if k != "plan"})
 
 
+
+def test_learn_and_plan_scores_the_collected_episodes():
+    # eval_episodes=0: model k is scored by the whole episodes it collects in round k + 1
+    kw = dict(iterations=2, steps_per_iteration=50, horizon=5, warmup=60,
+              fit=dict(hidden=(4,), transfer="linear"), plan=dict(maxiter=20))
+    res = cp.learn_and_plan(LinearEnv(horizon=20), dict(Q=1.0, R=0.1), seed=0,
+                            eval_episodes=0, **kw)
+    ref = cp.learn_and_plan(LinearEnv(horizon=20), dict(Q=1.0, R=0.1), seed=0,
+                            eval_episodes=1, **kw)
+    # scoring does not change what is collected: the same transitions as with evaluations
+    assert res.data == ref.data and len(res.data) == 160 and res.success
+    assert list(res.steps) == [110, 160] and res.returns.shape == (2,)
+    assert res.nit == 2 and res.nfev == 160 and "completed 2 rounds" in res.message
+    # each round is 20 + 20 steps of whole episodes and a 10-step piece, not scored
+    for k, start in enumerate((60, 110)):
+        whole = [res.data.rewards[a:a + 20].sum() for a in (start, start + 20)]
+        assert res.evaluations[k].lengths.tolist() == [20, 20]
+        np.testing.assert_allclose(res.evaluations[k].returns, whole, rtol=1e-12)
+        assert res.returns[k] == pytest.approx(np.mean(whole), rel=1e-12)
+        assert res.returns_std[k] == pytest.approx(np.std(whole), rel=1e-12)
+    assert res.fun == -res.returns[-1]
+    np.testing.assert_array_equal(res.history["one_step_rmse"], ref.history["one_step_rmse"][:2])
+    assert res.history["eval_time"][0] == res.history["act_time"][1]   # round 1's collection
+    assert np.all(res.history["ms_per_step"] > 0) and res.history["fit_time"].shape == (2,)
+    stop = cp.learn_and_plan(LinearEnv(horizon=20), dict(Q=1.0, R=0.1), seed=0,
+                             eval_episodes=0, callback=lambda r: r.iteration == 0, **kw)
+    assert stop.status == 2 and stop.returns.shape == (1,) and len(stop.data) == 110
+    # a round that cannot hold a whole episode: up front when the length is known ...
+    with pytest.raises(ValueError, match="steps_per_iteration \\(50\\) must hold one"):
+        cp.learn_and_plan(LinearEnv(horizon=20), None, eval_episodes=0, episode_steps=80,
+                          **kw)
+    # ... else when the round has collected none, with the data kept
+    with pytest.raises(cp.LearnError, match="no whole episode") as err:
+        cp.learn_and_plan(LinearEnv(horizon=100), dict(Q=1.0, R=0.1), eval_episodes=0, **kw)
+    assert len(err.value.result.data) == 110
+
+
+def test_planner_counts_its_calls_and_time():
+    env = LinearEnv(horizon=20)
+    model = cp.fit_dynamics(cp.collect(env, 60, seed=0), hidden=(4,), transfer="linear")
+    pl = cp.Planner(model, 4, dict(Q=1.0, R=0.1), maxiter=5, replan_every=2)
+    assert (pl.calls, pl.seconds) == (0, 0.0)
+    steps = [pl.plan(np.array([0.5, -0.2])) for _ in range(5)]
+    assert pl.calls == 5 and [s.replanned for s in steps] == [True, False] * 2 + [True]
+    assert pl.seconds == pytest.approx(sum(s.time for s in steps), rel=1e-12)
+
 def test_mpc_on_mujoco_inverted_pendulum():
     gym = pytest.importorskip("gymnasium")
     env = gym.make("InvertedPendulum-v5")

@@ -28,8 +28,12 @@ def run(module, tmp_path):
     # every interaction step is in the data, warm-up included; evaluation is not
     assert len(data) == metrics["interaction_steps"] == \
         cfg["warmup"] + cfg["iterations"] * cfg["steps_per_iteration"]
+    # with evaluation episodes, a point per fit at the steps it was fitted on; without
+    # (eval_episodes=0), a point per model but the last, at the end of what it collected
+    scored = range(cfg["iterations"] + 1) if cfg["eval_episodes"] else \
+        range(1, cfg["iterations"] + 1)
     assert list(metrics["steps"]) == [cfg["warmup"] + i * cfg["steps_per_iteration"]
-                                for i in range(cfg["iterations"] + 1)]
+                                      for i in scored]
     return metrics, data
 
 
@@ -66,7 +70,11 @@ def test_gym_half_cheetah_quick(tmp_path):
     m, data = run(gym_half_cheetah, tmp_path)
     assert data.n_obs == 17 and data.n_act == 6
     assert np.all(np.abs(data.actions) <= 1.0)              # the planner kept the box
+    # scored by its collected episodes: a point per model but the last
     assert len(m["mpc_ms_per_step"]) == 2 and np.all(np.asarray(m["mpc_ms_per_step"]) > 0)
+    ids = data.episode_ids()
+    np.testing.assert_allclose(m["returns"], [data.select([i]).rewards.sum() for i in ids[-2:]],
+                               atol=0.006)                  # metrics.json rounds to 0.01
 
 
 def test_gym_half_cheetah_budget_flag(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from ..solvers.progress import Progress
 from ..solvers.result import Result
 from .store import TransitionStore, TransitionWriter
 
-__all__ = ["collect", "evaluate", "CollectError", "as_policy"]
+__all__ = ["collect", "evaluate", "episode_scores", "CollectError", "as_policy"]
 
 
 class CollectError(RuntimeError):
@@ -358,7 +358,7 @@ def evaluate(env, policy, episodes=10, seed=0, *, episode_steps=None, progress=F
     else:
         data, seconds, calls = _evaluate_parallel(env, policy, seed, n_ep, E, progress,
                                                   executor, chunk_size)
-    out = _scores(data)
+    out = episode_scores(data)
     out.policy_ms = 1e3 * seconds / max(calls, 1)
     return out
 
@@ -391,8 +391,10 @@ def _evaluate_parallel(env, policy, seed, n_ep, E, progress, executor, chunk_siz
     return data, sum(o[2] for o in out), sum(o[3] for o in out)
 
 
-def _scores(data):
-    """evaluate's Result from the Transitions of whole episodes."""
+def episode_scores(data):
+    """:func:`evaluate`'s Result (without ``policy_ms``) from the Transitions of whole
+    episodes: ``returns``, ``lengths``, ``mean_return``, ``std_return``, ``terminated``,
+    ``data``."""
     ids = data.episode_ids()
     lengths = np.array([(data.episode == i).sum() for i in ids])
     ends = np.cumsum(lengths) - 1

@@ -4,7 +4,8 @@
 :class:`~ctrlprop.Transitions` and measures it on held-out episodes;
 :func:`learn_and_plan` runs the loop of model-based control: random warm-up data, then
 repeatedly fit (warm-started) -> act with MPC through the model -> append the data, with
-evaluation episodes after every fit.
+evaluation episodes after every fit (or, with ``eval_episodes=0``, the returns of the MPC
+episodes collected).
 """
 
 import copy
@@ -26,7 +27,7 @@ from ..objectives.trajectory import Dynamics
 from ..solvers.progress import Progress
 from ..solvers.result import (CALLBACK, CONVERGED, FAILED, ConvergenceWarning, Notifier,
                               Result)
-from .episodes import CollectError, collect, evaluate
+from .episodes import CollectError, collect, episode_scores, evaluate
 from .fit import fit
 from .mpc import Planner
 from .store import TransitionStore
@@ -282,32 +283,39 @@ class LearnResult(Result):
 
     Attributes
     ----------
-    returns : ndarray (I+1,)
-        Mean evaluation return after every fit: after the warm-up's (index 0) and after
-        each of the I iterations.
-    returns_std : ndarray (I+1,)
-    steps : ndarray of int (I+1,)
-        Interaction steps (every environment step of data collection, warm-up included;
-        evaluation episodes are not counted and their data is not trained on) when the
-        model that was evaluated had been fitted.
+    returns : ndarray (I+1,), or (I,) with ``eval_episodes=0``
+        Mean return of MPC through every fitted model: index 0 the warm-up's fit, index k
+        the fit of iteration k.  With evaluation episodes, those episodes' mean; with
+        ``eval_episodes=0``, the mean over the whole episodes that model collected in the
+        next iteration (the last model collects nothing, so it has no entry).
+    returns_std : ndarray, as ``returns``
+    steps : ndarray of int, as ``returns``
+        Interaction steps: with evaluation episodes, the steps of data collection
+        (warm-up included; evaluation episodes are not counted and their data is not
+        trained on) when the evaluated model had been fitted; with ``eval_episodes=0``,
+        every environment step taken up to the end of the scored episodes.
     model : Dynamics
         The last fitted model.
     data : Transitions
         Every transition collected.
     fun : float
         Minus the last mean evaluation return (the cost the loop lowers).
-    history : dict of (I+1,) arrays
-        ``"fun"`` (minus the mean return), ``"return"``, ``"return_std"``, ``"steps"``,
+    history : dict of arrays, as ``returns``
+        Entry k describes model k: ``"fun"`` (minus the mean return), ``"return"``,
+        ``"return_std"``, ``"steps"``,
         ``"one_step_rmse"`` (the model's one-step error averaged over states, on the
         held-out episodes; on the training rows when ``fit`` sets ``validation=0``),
-        ``"fit_time"``, ``"act_time"``, ``"eval_time"`` (seconds) and ``"ms_per_step"``
-        (planning milliseconds per environment step during evaluation).
+        ``"fit_time"``, ``"act_time"`` (collecting the data it was fitted on: the
+        warm-up for k = 0), ``"eval_time"`` (seconds scoring it: with
+        ``eval_episodes=0`` the next iteration's collection) and ``"ms_per_step"``
+        (planning milliseconds per environment step in the scored episodes).
     evaluations : list of Result
-        Every :func:`ctrlprop.evaluate` result (per-episode returns and lengths).
+        Every :func:`ctrlprop.evaluate` result (per-episode returns and lengths); with
+        ``eval_episodes=0`` the same fields for the scored collected episodes.
     success, status, message, nit (rounds completed after the warm-up)
     nfev : int
         Environment steps taken: every collected transition (also those of ``data`` given
-        to resume) and every evaluation step.
+        to resume) and every evaluation step (none with ``eval_episodes=0``).
     """
 
 
@@ -335,7 +343,7 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
        is given: resume from it).
     2. Fit the model on all the data (:func:`fit_dynamics`, warm-started from the
        previous model after the first fit) and evaluate MPC through it on
-       ``eval_episodes`` episodes.
+       ``eval_episodes`` episodes (none with ``eval_episodes=0``).
     3. ``iterations`` times: act with MPC through the model for ``steps_per_iteration``
        steps, append them to the data, and go to 2.
 
@@ -370,13 +378,19 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
         Keyword arguments of :class:`~ctrlprop.Planner` (``method``, ``maxiter``,
         ``options``, ``bounds``; the bounds default to the action space).
     eval_episodes : int
-        Evaluation episodes after every fit (>= 1).
+        Evaluation episodes after every fit (>= 0).  0: none; each model is scored by
+        the whole episodes it collects in the next iteration, the training episodes'
+        returns that PETS and mbrl-lib plot, at half the planning time when an iteration
+        is one episode.  An episode the iteration's step budget cuts short is trained on
+        but not scored; an iteration must hold at least one whole episode (a ValueError
+        up front when ``episode_steps`` or the environment's time limit says it cannot).
     episode_steps : int, optional
         Cut episodes (collection and evaluation) after this many steps.
     checkpoint : str or path, optional
         Save the data there (:meth:`Transitions.save`) whenever it grows.
     callback : callable, optional
-        ``callback(intermediate_result)`` after every evaluation, with ``iteration``,
+        ``callback(intermediate_result)`` after every scoring of a model (``iteration``
+        is the model's index), with ``iteration``,
         ``fun``, ``mean_return``, ``steps``, ``model`` and ``data``; True or
         StopIteration ends the loop.
     progress : bool
@@ -403,8 +417,17 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     N = check_int(steps_per_iteration, "steps_per_iteration", 1)
     H = check_int(horizon, "horizon", 1)
     W = N if warmup is None else check_int(warmup, "warmup", 1)
-    n_eval = check_int(eval_episodes, "eval_episodes", 1)
+    n_eval = check_int(eval_episodes, "eval_episodes", 0)
     E = check_int(episode_steps, "episode_steps", 1, allow_none=True)
+    if not n_eval:
+        limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+        known = [v for v in (E, limit) if v is not None]
+        longest = min(known, default=0)
+        if longest > N and I:
+            raise ValueError(f"eval_episodes=0 scores the whole episodes of every iteration: "
+                             f"steps_per_iteration ({N}) must hold one, and episodes last "
+                             f"up to {longest} steps (episode_steps={E}, the environment's "
+                             f"time limit {limit}); pass episode_steps <= {N}")
     check_executor(executor)
     fit_kw = dict(fit or {})
     plan_kw = dict(plan or {})
@@ -437,7 +460,7 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
     notify = Notifier(callback)
     eval_seed = _sub_seed(seed, 1)
     st = dict(data=data, model=model, returns=[], std=[], steps=[], rmse=[], fit_time=[],
-              act_time=[], eval_time=[], ms=[], evals=[], it=0)
+              act_time=[], eval_time=[], ms=[], evals=[], it=0, collected=not n_eval)
 
     def grow(new):
         st["data"] = new if st["data"] is None else st["data"] + new
@@ -452,6 +475,18 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                 grow(e.data)
             raise
         grow(new)
+        return new
+
+    def record(ev, seconds, ms):
+        st["eval_time"].append(seconds)
+        st["ms"].append(ms)
+        st["evals"].append(ev)
+        st["returns"].append(ev.mean_return)
+        st["std"].append(ev.std_return)
+        st["steps"].append(len(st["data"]))
+        return notify(iteration=len(st["returns"]) - 1, fun=-ev.mean_return,
+                      mean_return=ev.mean_return, steps=len(st["data"]),
+                      model=st["model"], data=st["data"])
 
     stopped = False
     try:
@@ -466,9 +501,14 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                 st["it"] = it
                 if it:
                     t0 = time.perf_counter()
-                    act(N, Planner(st["model"], H, cost, **plan_kw),
-                        _sub_seed(seed, 2, len(st["data"])))     # unique across resumes
-                    st["act_time"].append(time.perf_counter() - t0)
+                    planner = Planner(st["model"], H, cost, **plan_kw)
+                    new = act(N, planner, _sub_seed(seed, 2, len(st["data"])))  # unique
+                    st["act_time"].append(time.perf_counter() - t0)        # across resumes
+                    if not n_eval and record(_whole_episodes(new, it),
+                                             st["act_time"][-1],
+                                             1e3 * planner.seconds / planner.calls):
+                        stopped = True
+                        break
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -476,18 +516,14 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                                                seed=_sub_seed(seed, 3), **fit_kw)
                 st["fit_time"].append(time.perf_counter() - t0)
                 st["rmse"].append(float(np.mean(st["model"].report.one_step_rmse)))
+                if not n_eval:
+                    bar.update(**({"fun": -st["returns"][-1]} if st["returns"] else {}))
+                    continue
                 t0 = time.perf_counter()
                 ev = evaluate(env, Planner(st["model"], H, cost, **plan_kw), n_eval,
                               eval_seed, episode_steps=E, executor=executor)
-                st["eval_time"].append(time.perf_counter() - t0)
-                st["ms"].append(ev.policy_ms)
-                st["evals"].append(ev)
-                st["returns"].append(ev.mean_return)
-                st["std"].append(ev.std_return)
-                st["steps"].append(len(st["data"]))
                 bar.update(fun=-ev.mean_return)
-                if notify(iteration=it, fun=-ev.mean_return, mean_return=ev.mean_return,
-                          steps=len(st["data"]), model=st["model"], data=st["data"]):
+                if record(ev, time.perf_counter() - t0, ev.policy_ms):
                     stopped = True
                     break
     except Exception as e:
@@ -497,6 +533,18 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                          f"collected and the last model", _learn_result(st, False, str(e))) \
             from e
     return _learn_result(st, stopped, None)
+
+
+def _whole_episodes(data, iteration):
+    """The scores (:func:`episode_scores`) of the episodes of ``data`` that ended
+    (terminated or truncated) within it."""
+    ends = np.flatnonzero(np.r_[data.episode[1:] != data.episode[:-1], True])
+    whole = data.episode[ends][data.terminated[ends] | data.truncated[ends]]
+    if not whole.size:
+        raise ValueError(f"eval_episodes=0: iteration {iteration} collected {len(data)} "
+                         f"steps and no whole episode to score; give episode_steps <= "
+                         f"steps_per_iteration")
+    return episode_scores(data.select(whole))
 
 
 def _learn_result(st, stopped, error):
@@ -509,17 +557,18 @@ def _learn_result(st, stopped, error):
             "act_time": np.array(st["act_time"][:k], dtype=float),
             "eval_time": np.array(st["eval_time"][:k], dtype=float),
             "ms_per_step": np.array(st["ms"][:k], dtype=float)}
+    rounds = k if st["collected"] else k - 1     # collected: model k scored in round k + 1
     if error is not None:
         status, msg = FAILED, f"failed: {error}"
     elif stopped:
-        status, msg = CALLBACK, f"stopped by the callback after round {k - 1}"
+        status, msg = CALLBACK, f"stopped by the callback after round {rounds}"
     else:
-        status, msg = CONVERGED, f"completed {k - 1} rounds after the warm-up"
+        status, msg = CONVERGED, f"completed {rounds} rounds after the warm-up"
     return LearnResult(returns=R, returns_std=hist["return_std"], steps=hist["steps"],
                        model=st["model"], data=st["data"], history=hist,
                        evaluations=st["evals"], fun=float(-R[-1]) if k else np.nan,
                        x=None if st["model"] is None else st["model"].net.weights.copy(),
                        success=error is None,
-                       status=status, message=msg, nit=max(k - 1, 0),
+                       status=status, message=msg, nit=max(rounds, 0),
                        nfev=(0 if st["data"] is None else len(st["data"]))
-                       + int(sum(len(e.data) for e in st["evals"])))
+                       + (0 if st["collected"] else int(sum(len(e.data) for e in st["evals"]))))

@@ -146,6 +146,15 @@ class Planner:
         iterations per plan.  A plan's ``nfev`` counts the trajectories rolled out, and
         :attr:`transitions` the model transitions of all plans so far.
 
+    Attributes
+    ----------
+    transitions : int
+        Model transitions rolled out by the sampling planners' plans so far.
+    calls, seconds : int, float
+        Calls of :meth:`plan` (every step, also those between plans) and the seconds spent
+        in them, since construction: ``1e3 * seconds / calls`` is the planning time in
+        milliseconds per step.
+
     Notes
     -----
     ``planner(x)`` returns the control (m,) for state x; :meth:`plan` returns it with the
@@ -211,6 +220,7 @@ class Planner:
             self.sampler = Sampler(model, np.zeros((1, n)), H, self.obj.cost, exo0,
                                    self.method.name, self.options)
         self.transitions = 0
+        self.calls, self.seconds = 0, 0.0
         self._episode = 0
         self.reset()
 
@@ -295,6 +305,8 @@ class Planner:
                       replanned=True)
         self.last = [k, step, Z, K, U[0].copy()]
         self.k = k + 1
+        self.calls += 1
+        self.seconds += step.time
         return step
 
     def _follow(self, x, t0):
@@ -316,6 +328,8 @@ class Planner:
                       status=plan.status, time=time.perf_counter() - t0, step=self.k,
                       replanned=False)
         self.k += 1
+        self.calls += 1
+        self.seconds += step.time
         return step
 
     def __call__(self, x):
