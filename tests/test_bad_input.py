@@ -523,7 +523,7 @@ def ctl_solve_args():
         **solver_args(0),
         "restarts": ints(0),
         "seed": SEEDS,
-        "init_scale": reals(),
+        "init_scale": reals(none=True),
         "screen": ints(0),
     })
 
@@ -578,7 +578,7 @@ def opt_traj_args():
         **solver_args(0),
         "restarts": ints(0),
         "seed": SEEDS,
-        "init_scale": reals(),
+        "init_scale": reals(none=True),
         "independent": flags(),
         "constraints": [K("string", "x >= 0"), K("dict", {}), K("empty list", []),
                         K("wrong size", cp.StateBounds([0.0] * 3, [1.0] * 3)),

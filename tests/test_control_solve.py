@@ -158,6 +158,24 @@ def test_screen_starts_from_the_best_candidates_and_batches_restarts():
     assert np.all(E_starts <= E0)                    # the first run starts at the best point
 
 
+
+def test_random_starts_uniform_in_the_box_or_near_u0_with_init_scale():
+    net = _two_basins()
+    kw = dict(u0=[2.0], bounds=[(-3, 3)], restarts=5, seed=3, maxiter=1)
+    res = cp.optimize_controls(net, [[1.6], [0.0]], **kw)
+    # default: uniform in the box, drawn from the seed's generator
+    ref = -3.0 + 6.0 * np.random.default_rng(3).random((2, 5, 1))
+    np.testing.assert_array_equal(res.starts[:, 1:], ref)
+    assert np.all(res.starts[:, 0] == 2.0)
+    # init_scale given: u0 + s N(0, 1) clipped, also with two finite bounds
+    near = cp.optimize_controls(net, [[1.6], [0.0]], init_scale=0.01, **kw)
+    d = near.starts[:, 1:] - 2.0
+    assert np.all(np.abs(d) < 0.05) and np.all(d != 0.0)
+    top = cp.optimize_controls(net, [[1.6], [0.0]], init_scale=5.0,
+                               **dict(kw, bounds=[(-3, 2.5)]))
+    assert np.all(top.starts <= 2.5) and np.any(top.starts[:, 1:] == 2.5)   # clipped
+
+
 def _linear_net(rng, n_in, n_out):
     edges = [(i, n_in + j) for i in range(n_in) for j in range(n_out)]
     net = cp.Network.from_edges(n_in, edges, ["linear"] * n_out, list(range(n_in, n_in + n_out)))

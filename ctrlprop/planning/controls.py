@@ -268,7 +268,7 @@ def _solve_chunked(obj, starts, lo, hi, method, maxiter, options, notify, n_weig
 def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds=None, Q=None,
                       R=0.0, u_rest=None, output_bounds=None, penalty=1e4, hessian="exact",
                       method=None, maxiter=None, options=None, callback=None, progress=False,
-                      restarts=0, seed=0, init_scale=1.0, screen=0, executor=None,
+                      restarts=0, seed=0, init_scale=None, screen=0, executor=None,
                       chunk_size=None):
     """Find the controls that drive a frozen network's outputs to a target.
 
@@ -327,11 +327,13 @@ def optimize_controls(net, target, inputs=None, control=None, *, u0=None, bounds
     progress : bool
         Show a progress line (needs tqdm).
     restarts : int
-        Extra runs per problem from random points (uniform within finite bounds, else
-        ``u0 + init_scale * N(0, 1)`` clipped), seeded by ``seed``; the run with the
-        lowest E is returned and all are kept (``all_controls``...).
+        Extra runs per problem from random points (uniform within two finite bounds, else
+        ``u0 + N(0, 1)`` clipped), seeded by ``seed``; the run with the lowest E is
+        returned and all are kept (``all_controls``...).
     seed : int
-    init_scale : float
+    init_scale : float, optional
+        Draw every random point as ``u0 + init_scale * N(0, 1)`` clipped to the bounds
+        instead (points near u0, also for controls with two finite bounds).
     screen : int
         If > 0, E is first evaluated (forward passes only) at u0 and ``screen`` random
         points per problem, and the ``restarts + 1`` runs start from the best of them.

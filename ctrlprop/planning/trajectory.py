@@ -356,7 +356,7 @@ def _merge_chunks(parts, one_at_a_time):
 
 def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, method=None,
                         maxiter=None, options=None, callback=None, progress=False, exo=None,
-                        restarts=0, seed=0, init_scale=1.0, independent=False,
+                        restarts=0, seed=0, init_scale=None, independent=False,
                         constraints=None, constraint_options=None, executor=None,
                         chunk_size=None):
     """Optimal control sequence(s) through a learned dynamics model.
@@ -424,12 +424,14 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
     exo : array_like, optional
         Exogenous inputs (see :class:`Dynamics`).
     restarts : int
-        Extra random starts per initial state (uniform within finite bounds, else u0 +
-        ``init_scale`` N(0, 1) clipped; seeded by ``seed``); the best (lowest J) is
-        returned and all are kept.
+        Extra random starts per initial state (uniform within two finite bounds, else
+        u0 + N(0, 1) clipped; seeded by ``seed``); the best (lowest J) is returned and all
+        are kept.
     seed : int
         Seeds the random starts and the sampling planners.
-    init_scale : float
+    init_scale : float, optional
+        Draw every start as u0 + ``init_scale`` N(0, 1) clipped to the bounds instead
+        (starts near u0, also for controls with two finite bounds).
     independent : bool
         With a scipy method: False (default) solves all trajectories as one summed
         problem; True gives each trajectory its own solver run, one after another.

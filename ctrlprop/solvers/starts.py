@@ -6,7 +6,8 @@ One rule for all entry points (controls, trajectories):
   bounds;
 * a given ``u0`` must lie inside the bounds (it is never clipped);
 * ``restarts=R`` adds R random starts per problem: uniform within the bounds where both
-  ends are finite, else ``u0 + init_scale * N(0, 1)`` clipped into the bounds; drawn from
+  ends are finite, else ``u0 + N(0, 1)`` clipped into the bounds; with ``init_scale=s``
+  given, ``u0 + s N(0, 1)`` clipped for every variable; drawn from
   ``numpy.random.default_rng(seed)``, so a seed gives the same starts every time.
 """
 
@@ -25,7 +26,7 @@ def default_start(lo, hi):
     return np.where(both, mid, np.clip(0.0, lo, hi))
 
 
-def random_starts(U0, lo, hi, restarts, seed=0, init_scale=1.0):
+def random_starts(U0, lo, hi, restarts, seed=0, init_scale=None):
     """``(K, restarts + 1, ...)``: start 0 of problem k is ``U0[k]``, the others random.
 
     Parameters
@@ -35,10 +36,13 @@ def random_starts(U0, lo, hi, restarts, seed=0, init_scale=1.0):
     lo, hi : ndarray, broadcastable to U0
     restarts : int
     seed : int or numpy Generator
-    init_scale : float
-        Standard deviation of the draws for variables without two finite bounds.
+    init_scale : float, optional
+        None (default): draws uniform within two finite bounds, else ``U0 + N(0, 1)``
+        clipped to the bound there is.  A number s: ``U0 + s N(0, 1)`` clipped to the
+        bounds, for every variable (also those with two finite bounds: starts near U0).
     """
-    init_scale = check_nonneg(init_scale, "init_scale")
+    near = init_scale is not None
+    init_scale = 1.0 if init_scale is None else check_nonneg(init_scale, "init_scale")
     seed = check_seed(seed)
     S = np.repeat(U0[:, None], restarts + 1, axis=1)
     if restarts == 0:
@@ -46,7 +50,7 @@ def random_starts(U0, lo, hi, restarts, seed=0, init_scale=1.0):
     rng = np.random.default_rng(seed)
     lo, hi = np.broadcast_to(lo, U0.shape)[:, None], np.broadcast_to(hi, U0.shape)[:, None]
     shape = (U0.shape[0], restarts) + U0.shape[1:]
-    both = np.isfinite(lo) & np.isfinite(hi)
+    both = np.isfinite(lo) & np.isfinite(hi) & (not near)
     uni = np.where(both, lo, 0.0) + np.where(both, hi - lo, 0.0) * rng.random(shape)
     noise = np.clip(U0[:, None] + init_scale * rng.standard_normal(shape), lo, hi)
     S[:, 1:] = np.where(both, uni, noise)
