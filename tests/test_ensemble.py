@@ -200,6 +200,36 @@ def test_fit_trains_members_on_their_resamples():
         cp.fit(cp.Network.mlp([2, 3, 2]), X, Y, bootstrap=True)
 
 
+
+def test_fit_leaves_no_work_buffers_of_its_data_in_the_ensemble():
+    """The training objective owns its buffers: after a fit the ensemble's shared cache
+    holds none of the training data's (or minibatches') sizes, and the numbers are those
+    of the shared buffers."""
+    X, Y = _data(300)
+    ens = cp.Ensemble(cp.Network.mlp([2, 6, 2], seed=0), 3, seed=1)
+    ens.forward(X[:7])                                   # a size the user cached before
+    for method, kw in (("L-BFGS-B", {}), ("adam", dict(options=dict(batch_size=64)))):
+        cp.fit(ens, X, Y, method=method, maxiter=3, **kw)
+        assert sorted(ens.plan._bufs) == [7]
+    own = ens.plan.new_buffers(300)
+    mine = ens.trace(X, buffers=own)
+    np.testing.assert_array_equal(mine.outputs(), ens.trace(X).outputs())
+    dY = np.ones((3, 300, 2))
+    np.testing.assert_array_equal(ens.trace(X, buffers=own).backward(dY, wrt="weights"),
+                                  ens.trace(X).backward(dY, wrt="weights"))
+    with pytest.raises(ValueError, match="batch size K = 299.*of batch size 300"):
+        ens.trace(X[:299], buffers=own)
+    other = cp.Ensemble(cp.Network.mlp([2, 6, 2], seed=0), 3, seed=1)
+    with pytest.raises(ValueError, match="this ensemble's plan"):
+        ens.trace(X, buffers=other.plan.new_buffers(300))
+    with pytest.raises(ValueError, match="got ndarray"):
+        ens.trace(X, buffers=np.zeros(3))
+    obj = EnsembleObjective(ens, X, Y)
+    f, g = obj(obj.x0)                                   # now it holds its buffers
+    back = pickle.loads(pickle.dumps(obj))               # ... which are not pickled
+    f2, g2 = back(back.x0)
+    assert f2 == f and np.array_equal(g2, g)
+
 def test_fit_without_bootstrap_is_the_network_fit():
     X, Y = _data(60)
     net = cp.Network.mlp([2, 5, 2], seed=0)

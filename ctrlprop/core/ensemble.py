@@ -531,7 +531,7 @@ class Ensemble:
                              f"({E}, K, {n}) (one batch per member), got {X.shape}")
         return X3, single, shared
 
-    def trace(self, X, weights=None):
+    def trace(self, X, weights=None, *, buffers=None):
         """Run the forward pass of every member; an :class:`EnsembleTrace`.
 
         Parameters
@@ -540,11 +540,27 @@ class Ensemble:
             Inputs shared by the members, or one batch per member.
         weights : array_like, shape (E, n_weights), optional
             Use these instead of ``self.weights``.
+        buffers : EnsembleBuffers, optional
+            Work arrays of batch size K from ``self.plan.new_buffers(K)``, owned by the
+            caller (a training objective over all its samples, whose buffers should go
+            with it): the pass runs in them.  Default: the plan's shared buffers of batch
+            size K, kept for the next pass of that size (the last
+            ``EnsemblePlan.MAX_CACHED_BATCH_SIZES`` sizes).
         """
         W = self._weights if weights is None else self.check_weights(weights)
         X3, single, shared = self._inputs(X)
         ep = self.plan
-        b = ep.buffers(X3.shape[1])
+        if buffers is None:
+            b = ep.buffers(X3.shape[1])
+        elif not isinstance(buffers, EnsembleBuffers) or buffers.eplan is not ep \
+                or buffers.K != X3.shape[1]:
+            raise ValueError(f"buffers must be this ensemble's plan.new_buffers({X3.shape[1]}) "
+                             f"(batch size K = {X3.shape[1]}), got "
+                             f"{type(buffers).__name__}"
+                             + (f" of batch size {buffers.K}"
+                                if isinstance(buffers, EnsembleBuffers) else ""))
+        else:
+            b = buffers
         ep.weights.load(W)
         XT = X3.transpose(0, 2, 1)
         sx = self.input_scaling

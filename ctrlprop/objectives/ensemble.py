@@ -68,6 +68,13 @@ class EnsembleObjective:
         self._reg = None if l2 == 0 else np.tile(float(l2) * nb, E)
         self.x0 = ens.weights.ravel().copy()
         self.nfev = 0
+        self._bufs = {}       # work arrays per batch size, this objective's own: the
+                              # ensemble's shared cache keeps none of the training data's size
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_bufs"] = {}                      # engine state: rebuilt on first use
+        return state
 
     @property
     def total_weight(self):
@@ -93,7 +100,12 @@ class EnsembleObjective:
         W = self._check_x(x).reshape(self.net.size, -1)
         X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
         C = self.C if rows is None else self.C[:, rows]
-        tr = self.net.trace(X, weights=W)
+        b = self._bufs.get(X.shape[0])
+        if b is None:
+            if len(self._bufs) >= self.net.plan.MAX_CACHED_BATCH_SIZES:
+                self._bufs.pop(next(iter(self._bufs)))
+            b = self._bufs[X.shape[0]] = self.net.plan.new_buffers(X.shape[0])
+        tr = self.net.trace(X, weights=W, buffers=b)
         R = tr.outputs() - Y                                   # (E, K, n_out)
         CR = C[:, :, None] * R
         f = 0.5 * float(np.sum(CR * R))
