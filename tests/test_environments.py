@@ -1,6 +1,7 @@
 """Environments as plants: the protocol, Transitions, collect/evaluate, mpc and closed_loop
 on environments, fit_dynamics and learn_and_plan (README, "Environments")."""
 
+import concurrent.futures
 import pickle
 
 import numpy as np
@@ -337,6 +338,7 @@ def test_learn_and_plan_scores_the_collected_episodes():
         np.testing.assert_allclose(res.evaluations[k].returns, whole, rtol=1e-12)
         assert res.returns[k] == pytest.approx(np.mean(whole), rel=1e-12)
         assert res.returns_std[k] == pytest.approx(np.std(whole), rel=1e-12)
+        assert res.evaluations[k].policy_ms == res.history["ms_per_step"][k] > 0
     assert res.fun == -res.returns[-1]
     np.testing.assert_array_equal(res.history["one_step_rmse"], ref.history["one_step_rmse"][:2])
     assert res.history["eval_time"][0] == res.history["act_time"][1]   # round 1's collection
@@ -348,6 +350,9 @@ def test_learn_and_plan_scores_the_collected_episodes():
     with pytest.raises(ValueError, match="steps_per_iteration \\(50\\) must hold one"):
         cp.learn_and_plan(LinearEnv(horizon=20), None, eval_episodes=0, episode_steps=80,
                           **kw)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex, \
+            pytest.raises(ValueError, match="eval_episodes=0 has none"):
+        cp.learn_and_plan(LinearEnv(horizon=20), None, eval_episodes=0, executor=ex, **kw)
     # ... else when the round has collected none, with the data kept
     with pytest.raises(cp.LearnError, match="no whole episode") as err:
         cp.learn_and_plan(LinearEnv(horizon=100), dict(Q=1.0, R=0.1), eval_episodes=0, **kw)

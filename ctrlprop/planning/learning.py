@@ -399,7 +399,7 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
         Run every round's evaluation episodes on this executor (:func:`ctrlprop.evaluate`
         with ``executor=``: the environment and the planner are pickled to the tasks; the
         returns are the serial run's bit for bit).  Collection stays here (its episodes
-        follow one another through the data).
+        follow one another through the data), so ``eval_episodes=0`` refuses one.
 
     Returns
     -------
@@ -428,7 +428,9 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                              f"steps_per_iteration ({N}) must hold one, and episodes last "
                              f"up to {longest} steps (episode_steps={E}, the environment's "
                              f"time limit {limit}); pass episode_steps <= {N}")
-    check_executor(executor)
+    if check_executor(executor) is not None and not n_eval:
+        raise ValueError("executor= runs the evaluation episodes, and eval_episodes=0 has none "
+                         "(collection stays serial): give eval_episodes >= 1 or no executor")
     fit_kw = dict(fit or {})
     plan_kw = dict(plan or {})
     for name, kw, target, bad in (("fit", fit_kw, fit_dynamics, ("data", "model", "seed")),
@@ -504,11 +506,12 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                     planner = Planner(st["model"], H, cost, **plan_kw)
                     new = act(N, planner, _sub_seed(seed, 2, len(st["data"])))  # unique
                     st["act_time"].append(time.perf_counter() - t0)        # across resumes
-                    if not n_eval and record(_whole_episodes(new, it),
-                                             st["act_time"][-1],
-                                             1e3 * planner.seconds / planner.calls):
-                        stopped = True
-                        break
+                    if not n_eval:
+                        ev = _whole_episodes(new, it)
+                        ev.policy_ms = 1e3 * planner.seconds / planner.calls
+                        if record(ev, st["act_time"][-1], ev.policy_ms):
+                            stopped = True
+                            break
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
