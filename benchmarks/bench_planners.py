@@ -23,7 +23,7 @@ every planner twice: on the expected cost alone and with the members' disagreeme
 is the reference a planner must beat.  Goal (issue 11): cem-gd reaches cem's return with at
 most a tenth of its model transitions.
 
-Run: ``python benchmarks/bench_planners.py`` (about 30 minutes; a quiet machine).
+Run: ``python benchmarks/bench_planners.py`` (about 25 minutes; a quiet machine).
 ``--quick``: tiny sizes, a smoke run.
 """
 
