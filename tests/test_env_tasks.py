@@ -496,3 +496,22 @@ def test_make_passes_kwargs():
     env = make("Pendulum-v1", max_episode_steps=7, g=9.81)
     assert env.spec.max_episode_steps == 7 and env.unwrapped.g == 9.81
     env.close()
+
+
+@pytest.mark.parametrize("env_id", sorted(TASKS))
+def test_cost_value_alone_equals_the_first_return(env_id):
+    """TaskCost.value (what the sampling planners call) is the value of a full call, with
+    and without the termination surrogate, on states off the data (a model's predictions)."""
+    t = task(env_id)
+    rng = np.random.default_rng(3)
+    S = rng.standard_normal((4, 6, t.n_obs)) * 0.3
+    U = rng.uniform(t.action_low, t.action_high, (4, 5, t.n_act))
+    for w in {0.0, t.termination_weight or 0.0, 2.5 if t.termination_weight else 0.0}:
+        f = t.cost(termination_weight=w).trajectory
+        v = f.value(S, U)
+        assert v.shape == (4,)
+        np.testing.assert_allclose(v, f(S, U)[0], rtol=1e-15, atol=0)
+        if w:
+            assert not np.allclose(v, t.cost(termination_weight=0).trajectory.value(S, U))
+    with pytest.raises(ValueError, match="states must be"):
+        t.cost().trajectory.value(S[:, :5], U)

@@ -478,3 +478,43 @@ def test_bptt_sees_a_cost_changed_in_place_and_is_safe_across_threads():
     for t in threads:
         t.join()
     assert not bad
+
+
+@pytest.mark.parametrize("propagation", [None, "members", "mean"])
+def test_costs_alone_call_a_terms_value_method_and_equal_the_full_evaluation(rng, propagation):
+    """costs() and value() build no gradient: a custom term's ``value`` method is called
+    instead of the term (a term without one is called and its value taken), and the costs
+    equal those of the full evaluation -- for an ensemble with its disagreement penalty."""
+    n, m, T, B = 2, 1, 4, 3
+    net = dynamics_net(rng, n, m)
+    model = (cp.Dynamics(net, n) if propagation is None else
+             cp.Dynamics(cp.Ensemble(net, 3, seed=1), n, disagreement=[0.3, 0.7],
+                         propagation=propagation))
+    calls = {"call": 0, "value": 0}
+    c = rng.standard_normal(n)
+
+    class Term:
+        def __call__(self, S, U):
+            calls["call"] += 1
+            return (S[..., 0] ** 2).sum(axis=1), 2 * S * [1.0, 0.0], None
+
+        def value(self, S, U):
+            calls["value"] += 1
+            return (S[..., 0] ** 2).sum(axis=1)
+
+    def terminal(xT):
+        v = np.exp(xT @ c)
+        return v, v[:, None] * c
+
+    cost = cp.TrajectoryCost(goal=rng.standard_normal((B, T, n)), Q=0.5, R=0.2, S=0.1,
+                             terminal=terminal, trajectory=Term())
+    obj = cp.TrajectoryObjective(model, rng.standard_normal((B, n)), T, cost)
+    u = 0.5 * rng.standard_normal(obj.n_vars)
+    alone = obj.costs(u).copy()
+    assert calls == {"call": 0, "value": 1}
+    fresh = cp.TrajectoryObjective(model, obj.x0, T, cost)
+    J, _ = fresh(u)
+    assert calls == {"call": 1, "value": 1}
+    np.testing.assert_allclose(alone, fresh.last_costs, rtol=1e-14, atol=0)
+    assert obj.value(u + 0.1) == pytest.approx(fresh(u + 0.1)[0], rel=1e-14)
+    assert J == pytest.approx(alone.sum(), rel=1e-14)

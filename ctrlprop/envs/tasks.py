@@ -279,7 +279,8 @@ class TaskCost:
     Called as ``f(states, controls)`` with ``states`` (B, T+1, n_obs) and ``controls``
     (B, T, n_act), it returns ``(value (B,), grad_states (B, T+1, n_obs),
     grad_controls (B, T, n_act))`` (the ``trajectory`` convention of
-    :class:`ctrlprop.TrajectoryCost`), vectorised over time and batch.
+    :class:`ctrlprop.TrajectoryCost`), vectorised over time and batch; :meth:`value`
+    returns the value alone (TrajectoryCost calls it where no gradient is needed).
     """
 
     def __init__(self, task, termination_weight=0.0):
@@ -306,16 +307,7 @@ class TaskCost:
         grad_controls : ndarray, shape (B, T, n_act)
         """
         tk = self.task
-        X, U = as_float(states, "states"), as_float(controls, "controls")
-        for a, name, k, what in ((X, "states", tk.n_obs, "observation"),
-                                 (U, "controls", tk.n_act, "action")):
-            if a.ndim < 1 or a.shape[-1] != k:
-                raise ValueError(f"{name} must have shape (..., {k}) ({k} {what} entries of "
-                                 f"{tk.env_id}), got shape {a.shape}")
-        if X.ndim != 3 or U.ndim != 3 or X.shape[0] != U.shape[0] \
-                or X.shape[1] != U.shape[1] + 1:
-            raise ValueError(f"states must be (B, T+1, {tk.n_obs}) and controls "
-                             f"(B, T, {tk.n_act}), got states {X.shape}, controls {U.shape}")
+        X, U = self._check(states, controls)
         r, go, ga, go2 = tk.reward_grad(X[:, :-1], U, X[:, 1:])
         value = -r.sum(axis=1)
         gs = np.zeros_like(X)
@@ -327,6 +319,32 @@ class TaskCost:
             value += w * s.sum(axis=1)
             gs[:, 1:] += w * gsur
         return value, gs, -ga
+
+    def value(self, states, controls):
+        """The cost alone (B,), as the first return of a call, without the gradients (what
+        the sampling planners' candidates need)."""
+        tk = self.task
+        X, U = self._check(states, controls)
+        value = -tk.reward(X[:, :-1], U, X[:, 1:]).sum(axis=1)
+        w = self.termination_weight
+        if w:
+            value += w * tk.termination_surrogate(X[:, 1:])[0].sum(axis=1)
+        return value
+
+    def _check(self, states, controls):
+        """states (B, T+1, n_obs) and controls (B, T, n_act) as float arrays, checked."""
+        tk = self.task
+        X, U = as_float(states, "states"), as_float(controls, "controls")
+        for a, name, k, what in ((X, "states", tk.n_obs, "observation"),
+                                 (U, "controls", tk.n_act, "action")):
+            if a.ndim < 1 or a.shape[-1] != k:
+                raise ValueError(f"{name} must have shape (..., {k}) ({k} {what} entries of "
+                                 f"{tk.env_id}), got shape {a.shape}")
+        if X.ndim != 3 or U.ndim != 3 or X.shape[0] != U.shape[0] \
+                or X.shape[1] != U.shape[1] + 1:
+            raise ValueError(f"states must be (B, T+1, {tk.n_obs}) and controls "
+                             f"(B, T, {tk.n_act}), got states {X.shape}, controls {U.shape}")
+        return X, U
 
 
 # ---------------------------------------------------------------------- the tasks

@@ -237,7 +237,7 @@ class ControllerObjective(ModelDimensions):
     def costs(self, v=None):
         """Per-initial-state trajectory costs (B,) of the closed loop."""
         S, U = self._forward(self._check_v(v))
-        return self._cost.evaluate(S, U)[0]
+        return self._cost.values(S, U)
 
     def __call__(self, v):
         """``(F, dF/dv)``: mean cost (+ weight decay) and its gradient (n_weights,)."""

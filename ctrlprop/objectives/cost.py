@@ -28,6 +28,11 @@ Custom terms are callables evaluated on the whole batch of trajectories at once
   the shapes of the inputs (either may be None).
 
 The arrays handed to these callables are read-only views: copy them to modify.
+
+A term may also have a ``value`` method taking the same arguments and returning the value
+alone (as :class:`ctrlprop.envs.TaskCost` does): where only costs are needed (the sampling
+planners' candidates, line searches, reported costs) it is called instead, and no
+gradient is built.
 """
 
 import numpy as np
@@ -200,68 +205,91 @@ class BoundCost:
 
     def evaluate(self, S, U):
         """Per-trajectory costs (B,) and the gradients dJ/dS (T+1, n, B), dJ/dU (T, m, B)."""
+        return self._terms(S, U, True)
+
+    def values(self, S, U):
+        """Per-trajectory costs (B,) alone: :meth:`evaluate` without building the gradients
+        (what a sampling planner or a line search needs); a custom term's ``value`` method
+        is called where it has one."""
+        return self._terms(S, U, False)[0]
+
+    def _terms(self, S, U, grad):
+        """(val, CX, CU) of :meth:`evaluate`; CX and CU are None unless ``grad``."""
         T = self.T
+        CX = CU = None
         # E_t = x_t - g_t (t = 1..T); running weight Q for t < T, Qf at T
         if self.state_zero:
-            val, CX = np.zeros(self.B), np.zeros_like(S)
+            val = np.zeros(self.B)
+            if grad:
+                CX = np.zeros_like(S)
         else:
             E = S[1:] - self.G
             WE = self.Q.apply(E)
             if self.qf_differs:
                 WE[T - 1] = self.Qf.apply(E[T - 1])
             val = 0.5 * np.einsum("tib,tib->b", E, WE)
-            CX = np.empty_like(S)
-            CX[0] = 0.0
-            CX[1:] = WE
+            if grad:
+                CX = np.empty_like(S)
+                CX[0] = 0.0
+                CX[1:] = WE
         # 1/2 u_t^T R u_t (t = 0..T-1), 1/2 (u_t - u_{t-1})^T S (u_t - u_{t-1}) (t = 1..T-1)
         if self.R.zero:
-            CU = np.zeros_like(U)
+            if grad:
+                CU = np.zeros_like(U)
         else:
-            CU = self.R.apply(U)
-            val += 0.5 * np.einsum("tib,tib->b", U, CU)
+            RU = self.R.apply(U)
+            val += 0.5 * np.einsum("tib,tib->b", U, RU)
+            if grad:
+                CU = RU
         if T > 1 and not self.S.zero:
             D = U[1:] - U[:-1]
             SD = self.S.apply(D)
             val += 0.5 * np.einsum("tib,tib->b", D, SD)
-            CU[1:] += SD
-            CU[:-1] -= SD
+            if grad:
+                CU[1:] += SD
+                CU[:-1] -= SD
         if self.custom:
             val += self._custom(S, U, CX, CU)
         return val, CX, CU
 
     def _custom(self, S, U, CX, CU):
-        """Add the user's terms' gradients into CX, CU; return their per-trajectory values."""
+        """The user's terms' per-trajectory values; their gradients are added into CX, CU
+        (without gradients, CX is None: a term's ``value`` method is used if it has one)."""
         c, T, B, n, m = self.cost, self.T, self.B, self.n, self.m
+        grad = CX is not None
         val = np.zeros(B)
         Sb = _readonly(S.transpose(2, 0, 1))             # (B, T+1, n)
         Ub = _readonly(U.transpose(2, 0, 1))             # (B, T, m)
         if c.running is not None:
-            out = _unpack(c.running(Sb[:, :T], Ub), 3, "running")
-            v = np.asarray(out[0], dtype=np.float64)
+            v, gx, gu = _call(c.running, grad, 3, "running", Sb[:, :T], Ub)
+            v = np.asarray(v, dtype=np.float64)
             if v.shape == (B, T):
                 v = v.sum(axis=1)
             val += _check_out("running cost's value", v, (B,), False)
-            gx = _check_out("running cost's grad_x", out[1], (B, T, n))
-            gu = _check_out("running cost's grad_u", out[2], (B, T, m))
-            if gx is not None:
-                CX[:T] += gx.transpose(1, 2, 0)
-            if gu is not None:
-                CU += gu.transpose(1, 2, 0)
+            if grad:
+                gx = _check_out("running cost's grad_x", gx, (B, T, n))
+                gu = _check_out("running cost's grad_u", gu, (B, T, m))
+                if gx is not None:
+                    CX[:T] += gx.transpose(1, 2, 0)
+                if gu is not None:
+                    CU += gu.transpose(1, 2, 0)
         if c.terminal is not None:
-            out = _unpack(c.terminal(Sb[:, T]), 2, "terminal")
-            val += _check_out("terminal cost's value", out[0], (B,), False)
-            g = _check_out("terminal cost's gradient", out[1], (B, n))
-            if g is not None:
-                CX[T] += g.T
+            v, g = _call(c.terminal, grad, 2, "terminal", Sb[:, T])
+            val += _check_out("terminal cost's value", v, (B,), False)
+            if grad:
+                g = _check_out("terminal cost's gradient", g, (B, n))
+                if g is not None:
+                    CX[T] += g.T
         if c.trajectory is not None:
-            out = _unpack(c.trajectory(Sb, Ub), 3, "trajectory")
-            val += _check_out("trajectory cost's value", out[0], (B,), False)
-            gs = _check_out("trajectory cost's grad_states", out[1], (B, T + 1, n))
-            gu = _check_out("trajectory cost's grad_controls", out[2], (B, T, m))
-            if gs is not None:
-                CX += gs.transpose(1, 2, 0)
-            if gu is not None:
-                CU += gu.transpose(1, 2, 0)
+            v, gs, gu = _call(c.trajectory, grad, 3, "trajectory", Sb, Ub)
+            val += _check_out("trajectory cost's value", v, (B,), False)
+            if grad:
+                gs = _check_out("trajectory cost's grad_states", gs, (B, T + 1, n))
+                gu = _check_out("trajectory cost's grad_controls", gu, (B, T, m))
+                if gs is not None:
+                    CX += gs.transpose(1, 2, 0)
+                if gu is not None:
+                    CU += gu.transpose(1, 2, 0)
         return val
 
     # ------------------------------------------------------------ residual form
@@ -308,6 +336,16 @@ class BoundCost:
             Dif = np.eye(T - 1, T, 1) - np.eye(T - 1, T)             # u_{t} - u_{t-1}
             rows.append(np.broadcast_to(np.kron(Dif, self.S.factor), (B, (T - 1) * m, T * m)))
         return np.concatenate(rows, axis=1)
+
+
+def _call(f, grad, k, name, *args):
+    """A custom term's k returns (value, gradients ...); without ``grad``, from its
+    ``value`` method when it has one: (value, None, ...)."""
+    if not grad:
+        fv = getattr(f, "value", None)
+        if callable(fv):
+            return (fv(*args),) + (None,) * (k - 1)
+    return _unpack(f(*args), k, name)
 
 
 def _unpack(out, k, name):

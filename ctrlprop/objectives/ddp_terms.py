@@ -367,9 +367,9 @@ class DDPTerms:
             if not ok.any():
                 return J
             S, U = np.where(ok[:, None, None], S, 0.0), np.where(ok[:, None, None], U, 0.0)
-            J[ok] = self.bound.evaluate(S.transpose(1, 2, 0), U.transpose(1, 2, 0))[0][ok]
+            J[ok] = self.bound.values(S.transpose(1, 2, 0), U.transpose(1, 2, 0))[ok]
             return J
-        return self.bound.evaluate(S.transpose(1, 2, 0), U.transpose(1, 2, 0))[0]
+        return self.bound.values(S.transpose(1, 2, 0), U.transpose(1, 2, 0))
 
     def jacobians(self, Z, U):
         """Step Jacobians along the trajectory: f_x (B, T, n_aug, n_aug), f_u (B, T, n_aug, m).

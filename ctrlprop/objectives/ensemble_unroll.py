@@ -173,13 +173,23 @@ class EnsembleUnroll:
         return np.tile(U, (1, 1, self.Ep)) if self.Ep > 1 else U
 
     # ------------------------------------------------------------ the expected cost
-    def penalty(self):
-        """Disagreement ``P`` per candidate (B,) and its gradient dP/dy (T, E, n, B)."""
+    def penalty(self, grad=True):
+        """Disagreement ``P`` per candidate (B,) and its gradient dP/dy (T, E, n, B) (P
+        alone without ``grad``)."""
         lam = self.model.disagreement
         Y = self.Yp
         dev = Y - Y.mean(axis=1, keepdims=True)
-        P = np.einsum("tenb,n->b", dev * dev, lam) / self.E
-        return P, (2.0 / self.E) * lam[:, None] * dev
+        gP = (2.0 / self.E) * lam[:, None] * dev if grad else None
+        P = np.einsum("tenb,n->b", np.square(dev, out=dev), lam) / self.E
+        return (P, gP) if grad else P
+
+    def combine_values(self, vals):
+        """Per-path costs (n_paths,) -> per-candidate expected cost plus penalty (B,):
+        :meth:`combine` without the gradients."""
+        v = vals.reshape(self.Ep, self.B).mean(axis=0)
+        if self.model.disagreement.any():
+            v = v + self.penalty(grad=False)
+        return v
 
     def combine(self, vals, CX, CU):
         """Per-path costs (n_paths,), dJ/dx (T+1, n, n_paths) and dJ/du (T, m, n_paths) ->

@@ -491,6 +491,12 @@ class TrajectoryObjective(ModelDimensions):
             vals, CU = self._ur.combine(vals, CX, CU)
         return vals, CU, CX
 
+    def _values(self):
+        """Per-trajectory costs (B,) at the last rollout, no gradient built (as
+        :meth:`_evaluate`'s first return)."""
+        vals = self._cost.values(self._S, self._U)
+        return self._ur.combine_values(vals) if self._ens else vals
+
     def _value_grad(self, u):
         """Costs (B,), dJ/dU (T, m, B) raw, and the state gradient CX."""
         self._forward(u)
@@ -561,9 +567,8 @@ class TrajectoryObjective(ModelDimensions):
         """Total cost at u (a forward rollout only)."""
         u = self._check_u(u)
         self._forward(u)
-        vals = self._evaluate()[0]
-        self.last_costs = vals
-        return float(vals.sum())
+        self.last_costs = self._values()
+        return float(self.last_costs.sum())
 
     def value_and_grad(self, U, wrt_x0=False):
         """Costs and gradients with the problem's shapes.
@@ -620,7 +625,7 @@ class TrajectoryObjective(ModelDimensions):
     def costs(self, u):
         """Per-trajectory costs (B,) at u."""
         self._forward(self._check_u(u))
-        self.last_costs = self._evaluate()[0]
+        self.last_costs = self._values()
         return self.last_costs
 
     # ------------------------------------------------------------ least squares

@@ -522,6 +522,6 @@ def _result(rec, model, planner, env, message, stopped, ended):
                   terminated=bool(ended[0]), truncated=bool(ended[1]))
     if K:
         c = cost.with_goal(cost.goal[:K]) if planner.goal_seq else cost
-        vals, _, _ = c.bind(n, m, K, 1).evaluate(S[:, :, None], Uc[:, :, None])
+        vals = c.bind(n, m, K, 1).values(S[:, :, None], Uc[:, :, None])
         r.fun = float(vals[0])
     return r
