@@ -11,7 +11,8 @@ contact-rich data, worse than a linear model; see :func:`ctrlprop.fit_dynamics`)
 member (the expected cost over the members, PETS's TS-inf, plus 0.1 times the members'
 disagreement, the variance of their predictions summed over states and steps: without it
 the planner drives the model where it is wrong), then the 5 best elites refined
-by 10 iterations of batched L-BFGS through the ensemble by BPTT, horizon 25 (with 15, the
+by 10 iterations of batched L-BFGS through the ensemble by BPTT, the candidates' rollouts
+split across the 2 cores (``workers=2``), horizon 25 (with 15, the
 planner dives nose-first for the forward speed it gives at once and the cheetah stays stuck
 on its head, pitched about 1 rad, for the rest of the episode: on one model fitted on 16,000
 transitions of an earlier run, two episodes returned 65 and 69 at horizon 15, 1,440 and
@@ -36,7 +37,8 @@ from _gym import run
 
 NAME = "gym_half_cheetah"
 PLAN = dict(method="cem-gd", maxiter=2,
-            options=dict(population=200, elites=20, refine=5, gd_maxiter=10, alpha=0.1))
+            options=dict(population=200, elites=20, refine=5, gd_maxiter=10, alpha=0.1,
+                          workers=2))
 SPEC = {
     "env_id": "HalfCheetah-v5",
     "obs_labels": None,
@@ -52,7 +54,8 @@ SPEC = {
                   fit=dict(hidden=(16,), ensemble=2, method="adam", maxiter=5,
                            validation=0.0, disagreement=0.1),
                   plan=dict(method="cem-gd", maxiter=1,
-                            options=dict(population=16, elites=4, refine=2, gd_maxiter=3)),
+                            options=dict(population=16, elites=4, refine=2, gd_maxiter=3,
+                                         workers=2)),
                   eval_episodes=0, episode_steps=100),
 }
 

@@ -1,6 +1,8 @@
 """The sampling planners (cem, mppi, cem-gd): the known optimum of a convex problem (finite-
 horizon LQR), the global basin of a two-basin problem, bounds, seeding, MPC warm starts."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -209,6 +211,10 @@ def test_bad_options():
         sampling_options({"temperature": 0.0}, "mppi")
     with pytest.raises(TypeError, match="alpha"):
         sampling_options({"alpha": "0.1"}, "cem")
+    with pytest.raises(ValueError, match=r"options\['workers'\]"):
+        sampling_options({"workers": 0}, "mppi")
+    with pytest.raises(TypeError, match=r"options\['workers'\]"):
+        sampling_options({"workers": 2.0}, "cem-gd")
     model, cost, _, x0, T = _lqr()
     with pytest.raises(ValueError, match="constraints"):
         cp.optimize_trajectory(model, x0, T, cost, method="cem",
@@ -220,3 +226,53 @@ def test_bad_options():
                                options={"gd_options": {"foo": 1}})
     with pytest.raises(ValueError, match="maxiter"):
         cp.optimize_trajectory(model, x0, T, cost, method="cem-gd", maxiter=0)
+
+
+def _ensemble_problem():
+    net = cp.Network.mlp([4, 8, 3], seed=0)
+    model = cp.Dynamics(cp.Ensemble(net, 3, seed=1), 3, residual=True, disagreement=0.2)
+    return model, cp.TrajectoryCost(goal=[0.5, -0.3, 0.1], Q=[1.0, 2.0, 0.5], R=0.1)
+
+
+def test_workers_split_the_population_and_agree_with_one_thread():
+    """workers=3: three groups of candidates (7 + 6 + 7) roll out on three threads; their
+    costs are those of the one-thread rollout (to rounding), a run is reproducible, and an
+    error in a worker reaches the caller."""
+    from ctrlprop.planning.sampling import Sampler
+    model, cost = _ensemble_problem()
+    X0 = np.array([[0.1, 0.2, -0.3], [-0.5, 0.0, 0.4]])
+    S = np.random.default_rng(0).uniform(-1, 1, (2, 20, 6, 1))
+    one = Sampler(model, X0, 6, cost, None, "cem", dict(population=20, elites=4))
+    three = Sampler(model, X0, 6, cost, None, "cem", dict(population=20, elites=4, workers=3))
+    f1, f3 = one.evaluate(S), three.evaluate(S)
+    assert sorted(k for k, _ in three._objs) == [6, 7, 7]
+    np.testing.assert_allclose(f3, f1, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(three.evaluate(S), f3)
+    obj = cp.TrajectoryObjective(model, np.repeat(X0, 20, axis=0), 6, cost)
+    np.testing.assert_allclose(f3.ravel(), obj.costs(S.ravel()), rtol=1e-12, atol=0)
+
+    def bad(states, controls):
+        raise RuntimeError("a bad cost")
+    three.set_problem(cost=cp.TrajectoryCost(trajectory=bad))
+    with pytest.raises(RuntimeError, match="a bad cost"):
+        three.evaluate(S)
+    three.close()
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi", "cem-gd"])
+def test_workers_plan_as_one_thread_does(method):
+    model, cost = _ensemble_problem()
+    opts = dict(population=30, **({"elites": 6} if method != "mppi" else {}))
+    kw = dict(method=method, bounds=(-1, 1), maxiter=3, seed=4)
+    a = cp.optimize_trajectory(model, [0.1, 0.2, -0.3], 6, cost, options=opts, **kw)
+    b = cp.optimize_trajectory(model, [0.1, 0.2, -0.3], 6, cost,
+                               options=dict(opts, workers=2), **kw)
+    c = cp.optimize_trajectory(model, [0.1, 0.2, -0.3], 6, cost,
+                               options=dict(opts, workers=2), **kw)
+    np.testing.assert_array_equal(b.x, c.x)
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.fun, a.fun, rtol=1e-9)
+    planner = cp.Planner(model, 6, cost, options=dict(opts, workers=2), **kw)
+    p1 = planner.plan(np.zeros(3))
+    copy = pickle.loads(pickle.dumps(planner))
+    np.testing.assert_array_equal(copy.plan(p1.predicted).x, planner.plan(p1.predicted).x)

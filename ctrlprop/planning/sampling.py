@@ -15,10 +15,21 @@ replans from a new state every step) share one implementation:
   the same model by BPTT; the answer is the lowest-cost trajectory among the refined ones
   and CEM's best (CEM-GD, Huang et al. 2021, arXiv 2112.07746; Bharadhwaj et al. 2020).
 
+With ``options["workers"] = w > 1`` every population's rollout is split into w equal
+groups of candidates, each its own objective, rolled out on w threads at once (numpy's
+products and element-wise loops release the GIL; BLAS stays at one thread per call): on 2
+cores a HalfCheetah population's rollout 1.44x faster, a cem-gd plan 1.25x
+(``benchmarks/bench_planner_workers.py``).  A run is reproducible for a given w; different w batch the products differently and
+agree to rounding (about 1e-12 relative), not bit for bit.  The cost's callables are then
+called from the worker threads.
+
 Model transitions are counted as the planners' budget: ``transitions`` = trajectories
-rolled out x T x members (each member's step counts, also with ``propagation="mean"``) (a gradient evaluation's rollout counts; its backward sweep,
-about as costly, is reported apart as ``gradient_sweeps`` trajectories).
+rolled out x T x members (each member's step counts, also with ``propagation="mean"``) (a
+gradient evaluation's rollout counts; its backward sweep, about as costly, is reported apart
+as ``gradient_sweeps`` trajectories).
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -70,8 +81,21 @@ class Sampler:
         self.P = self.opts["population"]
         self.k = self.opts.get("refine", 0)
         self.E = model.n_members       # every step of a path runs every member (both modes)
+        self.workers = self.opts["workers"]
         self._objs = {}
+        self._pool = None
         self.set_problem(X0, cost, exo)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pool"] = None                   # threads are not pickled: started on use
+        return state
+
+    def close(self):
+        """Stop the worker threads (they start again on the next evaluation)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def set_problem(self, X0=None, cost=None, exo=None):
         """Change the initial states, the cost and/or the exogenous inputs (same N)."""
@@ -81,24 +105,41 @@ class Sampler:
             self.cost = cost
         if exo is not None or not hasattr(self, "exo"):
             self.exo = exo
-        for k, obj in self._objs.items():
+        for (k, _), obj in self._objs.items():
             obj.set_x0(np.repeat(self.X0, k, axis=0))
             obj.set_cost(repeat_cost(self.cost, k))
             obj.set_exo(repeat_exo(self.exo, k))
 
-    def _objective(self, k):
-        """The batched objective of N * k trajectories (row i * k + j), built once."""
-        obj = self._objs.get(k)
+    def _objective(self, k, part=0):
+        """The batched objective of N * k trajectories (row i * k + j), built once (one per
+        ``part``: the groups of a split population roll out at the same time)."""
+        obj = self._objs.get((k, part))
         if obj is None:
-            obj = self._objs[k] = TrajectoryObjective(
+            obj = self._objs[k, part] = TrajectoryObjective(
                 self.model, np.repeat(self.X0, k, axis=0), self.T,
                 repeat_cost(self.cost, k), repeat_exo(self.exo, k))
         return obj
 
     def evaluate(self, S):
-        """Costs (N, Q) of the candidates S (N, Q, T, m): one rollout of N Q trajectories."""
+        """Costs (N, Q) of the candidates S (N, Q, T, m): one rollout of N Q trajectories,
+        or of ``workers`` groups of candidates on as many threads."""
         N, Q = S.shape[:2]
-        return self._objective(Q).costs(S.reshape(-1)).reshape(N, Q).copy()
+        w = min(self.workers, Q)
+        if w == 1:
+            return self._objective(Q).costs(S.reshape(-1)).reshape(N, Q).copy()
+        edges = np.linspace(0, Q, w + 1).round().astype(int)
+        parts = [(a, b, self._objective(b - a, i))            # built here, not on a worker
+                 for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+        out = np.empty((N, Q))
+
+        def run(part):
+            a, b, obj = part
+            out[:, a:b] = obj.costs(np.ascontiguousarray(S[:, a:b]).reshape(-1)).reshape(N, b - a)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(w, thread_name_prefix="ctrlprop-sampler")
+        for f in [self._pool.submit(run, p) for p in parts]:
+            f.result()                                          # re-raises a worker's error
+        return out
 
     def solve(self, U0, lo, hi, maxiter, rng, notify=None):
         """Plan from the means U0 (N, T, m) within [lo, hi] (T, m).

@@ -266,7 +266,10 @@ def _solve_sampling(model, X0, starts, cost, exo, method, lohi, maxiter, options
     if notify:
         def note(x, fun, nit):
             return notify(x=reshape(x), fun=fun, nit=nit)
-    out = sampler.solve(starts, lohi[0], lohi[1], maxiter, rng, note)
+    try:
+        out = sampler.solve(starts, lohi[0], lohi[1], maxiter, rng, note)
+    finally:
+        sampler.close()
     finite = np.isfinite(out["fun"])
     status = np.where(finite, CALLBACK if out["stopped"] else CONVERGED, NONFINITE)
     what = (f"{method.name}: {out['nit']} iterations of {sampler.P} candidates per "

@@ -31,10 +31,12 @@ from .batch_lbfgs import BATCH_LBFGS_OPTIONS
 __all__ = ["cem", "mppi", "colored_noise", "sampling_options", "SAMPLING_OPTIONS"]
 
 # option -> default, per method ("cem-gd" = cem's plus the refinement's)
+# (``workers``: threads the candidates' rollouts are split across, see
+# :class:`ctrlprop.planning.sampling.Sampler`)
 SAMPLING_OPTIONS = {
     "cem": dict(population=400, elites=40, alpha=0.1, init_std=None, min_std=1e-3,
-                noise_beta=0.0, keep_elites=0.0),
-    "mppi": dict(population=400, temperature=1.0, init_std=None, noise_beta=0.0),
+                noise_beta=0.0, keep_elites=0.0, workers=1),
+    "mppi": dict(population=400, temperature=1.0, init_std=None, noise_beta=0.0, workers=1),
 }
 SAMPLING_OPTIONS["cem-gd"] = dict(SAMPLING_OPTIONS["cem"], refine=5, gd_maxiter=20,
                                   gd_options=None)
@@ -64,6 +66,7 @@ def sampling_options(options, method):
                          f"{sorted(defaults)} (and maxiter=, its iterations)")
     o = dict(defaults, **options)
     o["population"] = check_int(o["population"], "options['population']", 2)
+    o["workers"] = check_int(o["workers"], "options['workers']", 1)
     if "elites" in o:
         o["elites"] = check_int(o["elites"], "options['elites']", 1)
         if o["elites"] > o["population"]:
