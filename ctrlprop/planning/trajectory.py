@@ -413,7 +413,8 @@ def optimize_trajectory(model, x0, horizon, cost=None, *, u0=None, bounds=None, 
         a quarter of the bound range, 1 where unbounded), ``min_std`` (1e-3), ``noise_beta``
         (0), ``keep_elites`` (0); for mppi ``population``, ``temperature`` (1), ``init_std``,
         ``noise_beta``; for cem-gd cem's and ``refine`` (5), ``gd_maxiter`` (20),
-        ``gd_options`` (batch-lbfgs options)).
+        ``gd_options`` (batch-lbfgs options); for all three ``workers`` (1: the threads a
+        population's rollout is split across, see :mod:`ctrlprop.planning.sampling`)).
         Unknown keys raise a ValueError listing the accepted ones.  Iteration limits go
         through ``maxiter``.
     callback : callable, optional
