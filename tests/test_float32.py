@@ -143,3 +143,40 @@ def test_plan_for_checks_dtype_and_float32_boundaries_are_float64():
     ctl = cp.ControllerObjective(m32, cp.Network.mlp([3, 4, 1], seed=2), np.ones((2, 3)), 5)
     S, Uc = ctl.rollout()
     assert S.dtype == Uc.dtype == np.float64
+
+
+@pytest.mark.parametrize("propagation", ["members", "mean"])
+def test_float32_ensemble_rollouts_gradients_and_sampling(propagation):
+    """Dynamics(ensemble, dtype=float32): the members' passes in float32 (their buffers and
+    weight copy), the costs, gradients and states against float64 to float32 rounding, for
+    both propagations with the disagreement penalty; the samplers plan through it."""
+    rng = np.random.default_rng(7)
+    net = cp.Network.mlp([5, 12, 12, 3], hidden="tanh", seed=8)
+    net.set_scaling(rng.standard_normal(5), rng.uniform(0.5, 2, 5), np.zeros(3),
+                    np.full(3, 0.2))
+    ens = cp.Ensemble(net, 4, seed=9)
+    kw = dict(residual=True, propagation=propagation, disagreement=[0.2, 0.5, 0.1])
+    m64, m32 = cp.Dynamics(ens, 3, **kw), cp.Dynamics(ens, 3, dtype=np.float32, **kw)
+    cost = cp.TrajectoryCost(goal=[0.4, -0.3, 0.2], Q=1.0, Qf=5.0, R=0.1)
+    X0, U = rng.standard_normal((5, 3)), 0.5 * rng.standard_normal((5, 12, 2))
+    o32 = cp.TrajectoryObjective(m32, X0, 12, cost)
+    o64 = cp.TrajectoryObjective(m64, X0, 12, cost)
+    assert o32._ur.bufs[0].O[1].dtype == np.float32 and o32._ur.wts.WD.dtype == np.float32
+    f32, g32, gx32 = o32.value_and_grad(U, wrt_x0=True)
+    f64, g64, gx64 = o64.value_and_grad(U, wrt_x0=True)
+    for a, b in ((f32, f64), (g32, g64), (gx32, gx64)):
+        assert np.asarray(a).dtype == np.float64 and 0 < rel(a, b) < TOL
+    assert 0 < rel(o32.costs(U.ravel()), o64.costs(U.ravel())) < TOL
+    assert rel(m32.rollout(X0, U), m64.rollout(X0, U)) < TOL
+    ens.weights = ens.weights * 1.05                 # new member weights are picked up
+    assert rel(o32.value(U.ravel()), o64.value(U.ravel())) < TOL
+    r32 = cp.optimize_trajectory(m32, X0[0], 12, cost, method="cem-gd", bounds=(-1, 1),
+                                 maxiter=2, options=dict(population=40, elites=8, workers=2))
+    r64 = cp.optimize_trajectory(m64, X0[0], 12, cost, method="cem-gd", bounds=(-1, 1),
+                                 maxiter=2, options=dict(population=40, elites=8, workers=2))
+    assert abs(r32.fun - r64.fun) < 1e-3 * abs(r64.fun)
+    assert np.abs(r32.controls).max() <= 1
+    back = pickle.loads(pickle.dumps(m32))
+    assert back.dtype == np.float32
+    assert rel(cp.TrajectoryObjective(back, X0, 12, cost).value(U.ravel()),
+               o64.value(U.ravel())) < TOL

@@ -24,7 +24,8 @@ import copy
 
 import numpy as np
 
-from .checks import as_float, check_finite, check_indices, check_int, check_seed
+from .checks import (as_float, check_dtype, check_finite, check_indices, check_int,
+                     check_seed)
 from .engine import StaleTraceError, backward_steps, forward_steps, level_delta_steps
 from .io import read_arrays, write_arrays
 from .network import Network, network_from_arrays, structure_arrays
@@ -42,8 +43,8 @@ class EnsembleWeights:
 
     def __init__(self, plan, E):
         self.E, self.gen = E, 0
-        nw = plan.n_weights
-        self.WD = np.zeros((E, plan.n_wd))
+        nw, dt = plan.n_weights, plan.dtype
+        self.WD = np.zeros((E, plan.n_wd), dt)
         self.w = self.WD[:, :nw]
         self.W, self.Wn, self.WnT = [None], [None], [None]
         self._sparse, self._transposed = [], []
@@ -55,7 +56,7 @@ class EnsembleWeights:
                 if not b.dense:
                     self._sparse.append((b, flat))
                 n_src = plan.sizes[b.src]
-                T = np.empty((E, n_src, b.rows))
+                T = np.empty((E, n_src, b.rows), dt)
                 W.append(V)
                 Wn.append(V[:, :, :n_src])
                 WnT.append(T)
@@ -91,19 +92,19 @@ class EnsembleBuffers:
         plan, E = eplan.plan, eplan.E
         self.eplan, self.K, self.gen = eplan, K, 0
         self.weights = eplan.weights if weights is None else weights
-        sizes, nl = plan.sizes, plan.n_levels
-        self.O = [np.empty((E, s + 1, K)) for s in sizes]
+        sizes, nl, dt = plan.sizes, plan.n_levels, plan.dtype
+        self.O = [np.empty((E, s + 1, K), dt) for s in sizes]
         for O in self.O:
             O[:, -1] = 1.0                                  # the bias unit
         self.Ov = [O[:, :-1] for O in self.O]
-        self.Z = [None] + [np.empty((E, sizes[L], K)) if plan.keep_z[L] else self.Ov[L]
+        self.Z = [None] + [np.empty((E, sizes[L], K), dt) if plan.keep_z[L] else self.Ov[L]
                            for L in range(1, nl)]
-        self.G = [np.empty((E, s, K)) for s in sizes]
-        self.D = [None] + [self.G[L] if plan.all_linear[L] else np.empty((E, sizes[L], K))
+        self.G = [np.empty((E, s, K), dt) for s in sizes]
+        self.D = [None] + [self.G[L] if plan.all_linear[L] else np.empty((E, sizes[L], K), dt)
                            for L in range(1, nl)]
-        self.T = [np.empty((E, s, K)) for s in sizes]
-        self.Y = self.Ov[-1] if plan.out_direct else np.empty((E, plan.n_out, K))
-        self.grad = np.empty((E, plan.n_weights))
+        self.T = [np.empty((E, s, K), dt) for s in sizes]
+        self.Y = self.Ov[-1] if plan.out_direct else np.empty((E, plan.n_out, K), dt)
+        self.grad = np.empty((E, plan.n_weights), dt)
         self.src = [None] + [[self.O[b.src] if b.has_bias else self.Ov[b.src]
                               for b in plan.blocks[L]] for L in range(1, nl)]
         self.fwd_ops = self._compile_forward()
@@ -139,7 +140,7 @@ class EnsembleBuffers:
         sT = s.transpose(0, 2, 1)
         if b.dense:
             return [(np.matmul, (self.D[L], sT, g.reshape(E, b.rows, b.cols)))]
-        full = np.empty((E, b.rows, b.cols))
+        full = np.empty((E, b.rows, b.cols), g.dtype)
         return [(np.matmul, (self.D[L], sT, full)), (_take_entries, (full, b.flat, g))]
 
     def _zero(self, b):
@@ -415,7 +416,7 @@ class Ensemble:
                             f"got {type(net).__name__}")
         self.net = template
         self._weights = W
-        self._plan = None
+        self._plan = self._plan32 = None
 
     # ------------------------------------------------------------ structure and numbers
     @property
@@ -497,7 +498,7 @@ class Ensemble:
         c = copy.copy(self)
         c.net = self.net.copy()
         c._weights = self._weights.copy()
-        c._plan = None
+        c._plan = c._plan32 = None
         return c
 
     def __repr__(self):
@@ -506,7 +507,7 @@ class Ensemble:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_plan"] = None
+        state["_plan"] = state["_plan32"] = None
         return state
 
     # ------------------------------------------------------------ computation
@@ -516,6 +517,16 @@ class Ensemble:
         if self._plan is None:
             self._plan = EnsemblePlan(self.net.plan, self.size)
         return self._plan
+
+    def plan_for(self, dtype):
+        """The stacked plan whose buffers and weight copies are of ``dtype`` (np.float64:
+        :attr:`plan`; np.float32: a second one, built on first use), for float32 rollouts
+        (``Dynamics(ensemble, n, dtype=np.float32)``)."""
+        if check_dtype(dtype) == np.float64:
+            return self.plan
+        if getattr(self, "_plan32", None) is None:
+            self._plan32 = EnsemblePlan(self.net.plan_for(np.float32), self.size)
+        return self._plan32
 
     def _inputs(self, X):
         """X checked: (E or 1, n_inputs, K) internal units, single, shared."""

@@ -67,8 +67,7 @@ class EnsembleUnroll:
         self.members = model.propagation == "members"
         self.Ep = E if self.members else 1                  # state copies per candidate
         self.n_paths = self.Ep * B
-        ni = ens.n_inputs
-        plan = ens.plan
+        plan = ens.plan_for(model.dtype)        # float32 buffers for Dynamics(dtype=float32)
         self.wts = plan.new_weights()
         self.wts.load(ens.weights)
         self._W = ens.weights.copy()

@@ -70,7 +70,9 @@ class Dynamics:
         network's products in single precision; states, costs and gradients handed back are
         float64 (rounded from float32 rollouts), and so are the step Jacobians of
         ``TrajectoryObjective.jacobian`` (lm, trf, dogbox) and ``state_jacobian``.  iLQR/DDP's
-        linearisations and the Hessian products run in float64.  Ensembles run in float64.
+        linearisations and the Hessian products run in float64.  For an ensemble, float32
+        runs the members' passes; the raw states, predictions and the disagreement stay
+        float64.
     propagation : {"members", "mean"}
         Ensembles only.  "members" (the default): each candidate control sequence is rolled
         out under every member, each member following its own trajectory (PETS's TS-inf,
@@ -112,8 +114,6 @@ class Dynamics:
         if not ens and (propagation is not None or disagreement is not None):
             raise ValueError("propagation= and disagreement= are for a model built on an "
                              "Ensemble; net is a single Network")
-        if ens and self._dtype != np.float64:
-            raise ValueError(f"an ensemble model runs in float64; got dtype={self._dtype}")
         if propagation is None:
             propagation = "members"
         if propagation not in PROPAGATIONS:
