@@ -770,7 +770,8 @@ def env_entries():
               {"model": dynamics_bad(), "horizon": ints(1), "cost": cost_bad(long_goal_ok=True),
                "bounds": bounds(1, (3, 1)), "maxiter": maxiters(1), "options": OPTIONS,
                "method": methods("adam", "batch-lm", "batch-lbfgs"),
-               "replan_every": ints(1) + [K("above the horizon", 4)]},
+               "replan_every": ints(1) + [K("above the horizon", 4)],
+               "dtype": [d for d in DTYPES if d.label != "None"]},     # None: the model's
               aliases={"cost": COST_ALIASES, "options": ("option",)}),
         Entry("mpc[env]", lambda: dict(model=model(), plant=TinyEnv(), x0=None, steps=3,
                                        horizon=2, maxiter=2, seed=0),
@@ -1231,7 +1232,7 @@ ENTRIES = [
           {"propagation": [K("unknown", "particles"), K("int", 1), K("list", ["mean"])],
            "disagreement": [K("negative", -1.0), K("NaN", NAN), K("wrong length", [1.0] * 3),
                             K("string", "abc"), K("bool", True), K("2-D", [[1.0, 1.0]])],
-           "dtype": [K("float16", np.float16), K("int", np.int64)]}),
+           "dtype": DTYPES}),
     Entry("fit[ensemble]",
           lambda: dict(net=cp.Ensemble(mlp(), 2), X=X8.copy(), Y=Y8.copy(), maxiter=2),
           lambda kw: cp.fit(**kw),

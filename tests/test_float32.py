@@ -180,3 +180,30 @@ def test_float32_ensemble_rollouts_gradients_and_sampling(propagation):
     assert back.dtype == np.float32
     assert rel(cp.TrajectoryObjective(back, X0, 12, cost).value(U.ravel()),
                o64.value(U.ravel())) < TOL
+
+
+def test_astype_and_a_float32_planner():
+    """Dynamics.astype keeps everything but the rollouts' dtype and shares the network;
+    Planner(dtype=np.float32) plans through it, as the float64 planner does to rounding."""
+    rng = np.random.default_rng(12)
+    net = cp.Network.mlp([5, 10, 3], seed=13)
+    ens = cp.Ensemble(net, 3, seed=14)
+    for m64 in (cp.Dynamics(net, 3, residual=True),
+                cp.Dynamics(ens, 3, residual=True, propagation="mean",
+                            disagreement=[0.5, 0.1, 0.2])):
+        assert m64.astype(np.float64) is m64
+        m32 = m64.astype(np.float32)
+        assert m32.dtype == np.float32 and m32.net is m64.net
+        assert (m32.residual, m32.n_exo, m32.propagation) == (m64.residual, m64.n_exo,
+                                                              m64.propagation)
+        np.testing.assert_array_equal(m32.disagreement, m64.disagreement)
+        assert m32.astype(np.float64).dtype == np.float64
+        x0, U = rng.standard_normal(3), rng.uniform(-1, 1, (6, 2))
+        assert 0 < rel(m32.rollout(x0, U), m64.rollout(x0, U)) < TOL
+        cost = cp.TrajectoryCost(goal=[0.3, -0.2, 0.1], Q=1.0, R=0.1)
+        p32 = cp.Planner(m64, 6, cost, bounds=(-1, 1), maxiter=30, dtype=np.float32)
+        p64 = cp.Planner(m64, 6, cost, bounds=(-1, 1), maxiter=30)
+        assert p32.model.dtype == np.float32 and p64.model is m64
+        s32, s64 = p32.plan(x0), p64.plan(x0)
+        assert abs(s32.fun - s64.fun) < 1e-4 * abs(s64.fun)
+        assert np.abs(s32.plan).max() <= 1

@@ -135,6 +135,24 @@ class Dynamics:
         """The precision of the rollouts, np.float64 or np.float32 (read-only)."""
         return self._dtype
 
+    def astype(self, dtype):
+        """This model with rollouts of ``dtype`` (np.float64 or np.float32).
+
+        Returns
+        -------
+        Dynamics
+            ``self`` when its dtype is ``dtype`` already; else a new model on the same
+            network (later weight updates are seen by both), with the same residual flag,
+            exogenous inputs, propagation and disagreement.
+        """
+        dtype = check_dtype(dtype)
+        if dtype == self._dtype:
+            return self
+        ens = self.is_ensemble
+        return Dynamics(self.net, self.n_states, self.residual, self.n_exo, dtype=dtype,
+                        propagation=self.propagation if ens else None,
+                        disagreement=self.disagreement if ens else None)
+
     @property
     def is_ensemble(self):
         """True for a model built on an :class:`~ctrlprop.Ensemble`."""

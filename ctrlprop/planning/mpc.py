@@ -137,6 +137,10 @@ class Planner:
         "ddp" apply their local feedback policy ``u = controls_j + gains_j (x - states_j)``
         (j steps after the plan, clipped to the bounds), the other methods the plan's
         controls open loop.  At most the horizon.
+    dtype : np.float64 or np.float32, optional
+        The precision of the planning rollouts: None (default) the model's; np.float32
+        plans through ``model.astype(np.float32)`` (the network's passes in single
+        precision; the controls, predictions and costs handed back are float64).
     seed : int
         Seeds the sampling planners ("cem", "mppi", "cem-gd"): episode i (counted by
         :meth:`reset`) draws from ``np.random.default_rng([seed, i])``, so a run is
@@ -165,9 +169,9 @@ class Planner:
     """
 
     def __init__(self, model, horizon, cost=None, *, bounds=None, method=None, maxiter=20,
-                 options=None, exo=None, u0=None, replan_every=1, seed=0):
+                 options=None, exo=None, u0=None, replan_every=1, seed=0, dtype=None):
         check_model(model)
-        self.model = model
+        self.model = model = model if dtype is None else model.astype(dtype)
         self.horizon = H = check_horizon(horizon)
         self.method = resolve(method, MPC_METHODS, "L-BFGS-B", "mpc")
         self.options, self.maxiter = solver_options(options, maxiter, 20, least=1)
