@@ -402,6 +402,12 @@ def test_learn_and_plan_with_an_ensemble_and_cem():
     assert res.model.is_ensemble and res.model.n_members == 3      # kept over the refit
     rand = cp.evaluate(env, None, 2, seed=cp.planning.learning._sub_seed(0, 1))
     assert res.returns[-1] > rand.mean_return
+    # planning in float32 (the fitted models stay float64): the same loop, to rounding
+    r32 = cp.learn_and_plan(env, dict(Q=1.0, R=0.1), seed=0,
+                            plan=dict(method="cem", maxiter=3, dtype=np.float32,
+                                      options=dict(population=32, elites=6)), **kw)
+    assert r32.model.dtype == np.float64
+    np.testing.assert_allclose(r32.returns, res.returns, rtol=1e-3)
     # a plan an ensemble cannot use is refused before anything is collected
     with pytest.raises(ValueError, match="ensemble"):
         cp.learn_and_plan(env, dict(Q=1.0, R=0.1), seed=0, plan=dict(method="ilqr"), **kw)
