@@ -247,7 +247,18 @@ def test_workers_split_the_population_and_agree_with_one_thread():
     f1, f3 = one.evaluate(S), three.evaluate(S)
     assert sorted(k for k, _ in three._objs) == [6, 7, 7]
     np.testing.assert_allclose(f3, f1, rtol=1e-12, atol=0)
-    np.testing.assert_array_equal(three.evaluate(S), f3)
+    again = Sampler(model, X0, 6, cost, None, "cem", dict(population=20, elites=4, workers=3))
+    np.testing.assert_array_equal(again.evaluate(S), f3)             # reproducible
+    assert three._pool._max_workers == 3
+
+    def huge(states, controls):                 # overflows: inf, or an error under errstate
+        return np.exp(np.full(len(states), 1e3)), None, None
+    three.set_problem(cost=cp.TrajectoryCost(trajectory=huge))
+    with np.errstate(over="ignore"):
+        assert np.isinf(three.evaluate(S)).all()
+    with np.errstate(over="raise"):             # the caller's numpy error state holds there
+        with pytest.raises(FloatingPointError):
+            three.evaluate(S)
     obj = cp.TrajectoryObjective(model, np.repeat(X0, 20, axis=0), 6, cost)
     np.testing.assert_allclose(f3.ravel(), obj.costs(S.ravel()), rtol=1e-12, atol=0)
 

@@ -321,8 +321,18 @@ class TaskCost:
         return value, gs, -ga
 
     def value(self, states, controls):
-        """The cost alone (B,), as the first return of a call, without the gradients (what
-        the sampling planners' candidates need)."""
+        """The cost alone, as the first return of a call, without the gradients (what the
+        sampling planners' candidates need).
+
+        Parameters
+        ----------
+        states : array_like, shape (B, T+1, n_obs)
+        controls : array_like, shape (B, T, n_act)
+
+        Returns
+        -------
+        value : ndarray, shape (B,)
+        """
         tk = self.task
         X, U = self._check(states, controls)
         value = -tk.reward(X[:, :-1], U, X[:, 1:]).sum(axis=1)

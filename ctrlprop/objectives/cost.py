@@ -31,7 +31,7 @@ The arrays handed to these callables are read-only views: copy them to modify.
 
 A term may also have a ``value`` method taking the same arguments and returning the value
 alone (as :class:`ctrlprop.envs.TaskCost` does): where only costs are needed (the sampling
-planners' candidates, line searches, reported costs) it is called instead, and no
+planners' candidates, iLQR/DDP's line search, reported costs) it is called instead, and no
 gradient is built.
 """
 

@@ -136,7 +136,11 @@ class Dynamics:
         return self._dtype
 
     def astype(self, dtype):
-        """This model with rollouts of ``dtype`` (np.float64 or np.float32).
+        """This model with rollouts of ``dtype``.
+
+        Parameters
+        ----------
+        dtype : np.float64 or np.float32
 
         Returns
         -------

@@ -505,7 +505,8 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                     t0 = time.perf_counter()
                     planner = Planner(st["model"], H, cost, **plan_kw)
                     new = act(N, planner, _sub_seed(seed, 2, len(st["data"])))  # unique
-                    st["act_time"].append(time.perf_counter() - t0)        # across resumes
+                    planner.close()                                        # across resumes
+                    st["act_time"].append(time.perf_counter() - t0)
                     if not n_eval:
                         ev = _whole_episodes(new, it)
                         ev.policy_ms = 1e3 * planner.seconds / planner.calls
@@ -523,8 +524,10 @@ def learn_and_plan(env, cost, iterations=5, steps_per_iteration=1000, horizon=20
                     bar.update(**({"fun": -st["returns"][-1]} if st["returns"] else {}))
                     continue
                 t0 = time.perf_counter()
-                ev = evaluate(env, Planner(st["model"], H, cost, **plan_kw), n_eval,
-                              eval_seed, episode_steps=E, executor=executor)
+                planner = Planner(st["model"], H, cost, **plan_kw)
+                ev = evaluate(env, planner, n_eval, eval_seed, episode_steps=E,
+                              executor=executor)
+                planner.close()
                 bar.update(fun=-ev.mean_return)
                 if record(ev, time.perf_counter() - t0, ev.policy_ms):
                     stopped = True

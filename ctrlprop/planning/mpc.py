@@ -340,6 +340,12 @@ class Planner:
         """The control (m,) to apply at state x (n,) (see :meth:`plan`)."""
         return self.plan(x).x
 
+    def close(self):
+        """Stop the sampling planner's worker threads (``options["workers"]`` > 1); they
+        start again at the next plan.  Without it they end with the planner."""
+        if self.sampler is not None:
+            self.sampler.close()
+
     def __repr__(self):
         return (f"Planner(horizon={self.horizon}, method={self.method.name!r}, "
                 f"maxiter={self.maxiter}, model={self.model!r})")

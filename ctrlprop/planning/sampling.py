@@ -29,7 +29,8 @@ gradient evaluation's rollout counts; its backward sweep, about as costly, is re
 as ``gradient_sweeps`` trajectories).
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import contextvars
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -91,6 +92,14 @@ class Sampler:
         state["_pool"] = None                   # threads are not pickled: started on use
         return state
 
+    def __setstate__(self, state):
+        state["opts"].setdefault("workers", 1)                   # pickled before workers
+        state.setdefault("workers", 1)
+        state.setdefault("_pool", None)
+        state["_objs"] = {(k if isinstance(k, tuple) else (k, 0)): o
+                          for k, o in state["_objs"].items()}
+        self.__dict__.update(state)
+
     def close(self):
         """Stop the worker threads (they start again on the next evaluation)."""
         if self._pool is not None:
@@ -136,9 +145,14 @@ class Sampler:
             a, b, obj = part
             out[:, a:b] = obj.costs(np.ascontiguousarray(S[:, a:b]).reshape(-1)).reshape(N, b - a)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(w, thread_name_prefix="ctrlprop-sampler")
-        for f in [self._pool.submit(run, p) for p in parts]:
-            f.result()                                          # re-raises a worker's error
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ctrlprop-sampler")
+        # each task in a copy of the caller's context (numpy's errstate lives there)
+        futures = [self._pool.submit(contextvars.copy_context().run, run, p) for p in parts]
+        try:
+            for f in futures:
+                f.result()                                      # re-raises a worker's error
+        finally:
+            wait(futures)             # none still writes into an objective when this returns
         return out
 
     def solve(self, U0, lo, hi, maxiter, rng, notify=None):
