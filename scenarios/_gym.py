@@ -3,8 +3,9 @@
 A scenario gives a spec: the environment id, its sizes for a full and a --quick run
 (``learn_and_plan`` arguments), the published reference returns to draw, and its goal.
 This module runs the loop, writes learning_curve.png, trajectory.png, transitions.npz
-(every transition collected, so a run can be resumed or inspected) and metrics.json, and
-prints the summary.
+(every transition collected, so a run can be resumed or inspected), model.npz (the last
+fitted network or ensemble: ``cp.load``, then ``cp.Dynamics(net, n_obs, residual=True,
+...)`` with the spec's fit options) and metrics.json, and prints the summary.
 """
 
 import os
@@ -32,6 +33,7 @@ def run(name, doc, spec, argv=None, extra=None):
     res = cp.learn_and_plan(env, cost, seed=args.seed, progress=args.progress,
                             checkpoint=os.path.join(args.out, "transitions.npz"), **cfg)
     seconds = time.perf_counter() - t0
+    cp.save(res.model.net, os.path.join(args.out, "model.npz"))
     final = res.evaluations[-1]
     goal = spec["goal"]
     if goal["kind"] == "mean":

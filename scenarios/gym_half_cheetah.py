@@ -26,7 +26,7 @@ interaction steps taken by the end of that episode.
 Goal: an evaluation return >= 3,000 after <= 50,000 interaction steps in at most 2 hours on
 2 cores (PETS 4,205 and SAC 1,746 at 50,000 steps on PETS's cheetah; random actions about
 -280).  ``--steps N`` stops after N interaction steps (a shorter budget: the curve so far).
-Outputs in out/gym_half_cheetah: learning_curve.png, trajectory.png, transitions.npz,
+Outputs in out/gym_half_cheetah: learning_curve.png, trajectory.png, transitions.npz, model.npz,
 metrics.json.
 """
 

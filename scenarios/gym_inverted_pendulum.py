@@ -18,7 +18,7 @@ rail (seen: 373 steps on average).  After every fit, 20 evaluation episodes of u
 Goal: a return of 1,000 (balanced to the time limit) in 20 of 20 evaluation episodes
 after <= 1,500 steps (gymnasium's "solved" threshold is 950; MBPO's runs use 20,000
 steps).  Outputs in out/gym_inverted_pendulum: learning_curve.png, trajectory.png,
-transitions.npz, metrics.json.
+transitions.npz, model.npz, metrics.json.
 
 The model is fitted with a fifth of the data held out (blocks of consecutive steps) and
 early stopping, the default of ``fit_dynamics``: fitted on every transition for a fixed

@@ -9,7 +9,7 @@ model a residual 4-64-64-3 tanh network on (cos, sin, theta_dot, torque).  After
 
 Goal: a mean evaluation return >= -155 after <= 2,000 steps (SAC: -157 +- 89 after
 20,000 steps, rl-baselines3-zoo).  Outputs in out/gym_pendulum: learning_curve.png,
-trajectory.png, transitions.npz, metrics.json.
+trajectory.png, transitions.npz, model.npz, metrics.json.
 
 The model is fitted on every transition (``validation=0.0``: with a few thousand steps,
 holding a fifth out costs more than early stopping gains) for a fixed number of L-BFGS-B

@@ -12,7 +12,8 @@ of its docstring).  After every fit, 50 evaluation episodes (not trained on, not
 
 Goal: a mean evaluation return >= -3.75 (gymnasium's threshold) after <= 5,000 steps (SAC
 -6.4 and PETS -12.3 after 200,000 steps, MBBL).  Outputs in out/gym_reacher:
-learning_curve.png, trajectory.png, transitions.npz, metrics.json.
+learning_curve.png, trajectory.png, transitions.npz, model.npz,
+metrics.json.
 
 ``--oracle N`` also runs the same MPC (horizon, iterations, cost) with MuJoCo itself as the
 model (finite-difference gradients through copies of the simulator state) on N episodes:

@@ -24,6 +24,8 @@ def run(module, tmp_path):
     metrics = module.main(["--quick", "--seed", "0", "--out", str(tmp_path), "--no-progress"])
     check_outputs(tmp_path, PNGS, module.NAME, metrics, KEYS)
     data = cp.Transitions.load(tmp_path / "transitions.npz")
+    net = cp.load(tmp_path / "model.npz")              # the last fitted model's network
+    assert net.n_outputs == data.n_obs and net.n_inputs >= data.n_obs + data.n_act
     cfg = module.SPEC["quick"]
     # every interaction step is in the data, warm-up included; evaluation is not
     assert len(data) == metrics["interaction_steps"] == \

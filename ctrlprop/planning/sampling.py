@@ -18,7 +18,7 @@ replans from a new state every step) share one implementation:
 With ``options["workers"] = w > 1`` every population's rollout is split into w equal
 groups of candidates, each its own objective, rolled out on w threads at once (numpy's
 products and element-wise loops release the GIL; BLAS stays at one thread per call): on 2
-cores a HalfCheetah population's rollout 1.44x faster, a cem-gd plan 1.25x
+cores a HalfCheetah population's rollout 1.49x faster, a cem-gd plan 1.26x
 (``benchmarks/bench_planner_speed.py``).  A run is reproducible for a given w; different
 w batch the products differently and agree to rounding (about 1e-12 relative), not bit for
 bit.  The cost's callables are then called from the worker threads.
